@@ -60,10 +60,11 @@ check() {
 
 cleanup() {
 	local rc=$?
+	set +e
 	if [ -n "$ROOT" ]; then
 		# Unmount everything under the root, deepest first, before deleting.
 		grep -o " $ROOT/[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do
-			umount "$m" 2>/dev/null || umount -l "$m" || true
+			umount "$m" 2>/dev/null || umount -l "$m"
 		done
 		if grep -q " $ROOT/" /proc/mounts; then
 			echo "test-install: error: mounts remain under $ROOT; not deleting it" >&2
