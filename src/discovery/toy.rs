@@ -19,6 +19,10 @@ use super::{
 /// How long [`ToyAdvertiser::shutdown`] waits for the goodbye packets.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
+/// How long [`find_hub`] waits for an IPv4 address once it has found a hub
+/// record carrying only IPv6 ones.
+const ADDR_GRACE: Duration = Duration::from_secs(1);
+
 /// A toy's advertisement; it stays on the network until
 /// [`ToyAdvertiser::shutdown`] or until the value is dropped.
 pub struct ToyAdvertiser {
@@ -134,7 +138,9 @@ fn toy_host(id: &ToyId) -> String {
 
 /// Browses `_hearth._tcp` until a valid hub record with at least one address
 /// is found, or `timeout` passes ([`DiscoveryError::HubNotFound`]). Invalid
-/// records are logged at debug level and skipped. Needs a tokio runtime with
+/// records are logged at debug level and skipped. When the first record has
+/// only IPv6 addresses, it waits up to one more second for an IPv4 one. With
+/// several hubs on the network, the first one resolved wins. Needs a tokio runtime with
 /// the time driver enabled.
 pub async fn find_hub(
     opts: &DiscoveryOptions,
@@ -152,23 +158,61 @@ async fn browse_for_hub(
     timeout: Duration,
 ) -> Result<HubRecord, DiscoveryError> {
     let browse = daemon.browse(HUB_SERVICE_TYPE)?;
-    let search = async {
-        while let Ok(event) = browse.recv_async().await {
-            if let ServiceEvent::ServiceResolved(svc) = event {
-                match hub_record(&svc) {
-                    Ok(hub) => return Ok(hub),
-                    Err(e) => {
-                        tracing::debug!(record = %svc.get_fullname(), "ignoring an invalid hub record: {e}");
-                    }
-                }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut found: Option<(String, HubRecord)> = None;
+    loop {
+        // Once a hub is found, wait only a little longer for its IPv4
+        // address: A and AAAA records often arrive in separate packets (one
+        // per address family), and a toy would rather not start with only an
+        // unscoped IPv6 link-local address.
+        let until = match &found {
+            Some(_) => deadline.min(tokio::time::Instant::now() + ADDR_GRACE),
+            None => deadline,
+        };
+        let event = match tokio::time::timeout_at(until, browse.recv_async()).await {
+            Ok(Ok(event)) => event,
+            Ok(Err(_)) => return Err(DiscoveryError::Mdns("the mDNS engine stopped".into())),
+            Err(_) => {
+                return match found {
+                    Some((_, hub)) => Ok(hub),
+                    None => Err(DiscoveryError::HubNotFound(timeout.as_secs())),
+                };
             }
+        };
+        let ServiceEvent::ServiceResolved(svc) = event else {
+            continue;
+        };
+        let hub = match hub_record(&svc) {
+            Ok(hub) => hub,
+            Err(e) => {
+                tracing::debug!(record = %svc.get_fullname(), "ignoring an invalid hub record: {e}");
+                continue;
+            }
+        };
+        let key = svc.get_fullname().to_ascii_lowercase();
+        let hub = match found.take() {
+            Some((k, mut first)) if k == key => {
+                first.addrs.extend(hub.addrs);
+                sort_addrs(&mut first.addrs);
+                first
+            }
+            Some(other) => {
+                // A second hub on the network: keep the first one found.
+                found = Some(other);
+                continue;
+            }
+            None => hub,
+        };
+        if hub.addrs.iter().any(IpAddr::is_ipv4) {
+            return Ok(hub);
         }
-        Err(DiscoveryError::Mdns("the mDNS engine stopped".into()))
-    };
-    match tokio::time::timeout(timeout, search).await {
-        Ok(result) => result,
-        Err(_) => Err(DiscoveryError::HubNotFound(timeout.as_secs())),
+        found = Some((key, hub));
     }
+}
+
+fn sort_addrs(addrs: &mut Vec<IpAddr>) {
+    addrs.sort_by_key(|a| (address_rank(a), *a));
+    addrs.dedup();
 }
 
 /// Checks a resolved `_hearth._tcp` instance.
@@ -180,8 +224,7 @@ fn hub_record(svc: &ResolvedService) -> Result<HubRecord, Invalid> {
         return Err(Invalid("the hub record has no host name".into()));
     }
     let mut addrs: Vec<IpAddr> = svc.get_addresses().iter().map(|a| a.to_ip_addr()).collect();
-    addrs.sort_by_key(|a| (address_rank(a), *a));
-    addrs.dedup();
+    sort_addrs(&mut addrs);
     if addrs.is_empty() {
         return Err(Invalid("the hub record has no address".into()));
     }
