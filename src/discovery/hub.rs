@@ -294,6 +294,7 @@ impl Live {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::domain::Hex32;
@@ -332,7 +333,10 @@ mod tests {
             vec![DiscoveryEvent::Updated(toy("a", "Z", true))]
         );
         assert!(live.has_id(&a.toy_id));
-        assert_eq!(live.remove("z._t"), vec![DiscoveryEvent::Gone(a.toy_id.clone())]);
+        assert_eq!(
+            live.remove("z._t"),
+            vec![DiscoveryEvent::Gone(a.toy_id.clone())]
+        );
         assert_eq!(live.remove("z._t"), vec![]);
         assert!(!live.has_id(&a.toy_id));
     }

@@ -292,6 +292,7 @@ fn service_info(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -311,7 +312,15 @@ mod tests {
     fn host_names() {
         assert_eq!(host_fqdn("hearth.local").unwrap(), "hearth.local.");
         assert_eq!(host_fqdn("Hearth-2.LOCAL.").unwrap(), "Hearth-2.LOCAL.");
-        for bad in ["", "hearth", "hearth.com", ".local", "a..local", "-a.local", "a b.local"] {
+        for bad in [
+            "",
+            "hearth",
+            "hearth.com",
+            ".local",
+            "a..local",
+            "-a.local",
+            "a b.local",
+        ] {
             host_fqdn(bad).unwrap_err();
         }
     }
@@ -327,9 +336,15 @@ mod tests {
             instance_from_fullname("Our Home._HEARTH._tcp.local.", HUB_SERVICE_TYPE).as_deref(),
             Some("Our Home")
         );
-        assert_eq!(instance_from_fullname("x._other._tcp.local.", HUB_SERVICE_TYPE), None);
+        assert_eq!(
+            instance_from_fullname("x._other._tcp.local.", HUB_SERVICE_TYPE),
+            None
+        );
         assert_eq!(instance_from_fullname("", HUB_SERVICE_TYPE), None);
-        assert_eq!(instance_from_fullname("é_hearth._tcp.local.", HUB_SERVICE_TYPE), None);
+        assert_eq!(
+            instance_from_fullname("é_hearth._tcp.local.", HUB_SERVICE_TYPE),
+            None
+        );
     }
 
     #[test]

@@ -111,10 +111,20 @@ impl Drop for ToyAdvertiser {
 }
 
 impl Current {
-    fn service_info(&self, opts: &DiscoveryOptions) -> Result<mdns_sd::ServiceInfo, DiscoveryError> {
+    fn service_info(
+        &self,
+        opts: &DiscoveryOptions,
+    ) -> Result<mdns_sd::ServiceInfo, DiscoveryError> {
         let a = &self.advert;
         let txt = toy_txt(&a.toy_id, &a.model, &a.fp, a.paired);
-        service_info(TOY_SERVICE_TYPE, &self.instance, &self.host, a.port, &txt, opts)
+        service_info(
+            TOY_SERVICE_TYPE,
+            &self.instance,
+            &self.host,
+            a.port,
+            &txt,
+            opts,
+        )
     }
 }
 
@@ -252,6 +262,7 @@ fn address_rank(a: &IpAddr) -> u8 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -274,6 +285,9 @@ mod tests {
             .collect();
         v.sort_by_key(|a| (address_rank(a), *a));
         let s: Vec<String> = v.iter().map(ToString::to_string).collect();
-        assert_eq!(s, ["10.0.0.2", "2001:db8::1", "fe80::1", "127.0.0.1", "::1"]);
+        assert_eq!(
+            s,
+            ["10.0.0.2", "2001:db8::1", "fe80::1", "127.0.0.1", "::1"]
+        );
     }
 }

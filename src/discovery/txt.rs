@@ -56,7 +56,10 @@ impl<'a> Entries<'a> {
             if key.is_empty() {
                 continue;
             }
-            let Some(name) = wanted.iter().find(|w| w.as_bytes().eq_ignore_ascii_case(key)) else {
+            let Some(name) = wanted
+                .iter()
+                .find(|w| w.as_bytes().eq_ignore_ascii_case(key))
+            else {
                 continue; // unknown key: ignored
             };
             if found.iter().any(|(k, _)| k == name) {
@@ -175,7 +178,12 @@ pub fn hub_txt(ca: &Hex32) -> Vec<(&'static str, String)> {
 }
 
 /// A toy's TXT record as `(key, value)` pairs.
-pub fn toy_txt(toy_id: &ToyId, model: &str, fp: &Hex32, paired: bool) -> Vec<(&'static str, String)> {
+pub fn toy_txt(
+    toy_id: &ToyId,
+    model: &str,
+    fp: &Hex32,
+    paired: bool,
+) -> Vec<(&'static str, String)> {
     vec![
         ("v", "1".to_owned()),
         ("id", toy_id.as_str().to_owned()),
@@ -186,6 +194,7 @@ pub fn toy_txt(toy_id: &ToyId, model: &str, fp: &Hex32, paired: bool) -> Vec<(&'
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -198,7 +207,13 @@ mod tests {
 
     fn good_toy() -> Vec<Vec<u8>> {
         let fp = format!("fp={FP}");
-        raw(&["v=1", "id=bear-3F2A", "model=hearth-toy 1.0", &fp, "paired=0"])
+        raw(&[
+            "v=1",
+            "id=bear-3F2A",
+            "model=hearth-toy 1.0",
+            &fp,
+            "paired=0",
+        ])
     }
 
     fn err_of(entries: &[Vec<u8>]) -> String {

@@ -35,15 +35,27 @@ fn garbage_records() -> Vec<(&'static str, Vec<TxtProperty>)> {
     vec![
         (
             "Bad Version",
-            vec![("v", "2").into(), ("id", "bad-version").into(), ("fp", fp.as_str()).into()],
+            vec![
+                ("v", "2").into(),
+                ("id", "bad-version").into(),
+                ("fp", fp.as_str()).into(),
+            ],
         ),
         (
             "Bad Fp",
-            vec![("v", "1").into(), ("id", "bad-fp").into(), ("fp", "abc123").into()],
+            vec![
+                ("v", "1").into(),
+                ("id", "bad-fp").into(),
+                ("fp", "abc123").into(),
+            ],
         ),
         (
             "Bad Id",
-            vec![("v", "1").into(), ("id", "bad id!").into(), ("fp", fp.as_str()).into()],
+            vec![
+                ("v", "1").into(),
+                ("id", "bad id!").into(),
+                ("fp", fp.as_str()).into(),
+            ],
         ),
         ("No Id", vec![("v", "1").into(), ("fp", fp.as_str()).into()]),
         (
@@ -84,7 +96,10 @@ fn discovery_over_real_mdns_in_netns() {
         } else {
             pair.spawn_in_b(&mut cmd)
         };
-        Proc::new(name, child.unwrap_or_else(|e| panic!("cannot start {name}: {e}")))
+        Proc::new(
+            name,
+            child.unwrap_or_else(|e| panic!("cannot start {name}: {e}")),
+        )
     };
 
     let mut hub = start(true, "hub");
