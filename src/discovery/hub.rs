@@ -218,8 +218,7 @@ fn run_browser(
             }
             ServiceEvent::SearchStopped(_) => break,
             ServiceEvent::SearchStarted(_) | ServiceEvent::ServiceFound(..) => Vec::new(),
-            // `ServiceEvent` may grow; nothing new is of use to us yet.
-            #[allow(unreachable_patterns)]
+            // `ServiceEvent` is non-exhaustive; nothing new is of use to us yet.
             _ => Vec::new(),
         };
         for change in changes {
