@@ -4,4 +4,23 @@
 //! `hearth-toy` (the reference toy) are thin layers over it. See
 //! `docs/ARCHITECTURE.md` for the map of modules and the rules between them.
 
+pub mod app;
+pub mod audio;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod discovery;
+pub mod doctor;
 pub mod domain;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod messaging;
+pub mod pairing;
+pub mod pki;
+pub mod state;
+pub mod store;
+pub mod toy;
+pub mod toy_api;
+pub mod web;

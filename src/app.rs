@@ -1,0 +1,288 @@
+//! Wiring: opens the store, loads or makes the certificates, binds the
+//! HTTPS listener (and the optional plain-HTTP redirect), mounts both
+//! surfaces behind the LAN guard and security headers, starts discovery
+//! and the background jobs, and reports readiness to systemd.
+//!
+//! [`Application::build`] binds before it returns and reports the port it
+//! got, so tests can ask for `127.0.0.1:0`.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::http::header;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use anyhow::Context;
+
+use crate::auth::setup;
+use crate::auth::throttle::Throttle;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::discovery::{Discovery, DiscoveryOptions, HubAdvert};
+use crate::error::Error;
+use crate::events::Events;
+use crate::http::{self, RouteInfo, Routes};
+use crate::pairing::Pairings;
+use crate::pki::HubPki;
+use crate::state::AppState;
+use crate::store::{self, Store};
+
+/// A bound, not yet running hub.
+pub struct Application {
+    port: u16,
+    server: Server,
+    redirect: Option<Server>,
+    state: web::Data<AppState>,
+}
+
+/// Every route of the app (both surfaces) with the access it needs.
+pub fn route_table() -> Vec<RouteInfo> {
+    let mut r = Routes::recorder();
+    crate::web::register(&mut r);
+    crate::toy_api::register(&mut r);
+    r.list
+}
+
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the data directory {}; create it or choose another with --data-dir", dir.display()))?;
+    }
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .with_context(|| format!("the data directory {} is not writable by this user; fix its owner or choose another with --data-dir", dir.display()))?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "the data directory is readable by other users; chmod 700 it");
+    }
+    Ok(())
+}
+
+fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "{what} address {addr} is already in use: stop the other program (see `ss -ltnp`) or choose another port with --listen"
+        ),
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "no permission to listen on {addr}: ports below 1024 need CAP_NET_BIND_SERVICE (the packaged service has it), or choose a port above 1024 with --listen"
+        ),
+        _ => anyhow::anyhow!("cannot listen on {addr}: {e}"),
+    })
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    let e = Error::not_found(format!("nothing here: {} {}", req.method(), req.path()));
+    if req.path().starts_with("/api/") || req.path().starts_with("/toy/") {
+        e.to_json_response()
+    } else {
+        e.to_html_response()
+    }
+}
+
+fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    Error::bad_request("invalid_query", format!("the query string is not valid: {err}")).into()
+}
+
+fn form_error(err: actix_web::error::UrlencodedError, _: &HttpRequest) -> actix_web::Error {
+    match err {
+        actix_web::error::UrlencodedError::Overflow { .. } => Error::too_large("the form is too large").into(),
+        other => Error::bad_request("invalid_form", format!("the form is not valid: {other}")).into(),
+    }
+}
+
+fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+    Error::not_found(format!("no such resource: {err}")).into()
+}
+
+impl Application {
+    /// Builds with the system clock.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Builds with the given clock (tests move time with a manual one).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        prepare_data_dir(&config.data_dir)?;
+        let data_dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+            .await?
+            .context("cannot open the database")?;
+        let names = crate::pki::server_names(&config.mdns.host_name, config.listen.ip(), &config.tls.extra_names);
+        let (dir, now) = (config.data_dir.clone(), clock.now());
+        let pki = tokio::task::spawn_blocking(move || HubPki::load_or_create(&dir, &names, now))
+            .await?
+            .context("cannot prepare the hub's certificates")?;
+        let has_admin = store.read(|c| store::users::any_admin(c)).await?;
+        let setup_code = if has_admin {
+            let _ = setup::remove(&config.data_dir);
+            None
+        } else {
+            let code = setup::load_or_create(&config.data_dir).context("cannot write the setup-code file")?;
+            tracing::info!("no account exists yet: open https://{}:{}/setup", config.mdns.host_name, config.listen.port());
+            tracing::info!("setup code: {code}");
+            Some(code)
+        };
+        let listener = bind(config.listen, "the HTTPS")?;
+        let port = listener.local_addr()?.port();
+        let household = store.read(|c| store::household::get(c)).await?.map(|h| h.name).unwrap_or_else(|| "Hearth".into());
+        let discovery = if config.mdns.enabled {
+            let advert = HubAdvert {
+                instance: household,
+                host: config.mdns.host_name.clone(),
+                port,
+                ca_sha256: pki.ca_sha256,
+            };
+            match Discovery::start(advert, &DiscoveryOptions { interfaces: config.mdns.interfaces.clone() }) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(error = %e, "mDNS is off: toys must be given the hub's address by hand");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let tls = pki.server_config()?;
+        let redirect_listener = match config.redirect_http_listen {
+            Some(a) => Some(bind(a, "the HTTP redirect")?),
+            None => None,
+        };
+        let state = web::Data::new(AppState {
+            config,
+            store,
+            pki: Arc::new(pki),
+            clock,
+            events: Events::new(),
+            pairings: Pairings::default(),
+            login_account_throttle: Throttle::new(5),
+            login_addr_throttle: Throttle::new(20),
+            setup_throttle: Throttle::new(1),
+            setup_code: Mutex::new(setup_code),
+            discovery,
+        });
+        let st = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(st.clone())
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::FormConfig::default().limit(16 * 1024).error_handler(form_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(from_fn(http::lan_guard))
+                .configure(|cfg| {
+                    let mut r = Routes::new(cfg);
+                    crate::web::register(&mut r);
+                    crate::toy_api::register(&mut r);
+                })
+                .default_service(web::to(not_found))
+        })
+        // on_connect must come before the TLS listener is added, or it silently does nothing.
+        .on_connect(crate::toy_api::identity::on_connect)
+        .workers(2)
+        .shutdown_timeout(5)
+        .listen_rustls_0_23(listener, tls)?
+        .run();
+        let redirect = match redirect_listener {
+            Some(l) => Some(
+                HttpServer::new(move || {
+                    App::new().default_service(web::to(move |req: HttpRequest| async move {
+                        let host = req.connection_info().host().split(':').next().unwrap_or("hearth.local").to_owned();
+                        let target = if port == 443 {
+                            format!("https://{host}{}", req.uri())
+                        } else {
+                            format!("https://{host}:{port}{}", req.uri())
+                        };
+                        HttpResponse::PermanentRedirect().insert_header((header::LOCATION, target)).finish()
+                    }))
+                })
+                .workers(1)
+                .listen(l)?
+                .run(),
+            ),
+            None => None,
+        };
+        Ok(Self { port, server, redirect, state })
+    }
+
+    /// The HTTPS port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared services (tests drive background jobs through it).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until a shutdown signal (SIGINT or SIGTERM).
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let jobs = tokio::spawn(background_jobs(state.clone()));
+        if let Some(r) = self.redirect {
+            tokio::spawn(r);
+        }
+        notify_systemd_ready();
+        let res = self.server.await;
+        jobs.abort();
+        if let Some(d) = &state.discovery {
+            d.shutdown();
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        res.context("the web server stopped with an error")
+    }
+}
+
+fn notify_systemd_ready() {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        let every = period / 2;
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            loop {
+                t.tick().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
+}
+
+/// Retention sweep, session purge and the online/offline tracker.
+async fn background_jobs(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    let mut online = std::collections::HashSet::<String>::new();
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        if n % 120 == 1 {
+            if let Err(e) = crate::messaging::retention_sweep(&state).await {
+                tracing::warn!(error = %e, "retention sweep failed");
+            }
+            let (now, idle) = (state.now(), (state.config.sessions.idle_minutes * 60) as i64);
+            let _ = state.store.write(move |tx| store::sessions::purge_expired(tx, now, idle)).await;
+        }
+        if let Ok(listing) = crate::web::api::toys_listing(&state).await {
+            let now_online: std::collections::HashSet<String> = listing["paired"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["online"].as_bool() == Some(true))
+                .filter_map(|t| t["toy_id"].as_str().map(str::to_owned))
+                .collect();
+            for gone in online.difference(&now_online) {
+                state.events.publish("toy", serde_json::json!({"change": "offline", "toy_id": gone}));
+            }
+            online = now_online;
+        }
+    }
+}

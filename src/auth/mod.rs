@@ -1,0 +1,10 @@
+//! Accounts: password hashing and rules, session tokens, CSRF tokens,
+//! throttling of logins and setup codes, and the one-time setup code.
+//!
+//! Everything slow here (argon2) is called from blocking threads by the
+//! web layer; nothing in this module touches the async runtime.
+
+pub mod password;
+pub mod setup;
+pub mod throttle;
+pub mod tokens;

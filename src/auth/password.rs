@@ -1,0 +1,158 @@
+//! Passwords: Argon2id (m=19456 KiB, t=2, p=1) and the password rule of
+//! API.md: 12 to 1024 characters, not a common or breached password, not
+//! containing the username or the household name.
+
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+
+use crate::domain::Invalid;
+
+/// Memory cost in KiB.
+pub const M_COST: u32 = 19_456;
+/// Iterations.
+pub const T_COST: u32 = 2;
+/// Parallelism.
+pub const P_COST: u32 = 1;
+/// Shortest password, in characters.
+pub const MIN_CHARS: usize = 12;
+/// Longest password, in characters.
+pub const MAX_CHARS: usize = 1024;
+
+fn hasher() -> Argon2<'static> {
+    // The parameters are constants within argon2's limits.
+    let params = Params::new(M_COST, T_COST, P_COST, None).unwrap_or(Params::DEFAULT);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// The PHC prefix of a hash made with today's parameters.
+fn current_prefix() -> String {
+    format!("$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}$")
+}
+
+/// Hashes a password with a fresh random salt.
+pub fn hash(password: &str) -> anyhow::Result<String> {
+    hasher()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
+}
+
+/// Checks a password against a stored hash (using the hash's own parameters).
+pub fn verify(password: &str, stored: &str) -> bool {
+    hasher().verify_password(password.as_bytes(), stored).is_ok()
+}
+
+/// True when a stored hash was made with other parameters and should be
+/// replaced at the next successful login.
+pub fn needs_rehash(stored: &str) -> bool {
+    !stored.starts_with(&current_prefix())
+}
+
+/// Spends the same time as a real check, for unknown usernames, so timing
+/// does not tell which accounts exist.
+pub fn verify_dummy(password: &str) {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let stored = DUMMY.get_or_init(|| hash("hearth-dummy-password").unwrap_or_default());
+    let _ = verify(password, stored);
+}
+
+/// Applies the password rule; the error says which rule was broken.
+pub fn check_rule(password: &str, username: &str, household: &str) -> Result<(), Invalid> {
+    let chars = password.chars().count();
+    if chars < MIN_CHARS {
+        return Err(Invalid(format!(
+            "the password is too short: use at least {MIN_CHARS} characters (a few unrelated words work well)"
+        )));
+    }
+    if chars > MAX_CHARS {
+        return Err(Invalid(format!(
+            "the password is too long: use at most {MAX_CHARS} characters"
+        )));
+    }
+    let lower = password.to_lowercase();
+    for (what, name) in [("username", username), ("household name", household)] {
+        let name = name.trim().to_lowercase();
+        if name.chars().count() >= 3 && lower.contains(&name) {
+            return Err(Invalid(format!(
+                "the password must not contain the {what}"
+            )));
+        }
+    }
+    if is_common(password) {
+        return Err(Invalid(
+            "the password is among commonly used or breached passwords; choose one nobody else would".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// True when the whole password is a common password (zxcvbn's list of
+/// 30,000 passwords from breaches, also reversed or in l33t spelling), or a
+/// trivially guessable pattern (repeats, sequences, keyboard walks).
+pub fn is_common(password: &str) -> bool {
+    use zxcvbn::matching::patterns::MatchPattern;
+    use zxcvbn::matching::Match;
+    let entropy = zxcvbn::zxcvbn(password, &[]);
+    let seq: &[Match] = entropy.sequence();
+    let len = password.chars().count();
+    let whole_common = seq.iter().any(|m| {
+        m.i == 0
+            && m.j + 1 == len
+            && matches!(&m.pattern, MatchPattern::Dictionary(d)
+                // The dictionary type is not exported; its name is stable.
+                if format!("{:?}", d.dictionary_name) == "Passwords")
+    });
+    whole_common || (entropy.score() as u8) < 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_uses_argon2id_with_the_chosen_parameters() {
+        let h = hash("correct horse battery staple").expect("hash");
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(verify("correct horse battery staple", &h));
+        assert!(!verify("correct horse battery stapler", &h));
+        assert!(!needs_rehash(&h));
+        // A hash with other parameters verifies and asks for a rehash.
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8192, 1, 1, None).expect("params"),
+        )
+        .hash_password(b"correct horse battery staple")
+        .expect("hash")
+        .to_string();
+        assert!(verify("correct horse battery staple", &weak));
+        assert!(needs_rehash(&weak));
+    }
+
+    #[test]
+    fn rule_lengths() {
+        assert!(check_rule("short one", "mum", "home").is_err());
+        let ok = format!("{}{}", "plum-violet-kettle-", "x".repeat(0));
+        assert!(check_rule(&ok, "mum", "home").is_ok());
+        // 1024 characters of a non-repeating text pass; 1025 fail.
+        let long: String = (0..1024u32)
+            .map(|i| char::from(b'a' + ((i * 7 + i / 26) % 26) as u8))
+            .collect();
+        assert_eq!(long.chars().count(), 1024);
+        assert!(check_rule(&long, "mum", "home").is_ok(), "1024 characters are accepted");
+        let longer = format!("{long}q");
+        let e = check_rule(&longer, "mum", "home").expect_err("1025 refused");
+        assert!(e.0.contains("too long"));
+    }
+
+    #[test]
+    fn rule_refuses_common_and_names() {
+        for common in ["1q2w3e4r5t6y", "qazwsxedcrfv", "password1234", "aaaaaaaaaaaaaa", "123456789012"] {
+            let e = check_rule(common, "mum", "home").expect_err(common);
+            assert!(e.0.contains("common"), "{common}: {e}");
+        }
+        let e = check_rule("xx-marianne-plum-kettle", "marianne", "home").expect_err("username");
+        assert!(e.0.contains("username"));
+        let e = check_rule("kettle-Fernhill-violet", "mum", "fernhill").expect_err("household");
+        assert!(e.0.contains("household"));
+    }
+}

@@ -1,0 +1,70 @@
+//! The one-time setup code of the first start: `NNNN-NNNN` (8 random
+//! digits), printed in the log on a line of its own and written to
+//! `DATA_DIR/setup-code` (0600); the file is removed once setup is done.
+
+use std::path::{Path, PathBuf};
+
+/// The file holding the code.
+pub fn code_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("setup-code")
+}
+
+/// A new code.
+pub fn new_code() -> String {
+    let n: u32 = rand::random_range(0..100_000_000);
+    let digits = format!("{n:08}");
+    format!("{}-{}", &digits[..4], &digits[4..])
+}
+
+/// Normalises what a person typed: digits only, dash optional, spaces forgiven.
+pub fn normalise(input: &str) -> String {
+    let digits: String = input.chars().filter(|c| c.is_ascii_digit()).collect();
+    if digits.len() == 8 && input.chars().all(|c| c.is_ascii_digit() || c == '-' || c == ' ') {
+        format!("{}-{}", &digits[..4], &digits[4..])
+    } else {
+        String::new()
+    }
+}
+
+/// Reuses the code in the file (a restart before setup keeps the same code)
+/// or makes and writes a new one.
+pub fn load_or_create(data_dir: &Path) -> std::io::Result<String> {
+    let path = code_path(data_dir);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let code = normalise(text.trim());
+        if !code.is_empty() {
+            return Ok(code);
+        }
+    }
+    let code = new_code();
+    crate::pki::write_private_file(&path, format!("{code}\n").as_bytes())?;
+    Ok(code)
+}
+
+/// Removes the file after setup.
+pub fn remove(data_dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(code_path(data_dir)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_format() {
+        for _ in 0..100 {
+            let c = new_code();
+            assert_eq!(c.len(), 9);
+            assert_eq!(&c[4..5], "-");
+            assert!(c.chars().filter(|c| *c != '-').all(|c| c.is_ascii_digit()));
+        }
+        assert_eq!(normalise("1234-5678"), "1234-5678");
+        assert_eq!(normalise("12345678"), "1234-5678");
+        assert_eq!(normalise("1234 5678"), "1234-5678");
+        assert_eq!(normalise("1234-567"), "");
+        assert_eq!(normalise("abcd-5678"), "");
+    }
+}

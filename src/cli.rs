@@ -1,0 +1,256 @@
+//! The `hearth` command line: `serve`, headless user administration,
+//! `check-config`, `doctor`, and the man page. Every failure says what to
+//! do and exits non-zero.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+use crate::domain::{DisplayName, Role, Username};
+use crate::store::{self, Store};
+
+/// Where the package puts the configuration; used when no --config is given and it exists.
+pub const PACKAGE_CONFIG: &str = "/etc/hearth/hearth.toml";
+
+/// Hearth: a private voice hub for families.
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version, about, long_about = "Hearth runs on a Raspberry Pi at home: toys on the home Wi-Fi pair with it, parents open https://hearth.local on their phones, and voice messages stay in the household.")]
+pub struct Cli {
+    /// The configuration file (TOML). Default: $HEARTH_CONFIG, else /etc/hearth/hearth.toml when it exists, else built-in development defaults.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The data directory (database, keys, setup code). Overrides the file.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub: HTTPS web UI, parent API and toy API on one port.
+    Serve {
+        /// Address and port to listen on (default 0.0.0.0:8443).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<String>,
+        /// Do not advertise the hub or look for toys with mDNS.
+        #[arg(long)]
+        no_mdns: bool,
+    },
+    /// Manage household accounts without the web UI.
+    User {
+        /// What to do with users.
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Check the configuration and exit.
+    CheckConfig,
+    /// Check the installation (configuration, data directory, certificates, database, disk, clock) and print fixes.
+    Doctor,
+    /// Print the man page (roff) to standard output.
+    #[command(hide = true)]
+    Man,
+}
+
+/// User administration.
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Add a user; the password is read from standard input.
+    Add {
+        /// Login name (letters, digits, . _ -).
+        username: String,
+        /// admin, parent or relative.
+        #[arg(long, default_value = "parent")]
+        role: String,
+        /// Name shown on messages (default: the username).
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Set a user's password (read from standard input) and end their sessions.
+    Passwd {
+        /// Login name.
+        username: String,
+    },
+    /// List users.
+    List,
+}
+
+fn env_vars() -> Vec<(String, String)> {
+    std::env::vars().filter(|(k, _)| k.starts_with("HEARTH_")).collect()
+}
+
+fn config_file(cli: &Cli) -> Option<PathBuf> {
+    cli.config
+        .clone()
+        .or_else(|| std::env::var_os("HEARTH_CONFIG").map(PathBuf::from))
+        .or_else(|| {
+            let p = PathBuf::from(PACKAGE_CONFIG);
+            p.exists().then_some(p)
+        })
+}
+
+/// Loads the configuration for `cli`.
+pub fn load_config(cli: &Cli, listen: Option<String>, no_mdns: bool) -> anyhow::Result<Config> {
+    let file = config_file(cli);
+    let o = Overrides { data_dir: cli.data_dir.clone(), listen, no_mdns };
+    Ok(Config::load(file.as_deref(), &env_vars(), &o)?)
+}
+
+/// Sets up logging: to stderr, without timestamps under systemd (the
+/// journal adds its own).
+pub fn init_logging(filter: &str) {
+    let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = if under_journal { b.without_time().with_ansi(false).try_init() } else { b.try_init() };
+}
+
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let a = rpassword::prompt_password(prompt).context("cannot read the password")?;
+        let b = rpassword::prompt_password("Repeat it: ").context("cannot read the password")?;
+        anyhow::ensure!(a == b, "the two passwords differ; nothing was changed");
+        Ok(a)
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+    }
+}
+
+fn refuse_foreign_owner(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let me = nix::unistd::geteuid().as_raw();
+        if me == 0 && meta.uid() != 0 {
+            let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_else(|| meta.uid().to_string());
+            anyhow::bail!(
+                "{} belongs to the user {owner}; run this command as that user so the database stays theirs, e.g. `sudo -u {owner} hearth ...`",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    anyhow::ensure!(
+        cfg.data_dir.join("hearth.db").exists(),
+        "there is no database in {}; start the hub once (hearth serve) or pass the right --data-dir",
+        cfg.data_dir.display()
+    );
+    refuse_foreign_owner(&cfg.data_dir)?;
+    Ok(Store::open(&cfg.data_dir)?)
+}
+
+fn user_command(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
+    let store = open_store(cfg)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let household = store.read_blocking(|c| store::household::get(c))?.map(|h| h.name).unwrap_or_default();
+    match action {
+        UserAction::Add { username, role, display_name } => {
+            let username = Username::parse(&username)?;
+            let role = Role::parse(&role)?;
+            let display = DisplayName::parse(display_name.as_deref().unwrap_or(username.as_str()))?;
+            let pw = read_password(&format!("Password for {username}: "))?;
+            crate::auth::password::check_rule(&pw, username.as_str(), &household).map_err(|e| anyhow::anyhow!("password refused: {e}"))?;
+            let hash = crate::auth::password::hash(&pw)?;
+            let id = store.write_blocking(|tx| store::users::insert(tx, username.as_str(), display.as_str(), role, &hash, now))?;
+            anyhow::ensure!(id.is_some(), "the username {username} is taken");
+            println!("added {username} ({})", role.as_str());
+        }
+        UserAction::Passwd { username } => {
+            let username = Username::parse(&username)?;
+            let name = username.to_string();
+            let user = store
+                .read_blocking(|c| store::users::by_username(c, &name))?
+                .with_context(|| format!("there is no user {username}"))?;
+            let pw = read_password(&format!("New password for {username}: "))?;
+            crate::auth::password::check_rule(&pw, username.as_str(), &household).map_err(|e| anyhow::anyhow!("password refused: {e}"))?;
+            let hash = crate::auth::password::hash(&pw)?;
+            let ended = store.write_blocking(|tx| {
+                store::users::set_password_hash(tx, user.id, &hash)?;
+                store::sessions::delete_others(tx, user.id, None)
+            })?;
+            println!("password of {username} changed; {ended} sessions ended");
+        }
+        UserAction::List => {
+            for u in store.read_blocking(|c| store::users::list(c))? {
+                println!("{}\t{}\t{}", u.username, u.role.as_str(), u.display_name);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hearth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Serve { listen, no_mdns } => {
+            let cfg = load_config(&cli, listen.clone(), *no_mdns)?;
+            init_logging(&cfg.log);
+            // Everything the hub writes (database, keys) is private to its user.
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+            let rt = actix_web::rt::System::new();
+            rt.block_on(async move {
+                let app = crate::app::Application::build(cfg).await?;
+                tracing::info!(port = app.port(), "hearth is serving");
+                app.run_until_stopped().await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User { .. } => {
+            let cfg = load_config(&cli, None, false)?;
+            if let Command::User { action } = cli.command {
+                user_command(&cfg, action)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => {
+            let file = config_file(&cli);
+            let cfg = load_config(&cli, None, false)?;
+            match file {
+                Some(f) => println!("{}: valid (data in {}, listening on {})", f.display(), cfg.data_dir.display(), cfg.listen),
+                None => println!("no configuration file; the built-in defaults are valid (data in {}, listening on {})", cfg.data_dir.display(), cfg.listen),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => {
+            let cfg = match load_config(&cli, None, false) {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("FAIL configuration: {e:#}\n     fix: correct the file, then run `hearth check-config`");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            Ok(crate::doctor::run(&cfg))
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(Cli::command());
+            man.render(&mut std::io::stdout()).context("cannot write the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

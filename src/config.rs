@@ -1,0 +1,390 @@
+//! Configuration: a versioned TOML file with `deny_unknown_fields`, then
+//! `HEARTH_*` environment overrides, then command-line flags, checked into a
+//! [`Config`] that is passed down (there are no globals).
+//!
+//! Every key is documented here and, commented, in `packaging/hearth.toml`,
+//! the sample the package ships; a test parses that sample.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The configuration format this binary understands.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Why a configuration was refused. Each message names the file or
+/// variable and what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid for this version (unknown key, wrong type…).
+    #[error("the configuration file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said, naming the key.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The `[mdns]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MdnsConfig {
+    /// Advertise `_hearth._tcp` and browse for toys. `--no-mdns` turns it off.
+    pub enabled: bool,
+    /// The hub's mDNS host name, covered by its certificate.
+    pub host_name: String,
+    /// Only use these network interfaces (by name, e.g. `wlan0`); empty means all.
+    pub interfaces: Vec<String>,
+}
+
+impl Default for MdnsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            host_name: "hearth.local".into(),
+            interfaces: Vec::new(),
+        }
+    }
+}
+
+/// The `[tls]` table.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Extra DNS names or IP addresses for the server certificate.
+    pub extra_names: Vec<String>,
+}
+
+/// The `[sessions]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// A session unused this long ends (minutes).
+    pub idle_minutes: u64,
+    /// A session ends this long after login whatever its use (hours).
+    pub absolute_hours: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_minutes: 7 * 24 * 60,
+            absolute_hours: 30 * 24,
+        }
+    }
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    version: u32,
+    data_dir: PathBuf,
+    listen: String,
+    redirect_http_listen: Option<String>,
+    allow_public_clients: bool,
+    log: String,
+    mdns: MdnsConfig,
+    tls: TlsConfig,
+    sessions: SessionConfig,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        Self {
+            version: CONFIG_VERSION,
+            data_dir: PathBuf::from("./hearth-data"),
+            listen: "0.0.0.0:8443".into(),
+            redirect_http_listen: None,
+            allow_public_clients: false,
+            log: "info".into(),
+            mdns: MdnsConfig::default(),
+            tls: TlsConfig::default(),
+            sessions: SessionConfig::default(),
+        }
+    }
+}
+
+/// The checked configuration the hub runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the database, keys and setup code live.
+    pub data_dir: PathBuf,
+    /// The HTTPS address (web UI, parent API and toy API on one port).
+    pub listen: SocketAddr,
+    /// An optional plain-HTTP address that only redirects to HTTPS.
+    pub redirect_http_listen: Option<SocketAddr>,
+    /// Answer clients outside the LAN (off by default: the CloudPets lesson).
+    pub allow_public_clients: bool,
+    /// A `tracing` filter, e.g. `info` or `hearth=debug`.
+    pub log: String,
+    /// mDNS settings.
+    pub mdns: MdnsConfig,
+    /// TLS settings.
+    pub tls: TlsConfig,
+    /// Session lifetimes.
+    pub sessions: SessionConfig,
+    /// Tests only: treat loopback clients as public, to exercise the LAN guard.
+    pub guard_treats_loopback_as_public: bool,
+}
+
+/// Command-line values that override the file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--no-mdns`.
+    pub no_mdns: bool,
+}
+
+impl Config {
+    /// Loads the file (if any), applies `env` (`HEARTH_*` variables) and the
+    /// command-line overrides, and checks the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut fc = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                parse_file(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        apply_env(&mut fc, env)?;
+        if let Some(d) = &overrides.data_dir {
+            fc.data_dir = d.clone();
+        }
+        if let Some(l) = &overrides.listen {
+            fc.listen = l.clone();
+        }
+        if overrides.no_mdns {
+            fc.mdns.enabled = false;
+        }
+        check(fc)
+    }
+
+    /// The defaults, as used for development.
+    pub fn development_defaults() -> Self {
+        // The defaults are valid by construction; `check` only fails on bad input.
+        check(FileConfig::default()).unwrap_or_else(|_| unreachable_defaults())
+    }
+}
+
+fn unreachable_defaults() -> Config {
+    Config {
+        data_dir: PathBuf::from("./hearth-data"),
+        listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+        redirect_http_listen: None,
+        allow_public_clients: false,
+        log: "info".into(),
+        mdns: MdnsConfig::default(),
+        tls: TlsConfig::default(),
+        sessions: SessionConfig::default(),
+        guard_treats_loopback_as_public: false,
+    }
+}
+
+fn parse_file(text: &str) -> Result<FileConfig, String> {
+    let fc: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    if fc.version != CONFIG_VERSION {
+        return Err(format!(
+            "`version = {}` is not supported; this hearth understands version {CONFIG_VERSION}",
+            fc.version
+        ));
+    }
+    Ok(fc)
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Invalid(format!(
+            "the environment variable {name}={v:?} must be true or false"
+        ))),
+    }
+}
+
+fn apply_env(fc: &mut FileConfig, env: &[(String, String)]) -> Result<(), ConfigError> {
+    for (name, value) in env {
+        match name.as_str() {
+            "HEARTH_DATA_DIR" => fc.data_dir = PathBuf::from(value),
+            "HEARTH_LISTEN" => fc.listen = value.clone(),
+            "HEARTH_REDIRECT_HTTP_LISTEN" => {
+                fc.redirect_http_listen = (!value.is_empty()).then(|| value.clone())
+            }
+            "HEARTH_ALLOW_PUBLIC_CLIENTS" => fc.allow_public_clients = parse_bool(name, value)?,
+            "HEARTH_LOG" => fc.log = value.clone(),
+            "HEARTH_MDNS_ENABLED" => fc.mdns.enabled = parse_bool(name, value)?,
+            "HEARTH_MDNS_HOST_NAME" => fc.mdns.host_name = value.clone(),
+            "HEARTH_MDNS_INTERFACES" => {
+                fc.mdns.interfaces = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }
+            other if other.starts_with("HEARTH_") && !KNOWN_NON_CONFIG_ENV.contains(&other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "unknown environment variable {other}; known ones are HEARTH_DATA_DIR, HEARTH_LISTEN, \
+                     HEARTH_REDIRECT_HTTP_LISTEN, HEARTH_ALLOW_PUBLIC_CLIENTS, HEARTH_LOG, \
+                     HEARTH_MDNS_ENABLED, HEARTH_MDNS_HOST_NAME, HEARTH_MDNS_INTERFACES"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `HEARTH_*` variables that are not configuration keys (read elsewhere).
+const KNOWN_NON_CONFIG_ENV: &[&str] = &["HEARTH_CONFIG"];
+
+fn parse_addr(what: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse().map_err(|_| {
+        ConfigError::Invalid(format!(
+            "{what} {s:?} is not an address with a port, such as 0.0.0.0:8443 or [::]:443"
+        ))
+    })
+}
+
+fn check(fc: FileConfig) -> Result<Config, ConfigError> {
+    let listen = parse_addr("listen", &fc.listen)?;
+    let redirect_http_listen = fc
+        .redirect_http_listen
+        .as_deref()
+        .map(|s| parse_addr("redirect_http_listen", s))
+        .transpose()?;
+    let host = fc.mdns.host_name.trim_end_matches('.');
+    if host.is_empty()
+        || host.len() > 253
+        || !host
+            .split('.')
+            .all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        return Err(ConfigError::Invalid(format!(
+            "mdns.host_name {:?} is not a valid host name such as hearth.local",
+            fc.mdns.host_name
+        )));
+    }
+    if fc.sessions.idle_minutes == 0 || fc.sessions.absolute_hours == 0 {
+        return Err(ConfigError::Invalid(
+            "sessions.idle_minutes and sessions.absolute_hours must be at least 1".into(),
+        ));
+    }
+    tracing_subscriber::EnvFilter::try_new(&fc.log).map_err(|e| {
+        ConfigError::Invalid(format!("log {:?} is not a valid log filter: {e}", fc.log))
+    })?;
+    Ok(Config {
+        data_dir: fc.data_dir,
+        listen,
+        redirect_http_listen,
+        allow_public_clients: fc.allow_public_clients,
+        log: fc.log,
+        mdns: MdnsConfig {
+            host_name: host.to_ascii_lowercase(),
+            ..fc.mdns
+        },
+        tls: fc.tls,
+        sessions: fc.sessions,
+        guard_treats_loopback_as_public: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/hearth.toml")
+    }
+
+    #[test]
+    fn shipped_sample_parses() {
+        let c = Config::load(Some(&sample_path()), &[], &Overrides::default())
+            .expect("the shipped sample must parse");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/hearth"));
+        assert_eq!(c.listen.port(), 443);
+        assert_eq!(c.redirect_http_listen.map(|a| a.port()), Some(80));
+        assert!(!c.allow_public_clients);
+    }
+
+    #[test]
+    fn sample_documents_every_key() {
+        let text = std::fs::read_to_string(sample_path()).expect("sample exists");
+        for key in [
+            "version", "data_dir", "listen", "redirect_http_listen", "allow_public_clients", "log",
+            "[mdns]", "enabled", "host_name", "interfaces", "[tls]", "extra_names", "[sessions]",
+            "idle_minutes", "absolute_hours",
+        ] {
+            assert!(text.contains(key), "the sample does not mention {key}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse_file("version = 1\nlisten_port = 8443\n").expect_err("unknown key");
+        assert!(err.contains("listen_port"), "{err}");
+        let err = parse_file("version = 1\n[mdns]\nhostname = \"x.local\"\n").expect_err("unknown key");
+        assert!(err.contains("hostname"), "{err}");
+    }
+
+    #[test]
+    fn newer_version_is_refused() {
+        let err = parse_file("version = 2\n").expect_err("newer version");
+        assert!(err.contains("version"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let env = vec![
+            ("HEARTH_LISTEN".to_owned(), "127.0.0.1:9000".to_owned()),
+            ("HEARTH_MDNS_ENABLED".to_owned(), "false".to_owned()),
+            ("HEARTH_DATA_DIR".to_owned(), "/tmp/x".to_owned()),
+        ];
+        let c = Config::load(None, &env, &Overrides::default()).expect("valid");
+        assert_eq!(c.listen, "127.0.0.1:9000".parse().expect("addr"));
+        assert!(!c.mdns.enabled);
+        let o = Overrides {
+            listen: Some("127.0.0.1:9001".into()),
+            ..Overrides::default()
+        };
+        let c = Config::load(None, &env, &o).expect("valid");
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let bad = vec![("HEARTH_LISTEN".to_owned(), "nonsense".to_owned())];
+        let e = Config::load(None, &bad, &Overrides::default()).expect_err("bad listen");
+        assert!(e.to_string().contains("nonsense"));
+        let bad = vec![("HEARTH_TYPO".to_owned(), "1".to_owned())];
+        let e = Config::load(None, &bad, &Overrides::default()).expect_err("unknown variable");
+        assert!(e.to_string().contains("HEARTH_TYPO"));
+    }
+}

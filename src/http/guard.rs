@@ -1,0 +1,43 @@
+//! The LAN-only guard: by default the hub answers only clients on the
+//! home network (loopback, RFC 1918, link-local, unique-local); anyone else
+//! gets `403` and a log line. This is the CloudPets lesson: the hub must
+//! not be reachable from the internet by accident.
+
+use std::net::IpAddr;
+
+/// True for addresses of the home network.
+pub fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_local(IpAddr::V4(v4));
+            }
+            let seg0 = v6.segments()[0];
+            v6.is_loopback()
+                || (seg0 & 0xfe00) == 0xfc00 // fc00::/7 unique local
+                || (seg0 & 0xffc0) == 0xfe80 // fe80::/10 link local
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        for local in [
+            "127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.20", "169.254.9.9",
+            "::1", "fe80::1", "fd12:3456::1", "fc00::1", "::ffff:192.168.1.2",
+        ] {
+            assert!(is_local(local.parse().expect("ip")), "{local} is local");
+        }
+        for public in [
+            "8.8.8.8", "172.32.0.1", "172.15.0.1", "192.169.0.1", "100.64.0.1", "2001:db8::1",
+            "2a00:1450::1", "::ffff:8.8.8.8", "fec0::1",
+        ] {
+            assert!(!is_local(public.parse().expect("ip")), "{public} is public");
+        }
+    }
+}

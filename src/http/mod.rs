@@ -1,0 +1,189 @@
+//! HTTP plumbing shared by both surfaces (`web` and `toy_api`): the
+//! route recorder, the LAN-only guard and the security headers that every
+//! response carries.
+//!
+//! Routes are declared once through [`Routes`], which both registers them
+//! with actix and records them with the access they need, so a test can
+//! enumerate every route of the app and check that none is left open.
+
+pub mod guard;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, Handler, Responder, web};
+
+use crate::state::AppState;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone on the LAN (login, setup, CA certificate, static assets, pairing).
+    Public,
+    /// A signed-in household member (API: bearer or cookie + CSRF).
+    User,
+    /// A signed-in household member, HTML page (redirects to login).
+    Page,
+    /// A paired toy's client certificate.
+    Toy,
+}
+
+/// A route as recorded.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    /// HTTP method.
+    pub method: Method,
+    /// Path pattern, e.g. `/api/v1/toys/{toy_id}`.
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+}
+
+/// Registers routes and records them.
+pub struct Routes<'a> {
+    cfg: Option<&'a mut web::ServiceConfig>,
+    /// What was registered.
+    pub list: Vec<RouteInfo>,
+}
+
+impl<'a> Routes<'a> {
+    /// Registers with `cfg`.
+    pub fn new(cfg: &'a mut web::ServiceConfig) -> Self {
+        Self { cfg: Some(cfg), list: Vec::new() }
+    }
+
+    /// Only records (for [`route_table`]).
+    pub fn recorder() -> Routes<'static> {
+        Routes { cfg: None, list: Vec::new() }
+    }
+
+    /// Adds one route.
+    pub fn add<F, Args>(&mut self, method: Method, path: &'static str, access: Access, handler: F)
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        if let Some(cfg) = self.cfg.as_deref_mut() {
+            cfg.route(path, web::method(method.clone()).to(handler));
+        }
+        self.list.push(RouteInfo { method, path, access });
+    }
+}
+
+/// The LAN-only guard as middleware.
+pub async fn lan_guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let allowed = match req.app_data::<web::Data<AppState>>() {
+        Some(state) if state.config.allow_public_clients => true,
+        Some(state) => match req.peer_addr() {
+            Some(peer) => {
+                let ip = peer.ip();
+                if state.config.guard_treats_loopback_as_public && ip.is_loopback() {
+                    false
+                } else {
+                    guard::is_local(ip)
+                }
+            }
+            None => true,
+        },
+        None => true,
+    };
+    if !allowed {
+        let peer = req.peer_addr().map(|p| p.ip().to_string()).unwrap_or_default();
+        tracing::warn!(client = %peer, path = %req.path(), "refused a client outside the home network");
+        let err = crate::error::Error::forbidden(
+            "outside_home_network",
+            "this hub only answers devices on its home network; set allow_public_clients = true in hearth.toml if you really mean to expose it",
+        );
+        let resp = if req.path().starts_with("/api/") || req.path().starts_with("/toy/") {
+            err.to_json_response()
+        } else {
+            err.to_html_response()
+        };
+        let mut resp = req.into_response(resp.map_into_boxed_body());
+        let path = resp.request().path().to_owned();
+        add_security_headers(&path, resp.headers_mut());
+        return Ok(resp);
+    }
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    let path = res.request().path().to_owned();
+    add_security_headers(&path, res.headers_mut());
+    Ok(res)
+}
+
+/// The Content Security Policy of every answer.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+connect-src 'self'; media-src 'self' blob:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn add_security_headers(path: &str, h: &mut actix_web::http::header::HeaderMap) {
+    let set = |h: &mut actix_web::http::header::HeaderMap, name: header::HeaderName, v: &'static str| {
+        h.insert(name, HeaderValue::from_static(v));
+    };
+    set(h, header::CONTENT_SECURITY_POLICY, CSP);
+    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::HeaderName::from_static("permissions-policy"), "microphone=(self), camera=(), geolocation=()");
+    set(h, header::HeaderName::from_static("cross-origin-resource-policy"), "same-origin");
+    set(h, header::HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    if !path.starts_with("/static/") && !h.contains_key(header::CACHE_CONTROL) {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+}
+
+
+/// Reads a request body of at most `limit` bytes: a `Content-Length` over
+/// the limit is refused before reading, a chunked body as soon as it
+/// passes the limit.
+pub async fn read_body(
+    req: &actix_web::HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, crate::error::Error> {
+    use futures_util::StreamExt;
+    let too_large = || {
+        crate::error::Error::too_large(format!(
+            "the body is larger than the {} allowed here",
+            human_size(limit)
+        ))
+    };
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(too_large());
+        }
+    }
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            crate::error::Error::bad_request("bad_body", format!("the body could not be read: {e}"))
+        })?;
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// `16 MiB`, `16 KiB`…
+pub fn human_size(n: usize) -> String {
+    if n >= 1 << 20 {
+        format!("{} MiB", n >> 20)
+    } else {
+        format!("{} KiB", n >> 10)
+    }
+}
+
+/// Largest JSON body of the APIs.
+pub const JSON_LIMIT: usize = 64 * 1024;

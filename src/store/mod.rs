@@ -1,0 +1,315 @@
+//! The store: the only place with SQL. One SQLite file in the data
+//! directory, WAL mode, foreign keys on, `synchronous=FULL` so that a
+//! committed write survives a power cut, migrations compiled into the
+//! binary and run at start.
+//!
+//! Access goes through [`Store::read`] and [`Store::write`], which run the
+//! given closure on a blocking thread (never on an async worker): one writer
+//! connection behind a mutex, and a small set of reader connections.
+//! Submodules hold the queries, one file per group of tables.
+//!
+//! **Architecture Invariant:** no other module contains SQL.
+
+pub mod audit;
+pub mod household;
+pub mod idempotency;
+pub mod messages;
+pub mod sessions;
+pub mod toys;
+pub mod users;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction};
+
+/// The schema, one entry per version; entry `i` brings the database from
+/// version `i` to `i + 1`. Never edit a released entry: add a new one.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The disk (or SQLite's size limit) is full.
+    #[error("the disk holding the database is full")]
+    Full,
+    /// The database was written by a newer Hearth.
+    #[error(
+        "the database {path} has schema version {found}, newer than this hearth understands ({known}); \
+         install the newer hearth again, or restore a backup made with this version"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The newest this binary knows.
+        known: i64,
+    },
+    /// A blocking task could not run.
+    #[error("the database worker stopped: {0}")]
+    Worker(String),
+}
+
+impl StoreError {
+    fn classify(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            if f.code == rusqlite::ErrorCode::DiskFull {
+                return Self::Full;
+            }
+        }
+        Self::Sqlite(e)
+    }
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // auto_vacuum only takes effect on a new, empty database, which is
+    // exactly when it must be chosen: retention gives space back with
+    // incremental vacuum.
+    conn.execute_batch(
+        "PRAGMA auto_vacuum = INCREMENTAL;
+         PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA secure_delete = ON;",
+    )?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) `hearth.db` in `data_dir` and migrates it.
+    pub fn open(data_dir: &Path) -> StoreResult<Self> {
+        let path = data_dir.join("hearth.db");
+        let mut writer = open_connection(&path)?;
+        migrate(&mut writer, &path)?;
+        let readers = (0..2)
+            .map(|_| open_connection(&path))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(readers),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in a write transaction on a blocking thread. The transaction
+    /// commits (and reaches the disk) before this returns `Ok`.
+    pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
+            write_sync(&mut conn, f)
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    /// Runs `f` with a reader connection on a blocking thread.
+    pub async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.with_reader(f))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    /// Synchronous write for command-line tools (never call on an async thread).
+    pub fn write_blocking<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut conn = self
+            .inner
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
+        write_sync(&mut conn, f)
+    }
+
+    /// Synchronous read for command-line tools (never call on an async thread).
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.inner.with_reader(f)
+    }
+
+    /// Runs `PRAGMA integrity_check`; `Ok(None)` when the database is sound.
+    pub fn integrity_check(&self) -> StoreResult<Option<String>> {
+        self.read_blocking(|c| {
+            let r: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+            Ok((r != "ok").then_some(r))
+        })
+    }
+
+    /// Gives free pages back to the file system (after retention deletes).
+    pub async fn reclaim_space(&self) -> StoreResult<()> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
+            conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(StoreError::classify)
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    /// Size of the database file and its WAL, in bytes.
+    pub fn file_size(&self) -> u64 {
+        let wal = self.inner.path.with_extension("db-wal");
+        [self.inner.path.as_path(), wal.as_path()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+impl Inner {
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let taken = self
+            .readers
+            .lock()
+            .map_err(|_| StoreError::Worker("reader pool poisoned".into()))?
+            .pop();
+        let conn = match taken {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        let out = f(&conn);
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < 4 {
+                pool.push(conn);
+            }
+        }
+        out
+    }
+}
+
+fn write_sync<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
+) -> StoreResult<T> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(StoreError::classify)?;
+    let out = f(&tx)?;
+    tx.commit().map_err(StoreError::classify)?;
+    Ok(out)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: current,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "database migrated");
+    }
+    Ok(())
+}
+
+/// Maps a write error, recognising a full disk.
+pub(crate) fn w(e: rusqlite::Error) -> StoreError {
+    StoreError::classify(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_migrates_and_sets_pragmas() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store
+            .read_blocking(|c| {
+                let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+                assert_eq!(mode, "wal");
+                let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+                assert_eq!(sync, 2, "synchronous must be FULL");
+                let fk: i64 = c.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+                assert_eq!(fk, 1);
+                let av: i64 = c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+                assert_eq!(av, 2, "auto_vacuum must be INCREMENTAL");
+                Ok(())
+            })
+            .expect("pragmas");
+        assert_eq!(store.integrity_check().expect("check"), None);
+    }
+
+    #[test]
+    fn refuses_a_newer_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Store::open(dir.path()).expect("open"));
+        let c = Connection::open(dir.path().join("hearth.db")).expect("raw open");
+        c.pragma_update(None, "user_version", 99).expect("bump");
+        drop(c);
+        let err = Store::open(dir.path()).err().expect("must refuse");
+        let msg = err.to_string();
+        assert!(msg.contains("99") && msg.contains("newer"), "{msg}");
+    }
+
+    #[test]
+    fn reopening_keeps_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        s.write_blocking(|tx| household::create(tx, "Home", 0)).expect("create");
+        drop(s);
+        let s = Store::open(dir.path()).expect("reopen");
+        let h = s.read_blocking(|c| household::get(c)).expect("get");
+        assert_eq!(h.map(|h| h.name), Some("Home".to_owned()));
+    }
+}

@@ -1,0 +1,150 @@
+//! Paired toys: identity (key and current certificate), name, status.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{StoreResult, w};
+
+/// A toy row.
+#[derive(Debug, Clone)]
+pub struct Toy {
+    /// Row id.
+    pub id: i64,
+    /// The toy's own stable id.
+    pub toy_id: String,
+    /// Name shown to parents.
+    pub name: String,
+    /// Model text from pairing.
+    pub model: String,
+    /// Hex SHA-256 of its public key.
+    pub key_fp: String,
+    /// SHA-256 of its current client certificate.
+    pub cert_sha256: Option<Vec<u8>>,
+    /// When it paired.
+    pub paired_at: i64,
+    /// When a parent removed it, if so.
+    pub removed_at: Option<i64>,
+    /// Its last call to the hub.
+    pub last_seen: Option<i64>,
+    /// Battery percent it last reported.
+    pub battery: Option<u8>,
+    /// Firmware text it last reported.
+    pub firmware: Option<String>,
+    /// The child it belongs to.
+    pub child_name: Option<String>,
+}
+
+const COLS: &str = "id, toy_id, name, model, key_fp, cert_sha256, paired_at, removed_at, last_seen, battery, firmware, child_name";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Toy> {
+    Ok(Toy {
+        id: r.get(0)?,
+        toy_id: r.get(1)?,
+        name: r.get(2)?,
+        model: r.get(3)?,
+        key_fp: r.get(4)?,
+        cert_sha256: r.get(5)?,
+        paired_at: r.get(6)?,
+        removed_at: r.get(7)?,
+        last_seen: r.get(8)?,
+        battery: r.get(9)?,
+        firmware: r.get(10)?,
+        child_name: r.get(11)?,
+    })
+}
+
+/// A toy by its id, removed or not.
+pub fn by_toy_id(c: &Connection, toy_id: &str) -> StoreResult<Option<Toy>> {
+    Ok(c.query_row(
+        &format!("SELECT {COLS} FROM toys WHERE toy_id = ?1"),
+        [toy_id],
+        row,
+    )
+    .optional()?)
+}
+
+/// The paired (not removed) toy holding the certificate with this SHA-256.
+pub fn by_cert(c: &Connection, cert_sha256: &[u8]) -> StoreResult<Option<Toy>> {
+    Ok(c.query_row(
+        &format!("SELECT {COLS} FROM toys WHERE cert_sha256 = ?1 AND removed_at IS NULL"),
+        [cert_sha256],
+        row,
+    )
+    .optional()?)
+}
+
+/// Every paired toy, by name.
+pub fn list_paired(c: &Connection) -> StoreResult<Vec<Toy>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLS} FROM toys WHERE removed_at IS NULL ORDER BY name, toy_id"
+    ))?;
+    let v = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(v)
+}
+
+/// Records a completed pairing: a new toy, or a removed one paired again
+/// (its conversation is kept). Only `cert_sha256` is accepted from now on.
+pub fn upsert_paired(
+    tx: &Connection,
+    toy_id: &str,
+    name: &str,
+    model: &str,
+    key_fp: &str,
+    cert_sha256: &[u8],
+    now: i64,
+) -> StoreResult<i64> {
+    tx.execute(
+        "INSERT INTO toys (toy_id, name, model, key_fp, cert_sha256, paired_at, last_seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+         ON CONFLICT(toy_id) DO UPDATE SET name = excluded.name, model = excluded.model,
+             key_fp = excluded.key_fp, cert_sha256 = excluded.cert_sha256,
+             paired_at = excluded.paired_at, removed_at = NULL, last_seen = excluded.last_seen",
+        params![toy_id, name, model, key_fp, cert_sha256, now],
+    )
+    .map_err(w)?;
+    Ok(tx.query_row("SELECT id FROM toys WHERE toy_id = ?1", [toy_id], |r| r.get(0))?)
+}
+
+/// Unpairs a toy: its certificate is refused from now on. True when it was paired.
+pub fn remove(tx: &Connection, toy_id: &str, now: i64) -> StoreResult<bool> {
+    Ok(tx
+        .execute(
+            "UPDATE toys SET removed_at = ?1, cert_sha256 = NULL WHERE toy_id = ?2 AND removed_at IS NULL",
+            params![now, toy_id],
+        )
+        .map_err(w)?
+        == 1)
+}
+
+/// Renames a paired toy. True when it exists.
+pub fn rename(tx: &Connection, toy_id: &str, name: &str) -> StoreResult<bool> {
+    Ok(tx
+        .execute(
+            "UPDATE toys SET name = ?1 WHERE toy_id = ?2 AND removed_at IS NULL",
+            params![name, toy_id],
+        )
+        .map_err(w)?
+        == 1)
+}
+
+/// Records that the toy called the hub.
+pub fn touch(tx: &Connection, id: i64, now: i64) -> StoreResult<()> {
+    tx.execute("UPDATE toys SET last_seen = ?1 WHERE id = ?2", params![now, id])
+        .map_err(w)?;
+    Ok(())
+}
+
+/// Stores a status report.
+pub fn set_status(
+    tx: &Connection,
+    id: i64,
+    battery: Option<u8>,
+    firmware: Option<&str>,
+    now: i64,
+) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE toys SET battery = COALESCE(?1, battery), firmware = COALESCE(?2, firmware), last_seen = ?3 WHERE id = ?4",
+        params![battery, firmware, now, id],
+    )
+    .map_err(w)?;
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! The reference toy client (placeholder).

@@ -1,0 +1,130 @@
+//! The toy's messages (PROTOCOL.md section 4): the inbox with long-poll,
+//! audio download (marks delivered), played, and the child's recordings
+//! with idempotency keys.
+
+use std::time::Duration;
+
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::identity::Toy;
+use crate::clock::rfc3339;
+use crate::domain::{Direction, MessageState};
+use crate::error::{Error, Result};
+use crate::http::{Access, Routes, read_body};
+use crate::messaging::{self, TOY_LIMIT, Upload};
+use crate::state::AppState;
+use crate::store;
+
+/// Registers the routes of this file.
+pub fn register(r: &mut Routes<'_>) {
+    r.add(Method::GET, "/toy/v1/inbox", Access::Toy, inbox);
+    r.add(Method::GET, "/toy/v1/messages/{id}/audio", Access::Toy, audio);
+    r.add(Method::POST, "/toy/v1/messages/{id}/played", Access::Toy, played);
+    r.add(Method::POST, "/toy/v1/recordings", Access::Toy, recording);
+}
+
+#[derive(Deserialize)]
+struct InboxQuery {
+    wait: Option<String>,
+}
+
+async fn list_inbox(state: &AppState, toy: i64) -> Result<Vec<serde_json::Value>> {
+    let msgs = state.store.read(move |c| store::messages::inbox(c, toy)).await?;
+    Ok(msgs
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.public_id,
+                "from": m.sender_name,
+                "created_at": rfc3339(m.created_at),
+                "duration_ms": m.duration_ms,
+                "bytes": m.size,
+                "audio": format!("/toy/v1/messages/{}/audio", m.public_id),
+            })
+        })
+        .collect())
+}
+
+async fn still_paired(state: &AppState, toy: &Toy) -> Result<bool> {
+    let id = toy.row.toy_id.clone();
+    let row = state.store.read(move |c| store::toys::by_toy_id(c, &id)).await?;
+    Ok(row.is_some_and(|r| r.removed_at.is_none() && r.cert_sha256 == toy.row.cert_sha256))
+}
+
+async fn inbox(state: web::Data<AppState>, toy: Toy, q: web::Query<InboxQuery>) -> Result<HttpResponse> {
+    let wait = match q.wait.as_deref() {
+        None => 0,
+        Some(s) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= 60)
+            .ok_or_else(|| Error::bad_request("invalid_wait", "wait is a number of seconds from 0 to 60"))?,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let notify = state.events.toy_notify(toy.row.id);
+    loop {
+        // Register for a wake-up before looking, so a message stored in
+        // between is not missed.
+        let woken = notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let list = list_inbox(&state, toy.row.id).await?;
+        if !list.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(HttpResponse::Ok().json(json!({"messages": list})));
+        }
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
+            let list = list_inbox(&state, toy.row.id).await?;
+            return Ok(HttpResponse::Ok().json(json!({"messages": list})));
+        }
+        if !still_paired(&state, &toy).await? {
+            return Err(Error::forbidden("toy_not_paired", "this toy was removed by a parent; pair it again"));
+        }
+    }
+}
+
+async fn own_message(state: &AppState, toy: &Toy, id: String) -> Result<store::messages::Message> {
+    let m = state.store.read(move |c| store::messages::get(c, &id)).await?;
+    m.filter(|m| m.toy == toy.row.id && m.direction == Direction::ToToy)
+        .ok_or_else(|| Error::not_found("no such message for this toy"))
+}
+
+async fn audio(state: web::Data<AppState>, toy: Toy, path: web::Path<String>) -> Result<HttpResponse> {
+    let m = own_message(&state, &toy, path.into_inner()).await?;
+    let id = m.public_id.clone();
+    let ogg = state
+        .store
+        .read(move |c| store::messages::audio(c, &id))
+        .await?
+        .ok_or_else(|| Error::not_found("no such message for this toy"))?;
+    messaging::advance(&state, &m, MessageState::Delivered).await?;
+    Ok(HttpResponse::Ok().content_type("audio/ogg").insert_header(("cache-control", "no-store")).body(ogg))
+}
+
+async fn played(state: web::Data<AppState>, toy: Toy, path: web::Path<String>) -> Result<HttpResponse> {
+    let m = own_message(&state, &toy, path.into_inner()).await?;
+    messaging::advance(&state, &m, MessageState::Played).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn recording(state: web::Data<AppState>, toy: Toy, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
+    let kind = messaging::audio_kind(&req)?;
+    let key = messaging::idempotency_key(&req)?;
+    let body = read_body(&req, payload, TOY_LIMIT).await?;
+    let (status, answer) = messaging::store_upload(
+        &state,
+        Upload {
+            direction: Direction::FromToy,
+            sender_user: None,
+            sender_name: toy.row.name.clone(),
+            kind,
+            body,
+            idempotency: key.map(|k| (format!("toy:{}", toy.row.id), k)),
+            toy: toy.row,
+        },
+    )
+    .await?;
+    Ok(if status == 201 { HttpResponse::Created().json(answer) } else { HttpResponse::Ok().json(answer) })
+}

@@ -1,0 +1,41 @@
+//! Static assets (CSS, scripts, icons) embedded in the binary, and the
+//! hub CA certificate download.
+
+use actix_web::http::Method;
+use actix_web::{HttpResponse, web};
+
+use crate::error::{Error, Result};
+use crate::http::{Access, Routes};
+use crate::state::AppState;
+
+/// Registers the routes of this file.
+pub fn register(r: &mut Routes<'_>) {
+    r.add(Method::GET, "/static/{name}", Access::Public, get_static);
+    r.add(Method::GET, "/ca.crt", Access::Public, get_ca);
+}
+
+/// The embedded files: name, content type, bytes.
+const FILES: &[(&str, &str, &[u8])] = &[
+    ("app.css", "text/css; charset=utf-8", include_bytes!("../../static/app.css")),
+    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../static/app.js")),
+    ("recorder-worklet.js", "text/javascript; charset=utf-8", include_bytes!("../../static/recorder-worklet.js")),
+    ("icon.svg", "image/svg+xml", include_bytes!("../../static/icon.svg")),
+];
+
+async fn get_static(name: web::Path<String>) -> Result<HttpResponse> {
+    let (_, ct, bytes) = FILES
+        .iter()
+        .find(|(n, _, _)| *n == name.as_str())
+        .ok_or_else(|| Error::not_found("no such file"))?;
+    Ok(HttpResponse::Ok()
+        .content_type(*ct)
+        .insert_header(("cache-control", "public, max-age=3600"))
+        .body(*bytes))
+}
+
+async fn get_ca(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/x-x509-ca-cert")
+        .insert_header(("content-disposition", "attachment; filename=\"hearth-ca.crt\""))
+        .body(state.pki.ca_der().to_vec())
+}

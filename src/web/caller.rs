@@ -1,0 +1,212 @@
+//! Who is calling: the [`Caller`] extractor authenticates a household
+//! member by bearer token (`Authorization: Bearer …`) or by the session
+//! cookie, checks the session's idle and absolute lifetimes, and for
+//! cookie-authenticated state changes checks the CSRF token and the origin.
+//! [`PageCaller`] does the same for HTML pages and sends the browser to the
+//! login (or setup) page instead of answering `401`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::{Method, StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+
+use crate::auth::tokens::{self, SESSION_COOKIE};
+use crate::domain::Role;
+use crate::error::Error;
+use crate::state::AppState;
+use crate::store::{self, sessions::Session, users::User};
+
+/// A signed-in household member.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Their account.
+    pub user: User,
+    /// Their session.
+    pub session: Session,
+    /// True when authenticated by the browser cookie (CSRF applies).
+    pub via_cookie: bool,
+}
+
+impl Caller {
+    /// Refuses with `403` unless the caller has at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), Error> {
+        if self.user.role >= role {
+            Ok(())
+        } else {
+            Err(Error::forbidden(
+                "forbidden",
+                format!("this needs the {} role; ask a household admin", role.as_str()),
+            ))
+        }
+    }
+}
+
+/// The header carrying the CSRF token from scripts.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let t = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?;
+    Some(t.trim().to_owned())
+}
+
+/// True when the request's `Origin` (or, lacking it, `Referer`) is this
+/// hub, or when a same-origin `Sec-Fetch-Site` vouches for it.
+pub fn same_origin(req: &HttpRequest) -> bool {
+    let host = req.connection_info().host().to_owned();
+    let ours = format!("https://{host}");
+    if let Some(site) = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site != "same-origin" && site != "none" {
+            return false;
+        }
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        return origin == ours;
+    }
+    if let Some(referer) = req.headers().get(header::REFERER).and_then(|v| v.to_str().ok()) {
+        return referer == ours || referer.starts_with(&format!("{ours}/"));
+    }
+    // No Origin and no Referer: not a browser form post from another site
+    // (browsers send Origin on every cross-site POST).
+    true
+}
+
+async fn authenticate(req: HttpRequest, csrf_form_token: Option<String>) -> Result<Caller, Error> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("app state missing")))?;
+    let (token, via_cookie) = match bearer(&req) {
+        Some(t) => (t, false),
+        None => match req.cookie(SESSION_COOKIE) {
+            Some(c) => (c.value().to_owned(), true),
+            None => return Err(Error::unauthorized("sign in first: send a bearer token or the session cookie")),
+        },
+    };
+    let now = state.now();
+    let idle = (state.config.sessions.idle_minutes * 60) as i64;
+    let hash = tokens::token_hash(&token);
+    let found = state
+        .store
+        .read(move |c| {
+            let Some(s) = store::sessions::by_token_hash(c, &hash)? else {
+                return Ok(None);
+            };
+            let u = store::users::by_id(c, s.user_id)?;
+            Ok(u.map(|u| (s, u)))
+        })
+        .await?;
+    let Some((session, user)) = found else {
+        return Err(Error::unauthorized("this session has ended; sign in again"));
+    };
+    let kind_ok = (session.kind == "cookie") == via_cookie;
+    if !kind_ok || session.expires_at <= now || session.last_seen + idle <= now {
+        return Err(Error::unauthorized("this session has ended; sign in again"));
+    }
+    if via_cookie && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        let sent = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or(csrf_form_token)
+            .unwrap_or_default();
+        if !tokens::tokens_equal(&sent, &session.csrf_token) || !same_origin(&req) {
+            return Err(Error::forbidden(
+                "csrf_check_failed",
+                "this request did not come from a Hearth page; reload the page and try again",
+            ));
+        }
+    }
+    // Record use at most once a minute, to spare the SD card.
+    if now - session.last_seen >= 60 {
+        let id = session.id;
+        state.store.write(move |tx| store::sessions::touch(tx, id, now)).await?;
+    }
+    Ok(Caller {
+        user,
+        session,
+        via_cookie,
+    })
+}
+
+impl FromRequest for Caller {
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(authenticate(req, None))
+    }
+}
+
+/// A signed-in member on an HTML page; otherwise a redirect to sign in.
+#[derive(Debug, Clone)]
+pub struct PageCaller(pub Caller);
+
+/// The answer of a page to someone not signed in.
+#[derive(Debug)]
+pub enum PageAuthError {
+    /// Go to the login page (or setup, before the first admin exists).
+    Redirect(String),
+    /// Anything else, as an HTML error page.
+    Other(Error),
+}
+
+impl std::fmt::Display for PageAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Redirect(to) => write!(f, "redirect to {to}"),
+            Self::Other(e) => e.fmt(f),
+        }
+    }
+}
+
+impl ResponseError for PageAuthError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Redirect(_) => StatusCode::SEE_OTHER,
+            Self::Other(e) => e.status,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Redirect(to) => HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, to.as_str()))
+                .finish(),
+            Self::Other(e) => e.to_html_response(),
+        }
+    }
+}
+
+/// Where someone not signed in should go.
+pub async fn sign_in_location(state: &AppState) -> Result<String, Error> {
+    let setup_done = state.store.read(|c| store::users::any_admin(c)).await?;
+    Ok(if setup_done { "/login".into() } else { "/setup".into() })
+}
+
+impl FromRequest for PageCaller {
+    type Error = PageAuthError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, PageAuthError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match authenticate(req.clone(), None).await {
+                Ok(c) => Ok(PageCaller(c)),
+                Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                    let state = req
+                        .app_data::<web::Data<AppState>>()
+                        .cloned()
+                        .ok_or_else(|| PageAuthError::Other(Error::internal(anyhow::anyhow!("app state missing"))))?;
+                    let to = sign_in_location(&state).await.map_err(PageAuthError::Other)?;
+                    Err(PageAuthError::Redirect(to))
+                }
+                Err(e) => Err(PageAuthError::Other(e)),
+            }
+        })
+    }
+}

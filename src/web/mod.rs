@@ -1,0 +1,25 @@
+//! The parents' side: HTML pages (askama) and the JSON API under
+//! `/api/v1`, with server-sent events for live pages.
+//!
+//! **Architecture Invariant:** `web` never imports `toy_api` (and vice
+//! versa); what they share lives in `state`, `pairing`, `events` and `http`.
+
+pub mod api;
+pub mod assets;
+pub mod caller;
+pub mod events;
+pub mod messages;
+pub mod pages;
+
+use actix_web::http::Method;
+
+use crate::http::{Access, Routes};
+
+/// Every route of the parents' side.
+pub fn register(r: &mut Routes<'_>) {
+    api::register(r);
+    messages::register(r);
+    pages::register(r);
+    assets::register(r);
+    r.add(Method::GET, "/api/v1/events", Access::User, events::stream);
+}

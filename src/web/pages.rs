@@ -1,0 +1,362 @@
+//! The parents' HTML pages (askama templates in `templates/`, one base
+//! layout): setup, login, home, toys, a toy's conversation, account, and
+//! the certificate help page. State changes on signed-in pages go through
+//! `/api/v1` from `static/app.js` with the CSRF token of the page; only
+//! login and setup are plain form posts.
+
+use askama::Template;
+use actix_web::http::{Method, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::api::{self, SetupBody};
+use super::caller::{PageCaller, same_origin, sign_in_location};
+use crate::auth::tokens::SESSION_COOKIE;
+use crate::clock::rfc3339;
+use crate::domain::Direction;
+use crate::error::{Error, PageError};
+use crate::http::{Access, Routes};
+use crate::state::AppState;
+use crate::store;
+
+type PageResult = Result<HttpResponse, PageError>;
+
+/// Registers the routes of this file.
+pub fn register(r: &mut Routes<'_>) {
+    r.add(Method::GET, "/", Access::Page, home);
+    r.add(Method::GET, "/setup", Access::Public, setup_page);
+    r.add(Method::POST, "/setup", Access::Public, setup_post);
+    r.add(Method::GET, "/login", Access::Public, login_page);
+    r.add(Method::POST, "/login", Access::Public, login_post);
+    r.add(Method::GET, "/toys", Access::Page, toys_page);
+    r.add(Method::GET, "/toys/{toy_id}", Access::Page, toy_page);
+    r.add(Method::GET, "/account", Access::Page, account_page);
+    r.add(Method::GET, "/help/certificate", Access::Public, cert_help);
+}
+
+/// What every page's layout needs.
+pub struct Layout {
+    /// The page title.
+    pub title: String,
+    /// The household name, when known.
+    pub household: String,
+    /// The signed-in user's display name, when signed in.
+    pub user: Option<String>,
+    /// The CSRF token for scripts, when signed in.
+    pub csrf: String,
+    /// Which navigation entry is current.
+    pub nav: &'static str,
+}
+
+fn html(body: String) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body)
+}
+
+fn render(t: &impl Template) -> PageResult {
+    t.render()
+        .map(html)
+        .map_err(|e| PageError(Error::internal(anyhow::anyhow!("template failed: {e}"))))
+}
+
+async fn layout(state: &AppState, caller: Option<&PageCaller>, title: &str, nav: &'static str) -> Result<Layout, Error> {
+    let household = state
+        .store
+        .read(|c| store::household::get(c))
+        .await?
+        .map(|h| h.name)
+        .unwrap_or_else(|| "Hearth".into());
+    Ok(Layout {
+        title: title.to_owned(),
+        household,
+        user: caller.map(|c| c.0.user.display_name.clone()),
+        csrf: caller.map(|c| c.0.session.csrf_token.clone()).unwrap_or_default(),
+        nav,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    l: Layout,
+    status: u16,
+    reason: &'a str,
+    message: &'a str,
+}
+
+/// The HTML error page (used by the error type's HTML mapping).
+pub fn render_error_page(status: u16, reason: &str, message: &str) -> String {
+    let l = Layout {
+        title: format!("{status} {reason}"),
+        household: "Hearth".into(),
+        user: None,
+        csrf: String::new(),
+        nav: "",
+    };
+    ErrorPage { l, status, reason, message }
+        .render()
+        .unwrap_or_else(|_| format!("{status} {reason}: {message}"))
+}
+
+/// A paired toy on the home and toys pages.
+pub struct ToyView {
+    /// Its id.
+    pub toy_id: String,
+    /// Its name.
+    pub name: String,
+    /// Online now.
+    pub online: bool,
+    /// Last call, RFC 3339.
+    pub last_seen: String,
+    /// Battery text.
+    pub battery: String,
+}
+
+fn toy_views(state: &AppState, toys: &[store::toys::Toy]) -> Vec<ToyView> {
+    let now = state.now();
+    toys.iter()
+        .map(|t| {
+            let j = api::toy_json(state, t, now);
+            ToyView {
+                toy_id: t.toy_id.clone(),
+                name: t.name.clone(),
+                online: j["online"].as_bool().unwrap_or(false),
+                last_seen: t.last_seen.map(rfc3339).unwrap_or_default(),
+                battery: t.battery.map(|b| format!("{b}%")).unwrap_or_else(|| "unknown".into()),
+            }
+        })
+        .collect()
+}
+
+/// A message bubble.
+pub struct MessageView {
+    /// Public id.
+    pub id: String,
+    /// Toy id.
+    pub toy_id: String,
+    /// `to_toy` or `from_toy`.
+    pub direction: &'static str,
+    /// Sender name.
+    pub from: String,
+    /// Created, RFC 3339.
+    pub created_at: String,
+    /// Seconds, one decimal.
+    pub duration: String,
+    /// State text.
+    pub state: &'static str,
+    /// Kept past retention.
+    pub keep: bool,
+    /// Peaks as comma-separated numbers for the canvas.
+    pub peaks: String,
+    /// When retention deletes it, RFC 3339, or empty.
+    pub expires_at: String,
+}
+
+fn message_view(m: &store::messages::Message, days: Option<u32>) -> MessageView {
+    MessageView {
+        id: m.public_id.clone(),
+        toy_id: m.toy_id.clone(),
+        direction: m.direction.as_str(),
+        from: m.sender_name.clone(),
+        created_at: rfc3339(m.created_at),
+        duration: format!("{:.1}", m.duration_ms as f64 / 1000.0),
+        state: m.state.as_str(),
+        keep: m.keep,
+        peaks: m.peaks.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+        expires_at: match (m.keep, days) {
+            (false, Some(d)) => rfc3339(m.created_at + i64::from(d) * 86_400),
+            _ => String::new(),
+        },
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    l: Layout,
+    toys: Vec<ToyView>,
+    new_recordings: Vec<MessageView>,
+    pending: usize,
+}
+
+async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
+    let l = layout(&state, Some(&caller), "Home", "home").await?;
+    let toys = state.store.read(|c| store::toys::list_paired(c)).await?;
+    let msgs = state.store.read(|c| store::messages::list(c, None, None, 50)).await?;
+    let days = crate::messaging::retention_days(&state).await?;
+    let new_recordings = msgs
+        .iter()
+        .filter(|m| m.direction == Direction::FromToy && m.state == crate::domain::MessageState::Received)
+        .map(|m| message_view(m, days))
+        .collect();
+    let pending = state.pairings.pending(state.now()).len();
+    render(&HomePage { l, toys: toy_views(&state, &toys), new_recordings, pending })
+}
+
+#[derive(Template)]
+#[template(path = "toys.html")]
+struct ToysPage {
+    l: Layout,
+    toys: Vec<ToyView>,
+}
+
+async fn toys_page(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
+    let l = layout(&state, Some(&caller), "Toys", "toys").await?;
+    let toys = state.store.read(|c| store::toys::list_paired(c)).await?;
+    render(&ToysPage { l, toys: toy_views(&state, &toys) })
+}
+
+#[derive(Template)]
+#[template(path = "toy.html")]
+struct ToyPage {
+    l: Layout,
+    toy: ToyView,
+    messages: Vec<MessageView>,
+}
+
+async fn toy_page(state: web::Data<AppState>, caller: PageCaller, path: web::Path<String>) -> PageResult {
+    let id = path.into_inner();
+    let id2 = id.clone();
+    let toy = state
+        .store
+        .read(move |c| store::toys::by_toy_id(c, &id2))
+        .await?
+        .filter(|t| t.removed_at.is_none())
+        .ok_or_else(|| Error::not_found("no such paired toy"))?;
+    let row = toy.id;
+    let mut msgs = state.store.read(move |c| store::messages::list(c, Some(row), None, 100)).await?;
+    msgs.reverse();
+    let days = crate::messaging::retention_days(&state).await?;
+    let l = layout(&state, Some(&caller), &toy.name, "toys").await?;
+    let toy = toy_views(&state, std::slice::from_ref(&toy)).remove(0);
+    render(&ToyPage { l, toy, messages: msgs.iter().map(|m| message_view(m, days)).collect() })
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    l: Layout,
+    username: String,
+    role: &'static str,
+}
+
+async fn account_page(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
+    let l = layout(&state, Some(&caller), "Account", "account").await?;
+    render(&AccountPage { l, username: caller.0.user.username.clone(), role: caller.0.user.role.as_str() })
+}
+
+#[derive(Template)]
+#[template(path = "cert_help.html")]
+struct CertHelpPage {
+    l: Layout,
+    fingerprint: String,
+}
+
+async fn cert_help(state: web::Data<AppState>) -> PageResult {
+    let l = layout(&state, None, "Trust this hub", "").await?;
+    let fp = state.pki.ca_sha256.to_hex();
+    let fingerprint = fp
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).to_uppercase())
+        .collect::<Vec<_>>()
+        .join(":");
+    render(&CertHelpPage { l, fingerprint })
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+struct SetupPage {
+    l: Layout,
+    error: String,
+    household: String,
+    username: String,
+}
+
+async fn setup_page(state: web::Data<AppState>) -> PageResult {
+    if state.store.read(|c| store::users::any_admin(c)).await? {
+        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).finish());
+    }
+    let l = layout(&state, None, "Set up Hearth", "").await?;
+    render(&SetupPage { l, error: String::new(), household: String::new(), username: String::new() })
+}
+
+async fn setup_post(state: web::Data<AppState>, req: HttpRequest, form: web::Form<SetupBody>) -> PageResult {
+    if !same_origin(&req) {
+        return Err(Error::forbidden("csrf_check_failed", "this form did not come from this hub").into());
+    }
+    let form = form.into_inner();
+    let (household, username) = (form.household.clone(), form.username.clone());
+    match api::do_setup(&state, &req, form).await {
+        Ok(_) => Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/login?setup=done")).finish()),
+        Err(e) if e.status.is_client_error() && e.status.as_u16() != 409 => {
+            let l = layout(&state, None, "Set up Hearth", "").await?;
+            let page = SetupPage { l, error: e.message.clone(), household, username };
+            let body = page.render().map_err(|e| PageError(Error::internal(anyhow::anyhow!("{e}"))))?;
+            let mut resp = HttpResponse::build(e.status);
+            if let Some(s) = e.retry_after {
+                resp.insert_header((header::RETRY_AFTER, s.to_string()));
+            }
+            Ok(resp.content_type("text/html; charset=utf-8").body(body))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    l: Layout,
+    error: String,
+    notice: String,
+    username: String,
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    setup: Option<String>,
+}
+
+async fn login_page(state: web::Data<AppState>, q: web::Query<LoginQuery>) -> PageResult {
+    let to = sign_in_location(&state).await?;
+    if to == "/setup" {
+        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/setup")).finish());
+    }
+    let l = layout(&state, None, "Sign in", "").await?;
+    let notice = if q.setup.is_some() { "Your household is ready. Sign in with the account you just made.".into() } else { String::new() };
+    render(&LoginPage { l, error: String::new(), notice, username: String::new() })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+}
+
+async fn login_post(state: web::Data<AppState>, req: HttpRequest, form: web::Form<LoginForm>) -> PageResult {
+    if !same_origin(&req) {
+        return Err(Error::forbidden("csrf_check_failed", "this form did not come from this hub").into());
+    }
+    let form = form.into_inner();
+    match api::do_login(&state, &req, &form.username, form.password, "cookie").await {
+        Ok(s) => {
+            let mut c = actix_web::cookie::Cookie::new(SESSION_COOKIE, s.token);
+            c.set_path("/");
+            c.set_secure(true);
+            c.set_http_only(true);
+            c.set_same_site(actix_web::cookie::SameSite::Strict);
+            c.set_max_age(actix_web::cookie::time::Duration::seconds(s.expires_at - state.now()));
+            Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).cookie(c).finish())
+        }
+        Err(e) if e.status.is_client_error() => {
+            let l = layout(&state, None, "Sign in", "").await?;
+            let page = LoginPage { l, error: e.message.clone(), notice: String::new(), username: form.username };
+            let body = page.render().map_err(|e| PageError(Error::internal(anyhow::anyhow!("{e}"))))?;
+            let mut resp = HttpResponse::build(e.status);
+            if let Some(s) = e.retry_after {
+                resp.insert_header((header::RETRY_AFTER, s.to_string()));
+            }
+            Ok(resp.content_type("text/html; charset=utf-8").body(body))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,1 @@
+// Hearth page script.

@@ -1,0 +1,376 @@
+//! Discovery over real mDNS between two network namespaces: the hub in A,
+//! a toy and a source of broken records in B.
+//!
+//! The test process re-executes itself in the namespaces (see `netns.rs`);
+//! [`netns_child`] plays the role named in `HEARTH_TEST_ROLE`, prints what it
+//! observes as stdout lines and takes commands on stdin:
+//!
+//! | role | prints | stdin |
+//! | --- | --- | --- |
+//! | `hub` | `READY`, `EVENT appeared\|updated id=.. name=".." paired=..`, `EVENT gone id=..`, debug logs | `seen` → `SEEN id,id`; `up ID` → `UP ID bool`; `rename NAME` → `RENAMED`; `quit` → `BYE` |
+//! | `toy` | `READY` | `find` → `HUB instance=".." host=.. port=.. api=.. ca=.. addrs=a,b` or `HUB-ERROR ..`; `paired` → `PAIRED`; `quit` → `BYE` |
+//! | `garbage` | `READY` once its bad records are registered and junk packets sent | `quit` → `BYE` |
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use hearth::discovery::{
+    Discovery, DiscoveryEvent, DiscoveryOptions, HubAdvert, TOY_SERVICE_TYPE, ToyAdvert,
+    ToyAdvertiser, find_hub,
+};
+use hearth::domain::{Hex32, ToyId};
+use mdns_sd::{ServiceDaemon, ServiceInfo, TxtProperty};
+
+use crate::netns::{NetnsPair, Proc, role, self_test_command};
+
+const CHILD: &str = "discovery::netns_child";
+const IFACE_ENV: &str = "HEARTH_TEST_IFACE";
+const TOY_ID: &str = "bear-3f2a";
+const CA: Hex32 = Hex32([0xca; 32]);
+const FP: Hex32 = Hex32([0x3f; 32]);
+
+/// The bad records the `garbage` role advertises: (instance, TXT strings).
+fn garbage_records() -> Vec<(&'static str, Vec<TxtProperty>)> {
+    let fp = FP.to_hex();
+    vec![
+        (
+            "Bad Version",
+            vec![
+                ("v", "2").into(),
+                ("id", "bad-version").into(),
+                ("fp", fp.as_str()).into(),
+            ],
+        ),
+        (
+            "Bad Fp",
+            vec![
+                ("v", "1").into(),
+                ("id", "bad-fp").into(),
+                ("fp", "abc123").into(),
+            ],
+        ),
+        (
+            "Bad Id",
+            vec![
+                ("v", "1").into(),
+                ("id", "bad id!").into(),
+                ("fp", fp.as_str()).into(),
+            ],
+        ),
+        ("No Id", vec![("v", "1").into(), ("fp", fp.as_str()).into()]),
+        (
+            "Bad Utf8",
+            vec![
+                ("v", "1").into(),
+                ("id", "bad-utf8").into(),
+                ("fp", fp.as_str()).into(),
+                ("model", [0xffu8, 0xfe].as_slice()).into(),
+            ],
+        ),
+    ]
+}
+
+/// A record with duplicate, differently cased keys: valid, listed as the
+/// first id.
+fn duplicate_key_record() -> Vec<TxtProperty> {
+    let fp = FP.to_hex();
+    vec![
+        ("V", "1").into(),
+        ("ID", "dup-first").into(),
+        ("id", "dup-second").into(),
+        ("Fp", fp.as_str()).into(),
+        ("colour", "blue").into(),
+    ]
+}
+
+#[test]
+fn discovery_over_real_mdns_in_netns() {
+    let Some(pair) = NetnsPair::create_or_skip() else {
+        return;
+    };
+    let start = |in_a: bool, name: &str| {
+        let mut cmd = self_test_command(CHILD, name);
+        cmd.env(IFACE_ENV, if in_a { pair.if_a() } else { pair.if_b() });
+        let child = if in_a {
+            pair.spawn_in_a(&mut cmd)
+        } else {
+            pair.spawn_in_b(&mut cmd)
+        };
+        Proc::new(
+            name,
+            child.unwrap_or_else(|e| panic!("cannot start {name}: {e}")),
+        )
+    };
+
+    let mut hub = start(true, "hub");
+    hub.wait_for("READY", |l| l == "READY");
+    let mut toy = start(false, "toy");
+    toy.wait_for("READY", |l| l == "READY");
+
+    // The hub lists the toy.
+    let line = hub.wait_for("the toy to appear", |l| {
+        l.starts_with(&format!("EVENT appeared id={TOY_ID} "))
+    });
+    assert!(line.contains(r#"name="Bear 3F2A""#), "{line}");
+    assert!(line.contains("paired=false"), "{line}");
+
+    // The toy finds the hub, with its host, port, CA fingerprint and address.
+    toy.send("find");
+    let line = toy.wait_for("the hub record", |l| l.starts_with("HUB"));
+    assert!(line.starts_with("HUB "), "{line}");
+    assert!(line.contains(r#"instance="Test Home""#), "{line}");
+    assert!(line.contains(" host=hearth-test.local "), "{line}");
+    assert!(line.contains(" port=8443 "), "{line}");
+    assert!(line.contains(" api=/toy/v1 "), "{line}");
+    assert!(line.contains(&format!(" ca={} ", CA.to_hex())), "{line}");
+    let addrs = line.rsplit("addrs=").next().unwrap_or_default();
+    assert!(
+        addrs.split(',').any(|a| a == pair.addr_a().to_string()),
+        "{line}"
+    );
+
+    // Broken records and junk packets: each bad record is logged and ignored,
+    // the valid ones are still listed.
+    let mut garbage = start(false, "garbage");
+    garbage.wait_for("READY", |l| l == "READY");
+    hub.wait_for("the duplicate-key record", |l| {
+        l.starts_with("EVENT appeared id=dup-first ")
+    });
+    for (name, _) in garbage_records() {
+        let record = format!("record={name}._hearth-toy._tcp.local.");
+        hub.saw_or_wait_for(&format!("{name:?} to be ignored"), |l| {
+            l.contains("ignoring an invalid toy record") && l.ends_with(&record)
+        });
+    }
+    hub.send("seen");
+    assert_eq!(
+        hub.wait_for("SEEN", |l| l.starts_with("SEEN")),
+        format!("SEEN {TOY_ID},dup-first")
+    );
+    assert!(
+        !hub.log().iter().any(|l| l.contains("dup-second")),
+        "a later duplicate key won"
+    );
+
+    // A paired toy's record update reaches the hub as an update.
+    toy.send("paired");
+    toy.wait_for("PAIRED", |l| l == "PAIRED");
+    let line = hub.wait_for("the toy update", |l| {
+        l.starts_with(&format!("EVENT updated id={TOY_ID} "))
+    });
+    assert!(line.contains("paired=true"), "{line}");
+
+    // A renamed household is found under its new name.
+    hub.send("rename Renamed Home");
+    hub.wait_for("RENAMED", |l| l == "RENAMED");
+    toy.send("find");
+    let line = toy.wait_for("the renamed hub", |l| l.starts_with("HUB"));
+    assert!(line.contains(r#"instance="Renamed Home""#), "{line}");
+
+    // The toy leaves: goodbye packets make it Gone at once.
+    toy.send("quit");
+    toy.wait_for("BYE", |l| l == "BYE");
+    hub.wait_for("the toy to go", |l| l == format!("EVENT gone id={TOY_ID}"));
+    hub.send(&format!("up {TOY_ID}"));
+    assert_eq!(
+        hub.wait_for("UP", |l| l.starts_with("UP ")),
+        format!("UP {TOY_ID} false")
+    );
+    hub.send("seen");
+    assert_eq!(
+        hub.wait_for("SEEN", |l| l.starts_with("SEEN")),
+        "SEEN dup-first"
+    );
+
+    garbage.send("quit");
+    hub.send("quit");
+    hub.wait_for("BYE", |l| l == "BYE");
+    for p in [toy, garbage, hub] {
+        assert!(p.finish().success());
+    }
+}
+
+/// Plays the role named in `HEARTH_TEST_ROLE`; does nothing in a normal run.
+#[test]
+#[ignore = "a child process of discovery_over_real_mdns_in_netns"]
+fn netns_child() {
+    let Some(role) = role() else { return };
+    let iface = std::env::var(IFACE_ENV).unwrap_or_else(|_| panic!("{IFACE_ENV} is not set"));
+    let opts = DiscoveryOptions {
+        interfaces: vec![iface],
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("hearth=debug")
+        .with_writer(std::io::stdout)
+        .with_ansi(false)
+        .without_time()
+        .try_init();
+    match role.as_str() {
+        "hub" => hub_role(&opts),
+        // The toy uses every interface (the default), the hub only the veth
+        // (an explicit selection), so both paths are exercised.
+        "toy" => toy_role(&DiscoveryOptions::default()),
+        "garbage" => garbage_role(&opts),
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+fn stdin_lines() -> impl Iterator<Item = String> {
+    std::io::stdin().lock().lines().map_while(Result::ok)
+}
+
+fn hub_role(opts: &DiscoveryOptions) {
+    let advert = HubAdvert {
+        instance: "Test Home".into(),
+        host: "hearth-test.local".into(),
+        port: 8443,
+        ca_sha256: CA,
+    };
+    let discovery = Discovery::start(advert, opts).expect("start the hub's discovery");
+    let mut events = discovery.subscribe();
+    std::thread::spawn(move || {
+        while let Ok(event) = events.blocking_recv() {
+            match event {
+                DiscoveryEvent::Appeared(t) => println!(
+                    "EVENT appeared id={} name={:?} paired={} model={:?}",
+                    t.toy_id, t.name, t.paired, t.model
+                ),
+                DiscoveryEvent::Updated(t) => println!(
+                    "EVENT updated id={} name={:?} paired={} model={:?}",
+                    t.toy_id, t.name, t.paired, t.model
+                ),
+                DiscoveryEvent::Gone(id) => println!("EVENT gone id={id}"),
+            }
+        }
+    });
+    println!("READY");
+    for line in stdin_lines() {
+        let (cmd, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        match cmd {
+            "seen" => {
+                let mut ids: Vec<String> = discovery
+                    .seen()
+                    .into_iter()
+                    .map(|t| t.toy_id.to_string())
+                    .collect();
+                ids.sort();
+                println!("SEEN {}", ids.join(","));
+            }
+            "up" => {
+                let id = ToyId::parse(arg).expect("a toy id");
+                println!("UP {arg} {}", discovery.is_up(&id));
+            }
+            "rename" => {
+                discovery.rename(arg).expect("rename");
+                println!("RENAMED");
+            }
+            "quit" => break,
+            other => panic!("unknown command {other:?}"),
+        }
+    }
+    discovery.shutdown();
+    println!("BYE");
+}
+
+fn toy_role(opts: &DiscoveryOptions) {
+    let advert = ToyAdvert {
+        instance: "Bear 3F2A".into(),
+        toy_id: ToyId::parse(TOY_ID).expect("toy id"),
+        model: "hearth-toy 1.0".into(),
+        fp: FP,
+        paired: false,
+        port: 9,
+    };
+    let toy = ToyAdvertiser::start(advert, opts).expect("start the toy's advert");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a tokio runtime");
+    println!("READY");
+    for line in stdin_lines() {
+        match line.as_str() {
+            "find" => match runtime.block_on(find_hub(opts, Duration::from_secs(20))) {
+                Ok(hub) => {
+                    let addrs: Vec<String> = hub.addrs.iter().map(ToString::to_string).collect();
+                    println!(
+                        "HUB instance={:?} host={} port={} api={} ca={} addrs={}",
+                        hub.instance,
+                        hub.host,
+                        hub.port,
+                        hub.api,
+                        hub.ca_sha256.to_hex(),
+                        addrs.join(",")
+                    );
+                }
+                Err(e) => println!("HUB-ERROR {e}"),
+            },
+            "paired" => {
+                toy.set_paired(true).expect("set paired");
+                println!("PAIRED");
+            }
+            "quit" => break,
+            other => panic!("unknown command {other:?}"),
+        }
+    }
+    toy.shutdown();
+    println!("BYE");
+}
+
+/// Advertises records with bad TXT (plus one with duplicate keys) straight
+/// through `mdns-sd`, and multicasts packets that are not DNS at all.
+fn garbage_role(opts: &DiscoveryOptions) {
+    let daemon = ServiceDaemon::new().expect("mdns daemon");
+    daemon
+        .disable_interface(mdns_sd::IfKind::All)
+        .and_then(|()| daemon.enable_interface(opts.interfaces.iter().collect::<Vec<_>>()))
+        .expect("select the interface");
+    let mut records = garbage_records();
+    records.push(("Dup Keys", duplicate_key_record()));
+    for (name, txt) in records {
+        let info = ServiceInfo::new(TOY_SERVICE_TYPE, name, "garbage.local.", (), 9, txt)
+            .expect("a service info")
+            .enable_addr_auto();
+        daemon.register(info).expect("register");
+    }
+    send_junk_packets();
+    println!("READY");
+    for line in stdin_lines() {
+        if line == "quit" {
+            break;
+        }
+    }
+    if let Ok(done) = daemon.shutdown() {
+        let _ = done.recv_timeout(Duration::from_secs(2));
+    }
+    println!("BYE");
+}
+
+/// Multicasts malformed mDNS packets to 224.0.0.251:5353.
+fn send_junk_packets() {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
+    let mut x: u32 = 0x2545_f491;
+    let mut random = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x.to_le_bytes()[0]
+            })
+            .collect()
+    };
+    let mut packets = vec![
+        Vec::new(),
+        vec![0; 5],
+        // A response header claiming 65535 answers and carrying none.
+        vec![0, 0, 0x84, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0],
+        // One answer whose name is a compression pointer to itself.
+        vec![0, 0, 0x84, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0xc0, 12, 0, 16, 0, 1],
+    ];
+    for n in [12, 40, 300, 1400] {
+        packets.push(random(n));
+    }
+    for p in packets {
+        let _ = sock.send_to(&p, "224.0.0.251:5353");
+    }
+}
