@@ -88,6 +88,11 @@ man_page() {
 	if ! "$bin" man >"$out.tmp" 2>"$out.err" || ! grep -q '^\.TH' "$out.tmp"; then
 		if [ "$name" = hearth-toy ] && toy_man_from_help "$bin" "$out.tmp"; then
 			log "note: 'hearth-toy man' is not available; hearth-toy.1 was made from 'hearth-toy --help'"
+		elif [ "$name" = hearth-toy ]; then
+			# The toy is still a placeholder: ship a minimal page rather than
+			# block the hub's package on it.
+			log "WARNING: hearth-toy has neither 'man' nor '--help'; shipping a minimal hearth-toy.1"
+			toy_man_minimal "$out.tmp"
 		else
 			cat "$out.err" >&2 || true
 			rm -f "$out.tmp" "$out.err"
@@ -116,6 +121,18 @@ toy_man_from_help() {
 		echo ".SH SEE ALSO"
 		echo "hearth(1)"
 	} >"$out"
+}
+
+toy_man_minimal() {
+	{
+		echo '.TH HEARTH-TOY 1 "" "hearth-toy" "Hearth"'
+		echo ".SH NAME"
+		echo "hearth-toy \\- reference toy client for the Hearth voice hub"
+		echo ".SH DESCRIPTION"
+		echo "The reference toy: it finds the hub with mDNS, pairs with it and exchanges voice messages."
+		echo ".SH SEE ALSO"
+		echo "hearth(1)"
+	} >"$1"
 }
 
 make_man_pages() {
