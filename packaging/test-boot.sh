@@ -195,6 +195,9 @@ test_install() {
 	check "HTTPS answers on 443" https_answers
 	check "port 80 redirects to HTTPS" http_redirects
 	check "hearth doctor (service running)" in_ct hearth doctor --config "$CONF"
+	log "the hub's journal so far:"
+	in_ct journalctl -u hearth.service -o short-monotonic --no-pager | tail -n 20 |
+		sed -E 's/[0-9]{4}-[0-9]{4}/NNNN-NNNN/g; s/^/        | /' || true
 }
 
 test_watchdog() {
