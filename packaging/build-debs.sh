@@ -152,6 +152,26 @@ setup_cross() {
 	export "CARGO_TARGET_${upper}_LINKER=$prefix-gcc"
 	export "CC_${lower}=$prefix-gcc" "CXX_${lower}=$prefix-g++" "AR_${lower}=$prefix-ar"
 	export HOST_CC=gcc
+	if [ "$deb_arch" = armhf ]; then
+		# Debian's armhf compiler defaults to -mfpu=vfpv3-d16 (no NEON), and
+		# libopus's CMake then fails on its NEON intrinsics files. Every
+		# ARMv7 Raspberry Pi (2, 3, 4, 5, Zero 2 W) has NEON.
+		export "CFLAGS_${lower}=-mfpu=neon" "CXXFLAGS_${lower}=-mfpu=neon"
+	fi
+}
+
+# dpkg-shlibdeps, run for a foreign architecture, writes dependencies such as
+# "libc6:arm64"; in a package of that very architecture the qualifier only
+# adds noise (and is not what a native build writes), so drop it.
+drop_own_arch_qualifiers() {
+	local deb=$1 deb_arch=$2 tmp
+	dpkg-deb -f "$deb" Depends | grep -q ":$deb_arch\b" || return 0
+	tmp=$(mktemp -d)
+	dpkg-deb -R "$deb" "$tmp/pkg"
+	sed -i "/^Depends:/s/:$deb_arch\b//g" "$tmp/pkg/DEBIAN/control"
+	dpkg-deb --root-owner-group -Zxz -b "$tmp/pkg" "$deb" >/dev/null
+	rm -rf "$tmp"
+	log "Depends: $(dpkg-deb -f "$deb" Depends)"
 }
 
 # Unpacks a .deb and checks its hub binary: --version, then (unless
@@ -201,6 +221,7 @@ build_arch() {
 	else
 		setup_cross "$triple" "$deb_arch" "$prefix" "$qemu"
 		nice -n "$NICE" cargo deb --locked --target "$triple" -o "$deb"
+		drop_own_arch_qualifiers "$deb" "$deb_arch"
 		smoke_test "$deb" "$qemu -L /usr/$prefix"
 	fi
 	log "$arch: $deb built and smoke-tested in $(($(date +%s) - start)) s"
