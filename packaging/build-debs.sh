@@ -169,6 +169,8 @@ drop_own_arch_qualifiers() {
 	tmp=$(mktemp -d)
 	dpkg-deb -R "$deb" "$tmp/pkg"
 	sed -i "/^Depends:/s/:$deb_arch\b//g" "$tmp/pkg/DEBIAN/control"
+	# Keep cargo-deb's timestamps (unpacking gave the directories new ones).
+	find "$tmp/pkg" -exec touch -h -r "$tmp/pkg/etc/hearth/hearth.toml" {} +
 	dpkg-deb --root-owner-group -Zxz -b "$tmp/pkg" "$deb" >/dev/null
 	rm -rf "$tmp"
 	log "Depends: $(dpkg-deb -f "$deb" Depends)"
