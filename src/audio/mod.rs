@@ -15,7 +15,12 @@ pub enum AudioKind {
 impl AudioKind {
     /// From a content type.
     pub fn from_content_type(ct: &str) -> Option<AudioKind> {
-        let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let base = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match base.as_str() {
             "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => Some(Self::Wav),
             "audio/ogg" | "audio/opus" | "application/ogg" => Some(Self::OggOpus),
@@ -63,7 +68,11 @@ pub fn ingest(_kind: AudioKind, body: &[u8]) -> Result<Clip, AudioError> {
     if body.len() < 44 {
         return Err(AudioError::Invalid("too short".into()));
     }
-    Ok(Clip { ogg: body.to_vec(), duration_ms: 1000, peaks: vec![0; 48] })
+    Ok(Clip {
+        ogg: body.to_vec(),
+        duration_ms: 1000,
+        peaks: vec![0; 48],
+    })
 }
 
 /// Decode.

@@ -29,7 +29,12 @@ pub fn register(r: &mut Routes<'_>) {
 
 /// Parses a JSON body, `400` with the parser's words when malformed.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body).map_err(|e| Error::bad_request("invalid_json", format!("the body is not the expected JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        Error::bad_request(
+            "invalid_json",
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
 }
 
 async fn whoami(toy: Toy) -> Result<HttpResponse> {
@@ -47,20 +52,36 @@ struct StatusBody {
     firmware: Option<String>,
 }
 
-async fn status(state: web::Data<AppState>, toy: Toy, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
+async fn status(
+    state: web::Data<AppState>,
+    toy: Toy,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
     let body = read_body(&req, payload, JSON_LIMIT).await?;
     let b: StatusBody = parse_json(&body)?;
     if b.battery.is_some_and(|x| x > 100) {
-        return Err(Error::bad_request("invalid_battery", "battery is a percentage from 0 to 100"));
+        return Err(Error::bad_request(
+            "invalid_battery",
+            "battery is a percentage from 0 to 100",
+        ));
     }
-    if b.firmware.as_ref().is_some_and(|f| f.len() > 128 || f.chars().any(char::is_control)) {
-        return Err(Error::bad_request("invalid_firmware", "firmware is at most 128 bytes of printable text"));
+    if b.firmware
+        .as_ref()
+        .is_some_and(|f| f.len() > 128 || f.chars().any(char::is_control))
+    {
+        return Err(Error::bad_request(
+            "invalid_firmware",
+            "firmware is at most 128 bytes of printable text",
+        ));
     }
     let (id, now) = (toy.row.id, state.now());
     state
         .store
         .write(move |tx| store::toys::set_status(tx, id, b.battery, b.firmware.as_deref(), now))
         .await?;
-    state.events.publish("toy", json!({"change": "status", "toy_id": toy.row.toy_id}));
+    state
+        .events
+        .publish("toy", json!({"change": "status", "toy_id": toy.row.toy_id}));
     Ok(HttpResponse::NoContent().finish())
 }
