@@ -268,14 +268,22 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let state = self.state.clone();
         let jobs = tokio::spawn(background_jobs(state.clone()));
+        let relay = state
+            .discovery
+            .as_ref()
+            .map(|d| tokio::spawn(relay_discovery(d.subscribe(), state.events.clone())));
         if let Some(r) = self.redirect {
             tokio::spawn(r);
         }
         notify_systemd_ready();
         let res = self.server.await;
         jobs.abort();
-        if let Some(d) = &state.discovery {
-            d.shutdown();
+        if let Some(r) = relay {
+            r.abort();
+        }
+        if let Some(d) = state.discovery.clone() {
+            // Goodbye packets take up to two seconds; not on an async thread.
+            let _ = tokio::task::spawn_blocking(move || d.shutdown()).await;
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         res.context("the web server stopped with an error")
@@ -296,6 +304,28 @@ fn notify_systemd_ready() {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
         });
+    }
+}
+
+/// Tells open pages about toys appearing on or leaving the network.
+async fn relay_discovery(
+    mut rx: tokio::sync::broadcast::Receiver<crate::discovery::DiscoveryEvent>,
+    events: Events,
+) {
+    use crate::discovery::DiscoveryEvent;
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let (change, toy_id) = match rx.recv().await {
+            Ok(DiscoveryEvent::Appeared(t)) => ("discovered", t.toy_id),
+            Ok(DiscoveryEvent::Updated(t)) => ("discovered", t.toy_id),
+            Ok(DiscoveryEvent::Gone(id)) => ("gone", id),
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        events.publish(
+            "toy",
+            serde_json::json!({"change": change, "toy_id": toy_id}),
+        );
     }
 }
 

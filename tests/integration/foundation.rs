@@ -697,3 +697,48 @@ fn unknown_config_key_names_key_and_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[actix_web::test]
+async fn doctor_passes_on_a_healthy_hub_and_names_fixes() {
+    let hub = Hub::start().await;
+    let config = hub.dir.path().join("hearth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\nlisten = \"127.0.0.1:{}\"\n[mdns]\nenabled = false\n",
+            hub.port
+        ),
+    )
+    .expect("config");
+    let data = hub.data_dir();
+    let run = move || {
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["doctor", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .expect("doctor runs")
+    };
+    let run2 = run.clone();
+    let out = actix_web::rt::task::spawn_blocking(run)
+        .await
+        .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("integrity_check passed") && text.contains("covers hearth.local"),
+        "{text}"
+    );
+    std::fs::set_permissions(hub.data_dir(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let out = actix_web::rt::task::spawn_blocking(run2)
+        .await
+        .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("FAIL") && text.contains("chmod 700"),
+        "{text}"
+    );
+}
