@@ -4,4 +4,5 @@
 //! `hearth-toy` (the reference toy) are thin layers over it. See
 //! `docs/ARCHITECTURE.md` for the map of modules and the rules between them.
 
+pub mod audio;
 pub mod domain;
