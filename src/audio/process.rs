@@ -18,7 +18,9 @@ pub(crate) const OPUS_RATES: [u32; 5] = [8_000, 12_000, 16_000, 24_000, 48_000];
 /// Look-ahead (and attack) of the limiter, in milliseconds.
 const LIMITER_LOOKAHEAD_MS: u32 = 5;
 /// Release time constant of the limiter, in milliseconds.
-const LIMITER_RELEASE_MS: f32 = 80.0;
+const LIMITER_RELEASE_MS: f32 = 50.0;
+/// How many times at most the limiter is run to make up lost loudness.
+const LIMITER_PASSES: usize = 3;
 
 /// Returns `pcm` at a rate libopus encodes natively. Rates libopus accepts
 /// (8, 12, 16, 24, 48 kHz) are kept as they are, which spares the
@@ -67,14 +69,40 @@ pub(crate) fn normalize_loudness(pcm: &mut Pcm) -> Result<(), AudioError> {
     let loudness = integrated_loudness(pcm)?;
     // Below the -70 LUFS absolute gate the meter reports -inf: that is
     // silence or hiss, which is left exactly as it is.
-    let gain_db = if loudness.is_finite() {
+    let mut gain_db = if loudness.is_finite() {
         (TARGET_LUFS - loudness).min(MAX_GAIN_DB)
     } else {
         0.0
     };
-    let gain = 10f64.powf(gain_db / 20.0) as f32;
     let ceiling = 10f64.powf(LIMITER_CEILING_DBFS / 20.0) as f32;
-    limit(&mut pcm.samples, gain, ceiling, pcm.sample_rate);
+    let peak = pcm.samples.iter().fold(0f32, |m, s| m.max(s.abs()));
+    let gain = 10f64.powf(gain_db / 20.0) as f32;
+    if peak * gain <= ceiling || !peak.is_finite() {
+        // The common case: no sample would pass the ceiling, a plain gain.
+        if gain != 1.0 {
+            pcm.samples.iter_mut().for_each(|s| *s *= gain);
+        }
+        return Ok(());
+    }
+    // The limiter takes loudness away where it works hard (dense peaks),
+    // so the gain is raised by what is missing and the limiter run again
+    // from the original, a few times at most.
+    let mut limited = Pcm {
+        sample_rate: pcm.sample_rate,
+        samples: Vec::with_capacity(pcm.samples.len()),
+    };
+    for _ in 0..LIMITER_PASSES {
+        let gain = 10f64.powf(gain_db / 20.0) as f32;
+        limited.samples.clear();
+        limited.samples.extend_from_slice(&pcm.samples);
+        limit(&mut limited.samples, gain, ceiling, pcm.sample_rate);
+        let missing = TARGET_LUFS - integrated_loudness(&limited)?;
+        if !(missing > 0.2) || gain_db >= MAX_GAIN_DB {
+            break;
+        }
+        gain_db = (gain_db + missing).min(MAX_GAIN_DB);
+    }
+    std::mem::swap(&mut pcm.samples, &mut limited.samples);
     Ok(())
 }
 
@@ -101,13 +129,6 @@ pub(crate) fn integrated_loudness(pcm: &Pcm) -> Result<f64, AudioError> {
 /// ceiling, while the gain ramps down over the look-ahead instead of
 /// jumping. A one-pole release then lets the gain recover gently.
 fn limit(samples: &mut [f32], gain: f32, ceiling: f32, rate: u32) {
-    let peak = samples.iter().fold(0f32, |m, s| m.max(s.abs())) * gain;
-    if peak <= ceiling || !peak.is_finite() {
-        if gain != 1.0 {
-            samples.iter_mut().for_each(|s| *s *= gain);
-        }
-        return;
-    }
     let n = samples.len();
     let la = ((rate / 1000) * LIMITER_LOOKAHEAD_MS).max(1) as usize;
     let required = |i: usize| -> f32 {
