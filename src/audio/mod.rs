@@ -27,7 +27,7 @@ mod wav;
 #[cfg(test)]
 mod tests;
 
-pub use ogg_opus::decode_ogg_opus;
+pub use ogg_opus::{OPUS_BITRATE, OPUS_COMPLEXITY, decode_ogg_opus};
 pub use wav::encode_wav;
 
 /// The longest recording accepted, in milliseconds.
@@ -166,6 +166,17 @@ pub(crate) fn ingest_pcm(pcm: Pcm, input_rate: u32) -> Result<Clip, AudioError> 
         duration_ms,
         peaks,
     })
+}
+
+/// Encoding alone (resampling if needed, no loudness processing), for the
+/// benchmark that compares our encoder with `opusenc`. Not part of the API.
+#[doc(hidden)]
+pub fn encode_only(pcm: &Pcm) -> Result<Vec<u8>, AudioError> {
+    if process::OPUS_RATES.contains(&pcm.sample_rate) {
+        ogg_opus::encode(pcm, pcm.sample_rate)
+    } else {
+        ogg_opus::encode(&process::to_opus_rate(pcm.clone())?, pcm.sample_rate)
+    }
 }
 
 /// Stored Ogg Opus -> 16-bit PCM mono WAV bytes (for browsers that cannot play Ogg).

@@ -48,9 +48,9 @@ fn ogg_error(e: OggReadError) -> AudioError {
         OggReadError::HashMismatch(..) => AudioError::invalid(format!(
             "the Ogg file is damaged (a page checksum does not match); {SEND}"
         )),
-        OggReadError::ReadError(_) => AudioError::invalid(format!(
-            "the Ogg file is truncated (it ends in the middle of a page); send the complete file"
-        )),
+        OggReadError::ReadError(_) => AudioError::invalid(
+            "the Ogg file is truncated (it ends in the middle of a page); send the complete file",
+        ),
         OggReadError::NoCapturePatternFound => AudioError::invalid(format!(
             "the Ogg file is damaged (a page does not start with \"OggS\"); {SEND}"
         )),
@@ -103,9 +103,9 @@ pub(crate) fn decode(body: &[u8]) -> Result<(Pcm, Head), AudioError> {
     }
 
     let tags = reader.read_packet().map_err(ogg_error)?.ok_or_else(|| {
-        AudioError::invalid(format!(
-            "the Ogg file ends after OpusHead without an OpusTags packet; send the complete file"
-        ))
+        AudioError::invalid(
+            "the Ogg file ends after OpusHead without an OpusTags packet; send the complete file",
+        )
     })?;
     if tags.stream_serial() != serial {
         return Err(more_than_one_stream());

@@ -8,9 +8,7 @@ use ebur128::{EbuR128, Mode};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 
-use super::{
-    AudioError, LIMITER_CEILING_DBFS, MAX_GAIN_DB, PEAK_BUCKETS, Pcm, TARGET_LUFS,
-};
+use super::{AudioError, LIMITER_CEILING_DBFS, MAX_GAIN_DB, PEAK_BUCKETS, Pcm, TARGET_LUFS};
 
 /// Sample rates libopus encodes natively; anything else is resampled to 48 kHz.
 pub(crate) const OPUS_RATES: [u32; 5] = [8_000, 12_000, 16_000, 24_000, 48_000];
@@ -42,14 +40,9 @@ pub(crate) fn to_opus_rate(pcm: Pcm) -> Result<Pcm, AudioError> {
             / u128::from(pcm.sample_rate.max(1)),
     )
     .unwrap_or(0) as usize;
-    let mut resampler = Fft::<f32>::new(
-        pcm.sample_rate as usize,
-        48_000,
-        1024,
-        1,
-        FixedSync::Input,
-    )
-    .map_err(|e| fail(&e))?;
+    let mut resampler =
+        Fft::<f32>::new(pcm.sample_rate as usize, 48_000, 1024, 1, FixedSync::Input)
+            .map_err(|e| fail(&e))?;
     let input = InterleavedSlice::new(&pcm.samples[..], 1, n).map_err(|e| fail(&e))?;
     let out = resampler
         .process_all(&input, n, None)
@@ -97,7 +90,7 @@ pub(crate) fn normalize_loudness(pcm: &mut Pcm) -> Result<(), AudioError> {
         limited.samples.extend_from_slice(&pcm.samples);
         limit(&mut limited.samples, gain, ceiling, pcm.sample_rate);
         let missing = TARGET_LUFS - integrated_loudness(&limited)?;
-        if !(missing > 0.2) || gain_db >= MAX_GAIN_DB {
+        if missing.is_nan() || missing <= 0.2 || gain_db >= MAX_GAIN_DB {
             break;
         }
         gain_db = (gain_db + missing).min(MAX_GAIN_DB);
@@ -162,7 +155,11 @@ fn limit(samples: &mut [f32], gain: f32, ceiling: f32, rate: u32) {
     let mut g = 1f32;
     for i in 0..n {
         sum += f64::from(window_min[i]);
-        sum -= if i >= la { f64::from(window_min[i - la]) } else { 1.0 };
+        sum -= if i >= la {
+            f64::from(window_min[i - la])
+        } else {
+            1.0
+        };
         let average = (sum / la as f64) as f32;
         g = average.min(g + (1.0 - g) * release);
         samples[i] *= gain * g;

@@ -28,10 +28,10 @@ pub(crate) fn decode_wav(body: &[u8]) -> Result<Pcm, AudioError> {
         )));
     }
     let mut cursor = Cursor::new(body);
-    let reader = hound::WavReader::new(&mut cursor).map_err(|e| hound_error(e, body))?;
-    let spec = reader.spec();
-    let values = u64::from(reader.len());
-    drop(reader);
+    let (spec, values) = {
+        let reader = hound::WavReader::new(&mut cursor).map_err(|e| hound_error(e, body))?;
+        (reader.spec(), u64::from(reader.len()))
+    };
     let data_start = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
 
     match (spec.sample_format, spec.bits_per_sample) {
