@@ -6,5 +6,6 @@
 mod discovery;
 mod foundation;
 mod harness;
+mod messages;
 mod netns;
 mod pairing;
