@@ -82,3 +82,62 @@ impl Discovery {
     /// Stop.
     pub fn shutdown(&self) {}
 }
+
+/// Port advertised by a toy that listens on none.
+pub const NO_PORT: u16 = 9;
+
+/// A hub found on the network (stand-in; the discovery branch has the real one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubRecord {
+    /// Instance.
+    pub instance: String,
+    /// SRV target without its trailing dot.
+    pub host: String,
+    /// Addresses.
+    pub addrs: Vec<std::net::IpAddr>,
+    /// Port.
+    pub port: u16,
+    /// TXT `api`.
+    pub api: String,
+    /// TXT `ca`.
+    pub ca_sha256: Hex32,
+}
+
+/// What a toy advertises (stand-in).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToyAdvert {
+    /// Instance.
+    pub instance: String,
+    /// Id.
+    pub toy_id: ToyId,
+    /// Model.
+    pub model: String,
+    /// Key hash.
+    pub fp: Hex32,
+    /// Paired flag.
+    pub paired: bool,
+    /// Port.
+    pub port: u16,
+}
+
+/// A toy's advertisement (stand-in: advertises nothing).
+pub struct ToyAdvertiser;
+
+impl ToyAdvertiser {
+    /// Start.
+    pub fn start(_advert: ToyAdvert, _opts: &DiscoveryOptions) -> Result<Self, DiscoveryError> {
+        Ok(Self)
+    }
+    /// Paired flag.
+    pub fn set_paired(&self, _paired: bool) -> Result<(), DiscoveryError> {
+        Ok(())
+    }
+    /// Stop.
+    pub fn shutdown(&self) {}
+}
+
+/// Browse for a hub (stand-in: finds none).
+pub async fn find_hub(_opts: &DiscoveryOptions, timeout: std::time::Duration) -> Result<HubRecord, DiscoveryError> {
+    tokio::time::sleep(timeout).await;
+    Err(DiscoveryError(format!("no Hearth hub answered within {} s (mDNS stand-in)", timeout.as_secs())))
+}
