@@ -145,19 +145,17 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The first rustls error in an error's causes. `io::Error` hides its inner
-/// error from `source()`, so it is looked into explicitly.
+/// error from `source()` (and transports nest them), so each one is opened
+/// explicitly.
 fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut cur = Some(e);
     while let Some(c) = cur {
         if let Some(r) = c.downcast_ref::<rustls::Error>() {
             return Some(r);
         }
-        if let Some(r) = c
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(r);
+        if let Some(inner) = c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            let inner: &(dyn std::error::Error + 'static) = inner;
+            return find_rustls(inner);
         }
         cur = c.source();
     }

@@ -1,1 +1,2 @@
 
+mod toy_client;
