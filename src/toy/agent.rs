@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 
 use super::client::printable;
 use super::{
-    CodeReady, HubAddress, PairOptions, PairingFailure, Recording, ToyClient, ToyError, ToyState, pair, sniff_audio,
+    CodeReady, HubAddress, PairOptions, PairingFailure, Recording, ToyClient, ToyError, ToyState,
+    pair, sniff_audio,
 };
 use crate::discovery::{DiscoveryOptions, NO_PORT, ToyAdvert, ToyAdvertiser, find_hub};
 use crate::domain::{DisplayName, Hex32, IdempotencyKey};
@@ -91,8 +92,17 @@ pub async fn run(opts: AgentOptions) -> Result<(), ToyError> {
         std::fs::create_dir_all(state.dir().join(sub))
             .map_err(|e| ToyError::Local(format!("{}: {e}", state.dir().join(sub).display())))?;
     }
-    say(format!("toy {} ({}), key fingerprint {}", state.toy_id(), state.name(), state.fingerprint().to_hex()));
-    let advertiser = if opts.mdns { advertise(&opts, &state) } else { None };
+    say(format!(
+        "toy {} ({}), key fingerprint {}",
+        state.toy_id(),
+        state.name(),
+        state.fingerprint().to_hex()
+    ));
+    let advertiser = if opts.mdns {
+        advertise(&opts, &state)
+    } else {
+        None
+    };
     let recordings = if opts.interactive || std::io::stdin().is_terminal() {
         Some(stdin_lines())
     } else {
@@ -123,7 +133,9 @@ fn advertise(opts: &AgentOptions, state: &ToyState) -> Option<ToyAdvertiser> {
     match ToyAdvertiser::start(advert, &DiscoveryOptions::default()) {
         Ok(a) => Some(a),
         Err(e) => {
-            say(format!("warning: cannot advertise the toy by mDNS ({e}); the hub will not list it as found"));
+            say(format!(
+                "warning: cannot advertise the toy by mDNS ({e}); the hub will not list it as found"
+            ));
             None
         }
     }
@@ -151,9 +163,14 @@ async fn locate(opts: &AgentOptions, state: &ToyState) -> Result<HubAddress, Toy
     if let Some(h) = &opts.hub {
         return HubAddress::parse(h, opts.hub_name.as_deref());
     }
-    let pinned = state.credentials().and_then(|c| super::tls::cert_from_pem(&c.ca_pem).ok()).map(|d| Hex32::sha256(d.as_ref()));
+    let pinned = state
+        .credentials()
+        .and_then(|c| super::tls::cert_from_pem(&c.ca_pem).ok())
+        .map(|d| Hex32::sha256(d.as_ref()));
     if !opts.mdns {
-        return state.hub().cloned().ok_or_else(|| ToyError::Local("mDNS is off and no hub address is known: pass --hub HOST:PORT".into()));
+        return state.hub().cloned().ok_or_else(|| {
+            ToyError::Local("mDNS is off and no hub address is known: pass --hub HOST:PORT".into())
+        });
     }
     loop {
         say("looking for a Hearth hub on the network (mDNS)...");
@@ -165,10 +182,18 @@ async fn locate(opts: &AgentOptions, state: &ToyState) -> Result<HubAddress, Toy
                 }
                 match pinned {
                     Some(p) if p != rec.ca_sha256 => {
-                        say(format!("ignoring hub {:?}: it is not the hub this toy paired with", printable(&rec.instance, 63)));
+                        say(format!(
+                            "ignoring hub {:?}: it is not the hub this toy paired with",
+                            printable(&rec.instance, 63)
+                        ));
                     }
                     _ => {
-                        say(format!("found hub {:?} at {}:{}", printable(&rec.instance, 63), hub.host, hub.port));
+                        say(format!(
+                            "found hub {:?} at {}:{}",
+                            printable(&rec.instance, 63),
+                            hub.host,
+                            hub.port
+                        ));
                         return Ok(hub);
                     }
                 }
@@ -204,7 +229,12 @@ async fn run_sessions(
         if !state.is_paired() {
             match pair_once(opts, state, &hub).await {
                 Ok(()) => {
-                    say(format!("paired with the hub at {}:{} as {}", hub.host, hub.port, state.toy_id()));
+                    say(format!(
+                        "paired with the hub at {}:{} as {}",
+                        hub.host,
+                        hub.port,
+                        state.toy_id()
+                    ));
                     if let Some(a) = advertiser {
                         let _ = a.set_paired(true);
                     }
@@ -214,7 +244,10 @@ async fn run_sessions(
                     continue;
                 }
                 Err(e) if e.is_retryable() => {
-                    say(format!("error: {e}; trying again in {} s", backoff.as_secs()));
+                    say(format!(
+                        "error: {e}; trying again in {} s",
+                        backoff.as_secs()
+                    ));
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                     continue;
@@ -231,7 +264,10 @@ async fn run_sessions(
                 say("the hub no longer accepts this toy: pairing again");
             }
             Err(e) if e.is_retryable() => {
-                say(format!("error: {e}; trying again in {} s", backoff.as_secs()));
+                say(format!(
+                    "error: {e}; trying again in {} s",
+                    backoff.as_secs()
+                ));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(60));
             }
@@ -240,9 +276,19 @@ async fn run_sessions(
     }
 }
 
-async fn pair_once(opts: &AgentOptions, state: &mut ToyState, hub: &HubAddress) -> Result<(), ToyError> {
-    say(format!("pairing with the hub at {}:{} ...", hub.host, hub.port));
-    let popts = PairOptions { model: opts.model(), ..PairOptions::default() };
+async fn pair_once(
+    opts: &AgentOptions,
+    state: &mut ToyState,
+    hub: &HubAddress,
+) -> Result<(), ToyError> {
+    say(format!(
+        "pairing with the hub at {}:{} ...",
+        hub.host, hub.port
+    ));
+    let popts = PairOptions {
+        model: opts.model(),
+        ..PairOptions::default()
+    };
     let say_cmd = opts.say_cmd.clone();
     pair(state, hub, &popts, |ready: &CodeReady| {
         say(format!("pairing code: {}", ready.code.as_str()));
@@ -273,7 +319,10 @@ async fn session(
         say(format!(
             "connected to the hub as {:?}{}",
             printable(&me.name, 64),
-            me.child.as_deref().map(|c| format!(" (child: {})", printable(c, 64))).unwrap_or_default()
+            me.child
+                .as_deref()
+                .map(|c| format!(" (child: {})", printable(c, 64)))
+                .unwrap_or_default()
         ));
         state.set_hub(hub.clone())?;
         send_status(opts, &client).await?;
@@ -352,7 +401,10 @@ async fn message_loop(
             match take_message(opts, dir, client, &m.id, &m.from).await {
                 Ok(()) => {}
                 Err(e @ ToyError::Hub { .. }) | Err(e @ ToyError::Protocol(_)) => {
-                    say(format!("error: message {}: {e}; skipping it", printable(&m.id, 64)));
+                    say(format!(
+                        "error: message {}: {e}; skipping it",
+                        printable(&m.id, 64)
+                    ));
                     skipped.insert(m.id);
                 }
                 Err(e) => return Err(e),
@@ -372,7 +424,13 @@ async fn next_tick(rx: &mut Option<&mut mpsc::Receiver<()>>) -> Option<()> {
     }
 }
 
-async fn take_message(opts: &AgentOptions, dir: &Path, client: &ToyClient, id: &str, from: &str) -> Result<(), ToyError> {
+async fn take_message(
+    opts: &AgentOptions,
+    dir: &Path,
+    client: &ToyClient,
+    id: &str,
+    from: &str,
+) -> Result<(), ToyError> {
     let audio = client.fetch_audio(id).await?;
     let path = dir.join("inbox").join(format!("{}.ogg", file_stem(id)));
     tokio::fs::write(&path, &audio)
@@ -381,12 +439,18 @@ async fn take_message(opts: &AgentOptions, dir: &Path, client: &ToyClient, id: &
     let shown = printable(id, 64);
     match &opts.play_cmd {
         Some(cmd) => {
-            say(format!("received message {shown} from {}: playing", printable(from, 64)));
+            say(format!(
+                "received message {shown} from {}: playing",
+                printable(from, 64)
+            ));
             match run_cmd(cmd, "{file}", &path.to_string_lossy()).await {
                 Ok(()) => {
                     let _ = tokio::fs::remove_file(&path).await;
                 }
-                Err(e) => say(format!("error: could not play message {shown} ({e}); it is kept at {}", path.display())),
+                Err(e) => say(format!(
+                    "error: could not play message {shown} ({e}); it is kept at {}",
+                    path.display()
+                )),
             }
         }
         None => say(format!("received message {shown}: {}", path.display())),
@@ -413,9 +477,16 @@ fn fallback_key() -> IdempotencyKey {
     }
 }
 
-fn start_recording(opts: &AgentOptions, dir: &Path, client: &Arc<ToyClient>, done: mpsc::Sender<Result<(), ToyError>>) {
+fn start_recording(
+    opts: &AgentOptions,
+    dir: &Path,
+    client: &Arc<ToyClient>,
+    done: mpsc::Sender<Result<(), ToyError>>,
+) {
     let Some(cmd) = opts.record_cmd.clone() else {
-        say("recording is off: start the toy with --record-cmd (e.g. 'arecord -f S16_LE -r 16000 -d 10 {file}')");
+        say(
+            "recording is off: start the toy with --record-cmd (e.g. 'arecord -f S16_LE -r 16000 -d 10 {file}')",
+        );
         return;
     };
     let (client, outbox) = (client.clone(), dir.join("outbox"));
@@ -424,16 +495,16 @@ fn start_recording(opts: &AgentOptions, dir: &Path, client: &Arc<ToyClient>, don
         let path = outbox.join(format!("{key}.wav"));
         say("recording...");
         if let Err(e) = run_cmd(&cmd, "{file}", &path.to_string_lossy()).await {
-            say(format!("error: --record-cmd failed ({e}); nothing was sent"));
+            say(format!(
+                "error: --record-cmd failed ({e}); nothing was sent"
+            ));
             let _ = std::fs::remove_file(&path);
             return;
         }
         let r = send_file(&client, &path, &key).await;
-        match r {
-            Err(e @ (ToyError::Removed | ToyError::NotPaired(_) | ToyError::HubIdentity(_))) => {
-                let _ = done.send(Err(e)).await;
-            }
-            _ => {}
+        if let Err(e @ (ToyError::Removed | ToyError::NotPaired(_) | ToyError::HubIdentity(_))) = r
+        {
+            let _ = done.send(Err(e)).await;
         }
     });
 }
@@ -441,24 +512,38 @@ fn start_recording(opts: &AgentOptions, dir: &Path, client: &Arc<ToyClient>, don
 /// Uploads one recorded file with its key, printing the outcome. The file is
 /// removed once the hub has it, and kept (for the next start) after a
 /// network failure.
-async fn send_file(client: &ToyClient, path: &Path, key: &IdempotencyKey) -> Result<Recording, ToyError> {
+async fn send_file(
+    client: &ToyClient,
+    path: &Path,
+    key: &IdempotencyKey,
+) -> Result<Recording, ToyError> {
     let bytes = tokio::fs::read(path)
         .await
         .map_err(|e| ToyError::Local(format!("{}: {e}", path.display())))?;
     let Some(ct) = sniff_audio(&bytes) else {
-        let e = ToyError::Local(format!("{} is neither a WAV nor an Ogg file", path.display()));
+        let e = ToyError::Local(format!(
+            "{} is neither a WAV nor an Ogg file",
+            path.display()
+        ));
         say(format!("error: {e}; nothing was sent"));
         let _ = tokio::fs::remove_file(path).await;
         return Err(e);
     };
     match client.upload_recording(bytes, ct, key).await {
         Ok(r) => {
-            say(format!("recording sent: {} ({:.1} s)", printable(&r.id, 64), r.duration_ms as f64 / 1000.0));
+            say(format!(
+                "recording sent: {} ({:.1} s)",
+                printable(&r.id, 64),
+                r.duration_ms as f64 / 1000.0
+            ));
             let _ = tokio::fs::remove_file(path).await;
             Ok(r)
         }
         Err(e) if e.is_retryable() => {
-            say(format!("error: {e}; the recording is kept at {} and sent when the hub is back", path.display()));
+            say(format!(
+                "error: {e}; the recording is kept at {} and sent when the hub is back",
+                path.display()
+            ));
             Err(e)
         }
         Err(e) => {
@@ -473,7 +558,9 @@ async fn send_file(client: &ToyClient, path: &Path, key: &IdempotencyKey) -> Res
 
 /// Sends recordings left from an earlier run, each with its original key.
 async fn send_outbox(client: &ToyClient, outbox: &Path) -> Result<(), ToyError> {
-    let Ok(entries) = std::fs::read_dir(outbox) else { return Ok(()) };
+    let Ok(entries) = std::fs::read_dir(outbox) else {
+        return Ok(());
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let Some(key) = path
@@ -483,11 +570,14 @@ async fn send_outbox(client: &ToyClient, outbox: &Path) -> Result<(), ToyError> 
         else {
             continue;
         };
-        match send_file(client, &path, &key).await {
-            Err(e @ (ToyError::Removed | ToyError::NotPaired(_) | ToyError::HubIdentity(_) | ToyError::Network(_))) => {
-                return Err(e);
-            }
-            _ => {}
+        if let Err(
+            e @ (ToyError::Removed
+            | ToyError::NotPaired(_)
+            | ToyError::HubIdentity(_)
+            | ToyError::Network(_)),
+        ) = send_file(client, &path, &key).await
+        {
+            return Err(e);
         }
     }
     Ok(())
@@ -510,7 +600,11 @@ async fn run_cmd(template: &str, placeholder: &str, value: &str) -> Result<(), S
         .status()
         .await
         .map_err(|e| format!("cannot start sh: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("`{template}` exited with {status}")) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{template}` exited with {status}"))
+    }
 }
 
 /// `hearth-toy record FILE`: uploads a WAV or Ogg file with a fresh
@@ -518,17 +612,27 @@ async fn run_cmd(template: &str, placeholder: &str, value: &str) -> Result<(), S
 pub async fn record_file(opts: &AgentOptions, file: &Path) -> Result<Recording, ToyError> {
     let state = open_state(opts)?;
     if !state.is_paired() {
-        return Err(ToyError::NotPaired("the toy holds no client certificate yet; run hearth-toy first to pair it".into()));
+        return Err(ToyError::NotPaired(
+            "the toy holds no client certificate yet; run hearth-toy first to pair it".into(),
+        ));
     }
     let hub = locate(opts, &state).await?;
     let client = ToyClient::new(&state, &hub)?;
     let bytes = tokio::fs::read(file)
         .await
         .map_err(|e| ToyError::Local(format!("{}: {e}", file.display())))?;
-    let ct = sniff_audio(&bytes)
-        .ok_or_else(|| ToyError::Local(format!("{} is neither a WAV nor an Ogg file", file.display())))?;
+    let ct = sniff_audio(&bytes).ok_or_else(|| {
+        ToyError::Local(format!(
+            "{} is neither a WAV nor an Ogg file",
+            file.display()
+        ))
+    })?;
     let r = client.upload_recording(bytes, ct, &fresh_key()).await?;
-    say(format!("recording sent: {} ({:.1} s)", printable(&r.id, 64), r.duration_ms as f64 / 1000.0));
+    say(format!(
+        "recording sent: {} ({:.1} s)",
+        printable(&r.id, 64),
+        r.duration_ms as f64 / 1000.0
+    ));
     Ok(r)
 }
 
@@ -558,8 +662,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("out");
         let tmpl = format!("printf %s {{code}} > {}", out.display());
-        run_cmd(&tmpl, "{code}", "$(touch pwned); 12").await.expect("run");
-        assert_eq!(std::fs::read_to_string(&out).expect("read"), "$(touch pwned); 12");
+        run_cmd(&tmpl, "{code}", "$(touch pwned); 12")
+            .await
+            .expect("run");
+        assert_eq!(
+            std::fs::read_to_string(&out).expect("read"),
+            "$(touch pwned); 12"
+        );
         assert!(!Path::new("pwned").exists());
         assert!(run_cmd("false", "{file}", "x").await.is_err());
     }

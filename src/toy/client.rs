@@ -62,7 +62,11 @@ impl HubAddress {
     /// name TLS checks (and the host used in URLs); the connection still
     /// goes to `HOST`.
     pub fn parse(hub: &str, name: Option<&str>) -> Result<Self, ToyError> {
-        let bad = || ToyError::Local(format!("--hub {hub:?} is not HOST:PORT (e.g. 192.168.1.20:8443 or hearth.local:8443)"));
+        let bad = || {
+            ToyError::Local(format!(
+                "--hub {hub:?} is not HOST:PORT (e.g. 192.168.1.20:8443 or hearth.local:8443)"
+            ))
+        };
         let (host, addrs, port) = match hub.parse::<SocketAddr>() {
             Ok(sa) => (sa.ip().to_string(), vec![sa.ip()], sa.port()),
             Err(_) => {
@@ -78,7 +82,13 @@ impl HubAddress {
             Some(n) if !n.trim().is_empty() => n.trim().trim_end_matches('.').to_owned(),
             _ => host,
         };
-        let a = Self { host, addrs, port, api: DEFAULT_API.into(), ca_sha256: None };
+        let a = Self {
+            host,
+            addrs,
+            port,
+            api: DEFAULT_API.into(),
+            ca_sha256: None,
+        };
         a.base_url()?;
         Ok(a)
     }
@@ -89,12 +99,19 @@ impl HubAddress {
             Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
             _ => self.host.clone(),
         };
-        Url::parse(&format!("https://{host}:{}{}", self.port, self.api))
-            .map_err(|e| ToyError::Local(format!("the hub address {host}:{} is not usable: {e}", self.port)))
+        Url::parse(&format!("https://{host}:{}{}", self.port, self.api)).map_err(|e| {
+            ToyError::Local(format!(
+                "the hub address {host}:{} is not usable: {e}",
+                self.port
+            ))
+        })
     }
 
     /// An HTTP client that talks to this hub with the given TLS configuration.
-    pub(super) fn http_client(&self, tls: rustls::ClientConfig) -> Result<reqwest::Client, ToyError> {
+    pub(super) fn http_client(
+        &self,
+        tls: rustls::ClientConfig,
+    ) -> Result<reqwest::Client, ToyError> {
         let mut b = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .https_only(true)
@@ -103,10 +120,15 @@ impl HubAddress {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("hearth-toy/", env!("CARGO_PKG_VERSION")));
         if self.host.parse::<IpAddr>().is_err() && !self.addrs.is_empty() {
-            let addrs: Vec<SocketAddr> = self.addrs.iter().map(|ip| SocketAddr::new(*ip, self.port)).collect();
+            let addrs: Vec<SocketAddr> = self
+                .addrs
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, self.port))
+                .collect();
             b = b.resolve_to_addrs(&self.host, &addrs);
         }
-        b.build().map_err(|e| ToyError::Local(format!("cannot build the HTTP client: {}", chain(&e))))
+        b.build()
+            .map_err(|e| ToyError::Local(format!("cannot build the HTTP client: {}", chain(&e))))
     }
 }
 
@@ -116,8 +138,14 @@ fn clean_api(api: &str) -> String {
     let api = api.trim_end_matches('/');
     let ok = api.starts_with('/')
         && api.len() <= 64
-        && api.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'));
-    if ok { api.to_owned() } else { DEFAULT_API.to_owned() }
+        && api
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'));
+    if ok {
+        api.to_owned()
+    } else {
+        DEFAULT_API.to_owned()
+    }
 }
 
 /// Appends path segments (each percent-encoded) to the base URL.
@@ -153,7 +181,10 @@ fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustl
         if let Some(r) = c.downcast_ref::<rustls::Error>() {
             return Some(r);
         }
-        if let Some(inner) = c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        if let Some(inner) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
             let inner: &(dyn std::error::Error + 'static) = inner;
             return find_rustls(inner);
         }
@@ -176,7 +207,9 @@ pub(super) fn classify(e: reqwest::Error) -> ToyError {
             | A::UnsupportedCertificate
             | A::AccessDenied
             | A::CertificateRequired),
-        )) => ToyError::NotPaired(format!("the hub refused the toy's certificate (TLS alert {a:?})")),
+        )) => ToyError::NotPaired(format!(
+            "the hub refused the toy's certificate (TLS alert {a:?})"
+        )),
         Some(rustls::Error::InvalidCertificate(why)) => ToyError::HubIdentity(format!("{why:?}")),
         _ if e.is_decode() => ToyError::Protocol(chain(&e)),
         _ => ToyError::Network(chain(&e)),
@@ -186,7 +219,10 @@ pub(super) fn classify(e: reqwest::Error) -> ToyError {
 /// Keeps printable characters of hub-supplied text and cuts it, so it
 /// cannot smuggle terminal escapes into the toy's output.
 pub(crate) fn printable(s: &str, max_chars: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max_chars).collect()
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -205,12 +241,16 @@ struct ErrorInner {
 /// Reads a body up to `limit` bytes.
 pub(super) async fn read_capped(mut resp: Response, limit: usize) -> Result<Vec<u8>, ToyError> {
     if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(ToyError::Protocol(format!("the answer is larger than {limit} bytes")));
+        return Err(ToyError::Protocol(format!(
+            "the answer is larger than {limit} bytes"
+        )));
     }
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(classify)? {
         if out.len() + chunk.len() > limit {
-            return Err(ToyError::Protocol(format!("the answer is larger than {limit} bytes")));
+            return Err(ToyError::Protocol(format!(
+                "the answer is larger than {limit} bytes"
+            )));
         }
         out.extend_from_slice(&chunk);
     }
@@ -226,13 +266,20 @@ pub(super) async fn check(resp: Response, removed_on_403: bool) -> Result<Respon
     }
     let body = read_capped(resp, JSON_LIMIT).await.unwrap_or_default();
     let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
-        Ok(b) => (printable(&b.error.code, 64), printable(&b.error.message, 400)),
+        Ok(b) => (
+            printable(&b.error.code, 64),
+            printable(&b.error.message, 400),
+        ),
         Err(_) => (format!("http_{status}"), format!("HTTP status {status}")),
     };
     Err(match status {
         401 if removed_on_403 => ToyError::NotPaired(message),
         403 if removed_on_403 => ToyError::Removed,
-        _ => ToyError::Hub { status, code, message },
+        _ => ToyError::Hub {
+            status,
+            code,
+            message,
+        },
     })
 }
 
@@ -305,7 +352,11 @@ pub struct Retry {
 
 impl Default for Retry {
     fn default() -> Self {
-        Self { attempts: 6, first_delay: Duration::from_secs(1), max_delay: Duration::from_secs(30) }
+        Self {
+            attempts: 6,
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+        }
     }
 }
 
@@ -325,7 +376,11 @@ impl ToyClient {
             .credentials()
             .ok_or_else(|| ToyError::NotPaired("the toy holds no client certificate yet".into()))?;
         let config = tls::paired_config(creds, state.key_pem())?;
-        Ok(Self { http: hub.http_client(config)?, base: hub.base_url()?, retry: Retry::default() })
+        Ok(Self {
+            http: hub.http_client(config)?,
+            base: hub.base_url()?,
+            retry: Retry::default(),
+        })
     }
 
     /// Sets the upload retry policy.
@@ -342,11 +397,19 @@ impl ToyClient {
     /// `GET {api}/whoami`.
     pub async fn whoami(&self) -> Result<WhoAmI, ToyError> {
         let url = url_with(&self.base, &["whoami"])?;
-        json(self.send(self.http.get(url).timeout(REQUEST_TIMEOUT)).await?).await
+        json(
+            self.send(self.http.get(url).timeout(REQUEST_TIMEOUT))
+                .await?,
+        )
+        .await
     }
 
     /// `POST {api}/status`.
-    pub async fn status(&self, battery: Option<u8>, firmware: Option<&str>) -> Result<(), ToyError> {
+    pub async fn status(
+        &self,
+        battery: Option<u8>,
+        firmware: Option<&str>,
+    ) -> Result<(), ToyError> {
         let url = url_with(&self.base, &["status"])?;
         let mut body = serde_json::Map::new();
         if let Some(b) = battery {
@@ -355,7 +418,8 @@ impl ToyClient {
         if let Some(f) = firmware {
             body.insert("firmware".into(), f.into());
         }
-        self.send(self.http.post(url).json(&body).timeout(REQUEST_TIMEOUT)).await?;
+        self.send(self.http.post(url).json(&body).timeout(REQUEST_TIMEOUT))
+            .await?;
         Ok(())
     }
 
@@ -365,7 +429,10 @@ impl ToyClient {
         let wait = wait.min(60);
         let mut url = url_with(&self.base, &["inbox"])?;
         url.query_pairs_mut().append_pair("wait", &wait.to_string());
-        let req = self.http.get(url).timeout(REQUEST_TIMEOUT + Duration::from_secs(wait));
+        let req = self
+            .http
+            .get(url)
+            .timeout(REQUEST_TIMEOUT + Duration::from_secs(wait));
         let inbox: Inbox = json(self.send(req).await?).await?;
         Ok(inbox.messages)
     }
@@ -373,14 +440,17 @@ impl ToyClient {
     /// `GET {api}/messages/{id}/audio`: the Ogg Opus bytes.
     pub async fn fetch_audio(&self, id: &str) -> Result<Vec<u8>, ToyError> {
         let url = url_with(&self.base, &["messages", id, "audio"])?;
-        let resp = self.send(self.http.get(url).timeout(TRANSFER_TIMEOUT)).await?;
+        let resp = self
+            .send(self.http.get(url).timeout(TRANSFER_TIMEOUT))
+            .await?;
         read_capped(resp, AUDIO_LIMIT).await
     }
 
     /// `POST {api}/messages/{id}/played`.
     pub async fn played(&self, id: &str) -> Result<(), ToyError> {
         let url = url_with(&self.base, &["messages", id, "played"])?;
-        self.send(self.http.post(url).timeout(REQUEST_TIMEOUT)).await?;
+        self.send(self.http.post(url).timeout(REQUEST_TIMEOUT))
+            .await?;
         Ok(())
     }
 
@@ -442,9 +512,15 @@ mod tests {
         let a = HubAddress::parse("127.0.0.1:8443", Some("localhost")).expect("parse");
         assert_eq!(a.host, "localhost");
         assert_eq!(a.addrs, vec!["127.0.0.1".parse::<IpAddr>().expect("ip")]);
-        assert_eq!(a.base_url().expect("url").as_str(), "https://localhost:8443/toy/v1");
+        assert_eq!(
+            a.base_url().expect("url").as_str(),
+            "https://localhost:8443/toy/v1"
+        );
         let b = HubAddress::parse("[fe80::1]:443", None).expect("parse");
-        assert_eq!(b.base_url().expect("url").as_str(), "https://[fe80::1]/toy/v1");
+        assert_eq!(
+            b.base_url().expect("url").as_str(),
+            "https://[fe80::1]/toy/v1"
+        );
         let c = HubAddress::parse("hearth.local.:8443", None).expect("parse");
         assert_eq!(c.host, "hearth.local");
         assert!(c.addrs.is_empty());

@@ -107,7 +107,9 @@ pub async fn pair(
         .map_err(classify)?;
     let started: Started = match check(resp, false).await {
         Ok(r) => json(r).await?,
-        Err(ToyError::Hub { status: 409, .. }) => return Err(ToyError::Pairing(PairingFailure::AlreadyPaired)),
+        Err(ToyError::Hub { status: 409, .. }) => {
+            return Err(ToyError::Pairing(PairingFailure::AlreadyPaired));
+        }
         Err(e) => return Err(e),
     };
     let pairing_id = started.pairing_id;
@@ -115,9 +117,11 @@ pub async fn pair(
         return Err(protocol("pairing_id is missing or malformed"));
     }
     let hub_nonce = Hex32::parse("hub_nonce", &started.hub_nonce).map_err(|e| protocol(e.0))?;
-    let ca_der = tls::cert_from_pem(&started.ca_cert).map_err(|e| protocol(format!("ca_cert: {e}")))?;
+    let ca_der =
+        tls::cert_from_pem(&started.ca_cert).map_err(|e| protocol(format!("ca_cert: {e}")))?;
     let ca_der = ca_der.as_ref().to_vec();
-    X509Certificate::from_der(&ca_der).map_err(|_| protocol("ca_cert is not a valid X.509 certificate"))?;
+    X509Certificate::from_der(&ca_der)
+        .map_err(|_| protocol("ca_cert is not a valid X.509 certificate"))?;
     if let Some(advertised) = hub.ca_sha256 {
         if Hex32::sha256(&ca_der) != advertised {
             return Err(ToyError::Pairing(PairingFailure::CaMismatch));
@@ -134,17 +138,24 @@ pub async fn pair(
         .map_err(classify)?;
     match check(resp, false).await {
         Ok(_) => {}
-        Err(ToyError::Hub { status: 404, .. }) => return Err(ToyError::Pairing(PairingFailure::Expired)),
+        Err(ToyError::Hub { status: 404, .. }) => {
+            return Err(ToyError::Pairing(PairingFailure::Expired));
+        }
         Err(e) => return Err(e),
     }
 
     // Step 3: the code, over the SPKI exactly as it stands in the CSR.
     let code = PairingCode::compute(&ca_der, state.spki_der(), &toy_nonce, &hub_nonce.0);
     let expires_in = started.expires_in.unwrap_or(600).min(3600);
-    on_code(&CodeReady { pairing_id: pairing_id.clone(), code, expires_in });
+    on_code(&CodeReady {
+        pairing_id: pairing_id.clone(),
+        code,
+        expires_in,
+    });
 
     // Step 4: poll until a parent decides.
-    let deadline = tokio::time::Instant::now() + opts.timeout.min(Duration::from_secs(expires_in + 5));
+    let deadline =
+        tokio::time::Instant::now() + opts.timeout.min(Duration::from_secs(expires_in + 5));
     let interval = opts.poll_interval.max(Duration::from_secs(1));
     let poll_url = url_with(&base, &["pair", &pairing_id])?;
     let approved = loop {
@@ -163,7 +174,9 @@ pub async fn pair(
         };
         let polled: Polled = match check(resp, false).await {
             Ok(r) => json(r).await?,
-            Err(ToyError::Hub { status: 404, .. }) => return Err(ToyError::Pairing(PairingFailure::Expired)),
+            Err(ToyError::Hub { status: 404, .. }) => {
+                return Err(ToyError::Pairing(PairingFailure::Expired));
+            }
             Err(e) if e.is_retryable() => continue,
             Err(e) => return Err(e),
         };
@@ -171,16 +184,26 @@ pub async fn pair(
             "awaiting_reveal" | "awaiting_confirmation" => continue,
             "rejected" => return Err(ToyError::Pairing(PairingFailure::Rejected)),
             "approved" => break polled,
-            other => return Err(protocol(format!("unknown pairing status {:?}", printable(other, 40)))),
+            other => {
+                return Err(protocol(format!(
+                    "unknown pairing status {:?}",
+                    printable(other, 40)
+                )));
+            }
         }
     };
 
-    let ca_pem_now = approved.ca_cert.ok_or_else(|| protocol("approved without ca_cert"))?;
-    let ca_der_now = tls::cert_from_pem(&ca_pem_now).map_err(|e| protocol(format!("ca_cert: {e}")))?;
+    let ca_pem_now = approved
+        .ca_cert
+        .ok_or_else(|| protocol("approved without ca_cert"))?;
+    let ca_der_now =
+        tls::cert_from_pem(&ca_pem_now).map_err(|e| protocol(format!("ca_cert: {e}")))?;
     if ca_der_now.as_ref() != ca_der.as_slice() {
         return Err(ToyError::Pairing(PairingFailure::CaChanged));
     }
-    let cert_pem = approved.client_cert.ok_or_else(|| protocol("approved without client_cert"))?;
+    let cert_pem = approved
+        .client_cert
+        .ok_or_else(|| protocol("approved without client_cert"))?;
     check_client_cert(&cert_pem, &ca_der, state.spki_der())
         .map_err(|why| ToyError::Pairing(PairingFailure::BadClientCertificate(why)))?;
     if let Some(id) = approved.toy_id.as_deref() {
@@ -190,14 +213,22 @@ pub async fn pair(
             )));
         }
     }
-    state.set_paired(Credentials { ca_pem: started.ca_cert, cert_pem }, hub.clone())
+    state.set_paired(
+        Credentials {
+            ca_pem: started.ca_cert,
+            cert_pem,
+        },
+        hub.clone(),
+    )
 }
 
 /// Checks that `cert_pem` is signed by the CA for the toy's own key.
 fn check_client_cert(cert_pem: &str, ca_der: &[u8], spki_der: &[u8]) -> Result<(), String> {
     let der = tls::cert_from_pem(cert_pem)?;
-    let (_, cert) = X509Certificate::from_der(der.as_ref()).map_err(|_| "not a valid X.509 certificate".to_owned())?;
-    let (_, ca) = X509Certificate::from_der(ca_der).map_err(|_| "the CA is not a valid X.509 certificate".to_owned())?;
+    let (_, cert) = X509Certificate::from_der(der.as_ref())
+        .map_err(|_| "not a valid X.509 certificate".to_owned())?;
+    let (_, ca) = X509Certificate::from_der(ca_der)
+        .map_err(|_| "the CA is not a valid X.509 certificate".to_owned())?;
     if cert.public_key().raw != spki_der {
         return Err("it is for another key than the toy's".into());
     }
@@ -226,19 +257,24 @@ mod tests {
 
     #[test]
     fn a_client_cert_for_another_key_or_ca_is_refused() {
-        use rcgen::{CertificateParams, IsCa, BasicConstraints, Issuer, KeyPair};
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, PublicKeyData};
         let ca_key = KeyPair::generate().expect("key");
         let mut p = CertificateParams::default();
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = p.self_signed(&ca_key).expect("ca");
         let other_key = KeyPair::generate().expect("key");
-        let other_ca = CertificateParams::default().self_signed(&other_key).expect("ca");
+        let other_ca = CertificateParams::default()
+            .self_signed(&other_key)
+            .expect("ca");
         let toy_key = KeyPair::generate().expect("key");
         let issuer = Issuer::from_params(&p, &ca_key);
-        let cert = CertificateParams::new(vec!["toy".into()]).expect("params").signed_by(&toy_key, &issuer).expect("cert");
-        let spki = toy_key.public_key_der();
+        let cert = CertificateParams::new(vec!["toy".into()])
+            .expect("params")
+            .signed_by(&toy_key, &issuer)
+            .expect("cert");
+        let spki = toy_key.subject_public_key_info();
         assert_eq!(check_client_cert(&cert.pem(), ca.der(), &spki), Ok(()));
-        assert!(check_client_cert(&cert.pem(), ca.der(), &other_key.public_key_der()).is_err());
+        assert!(check_client_cert(&cert.pem(), ca.der(), &other_key.subject_public_key_info()).is_err());
         assert!(check_client_cert(&cert.pem(), other_ca.der(), &spki).is_err());
         assert!(check_client_cert("garbage", ca.der(), &spki).is_err());
     }

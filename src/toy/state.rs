@@ -69,7 +69,8 @@ impl ToyState {
         let key_pem = match std::fs::read_to_string(&key_path) {
             Ok(k) => k,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let (key, _) = make_toy_key_and_csr("hearth-toy").map_err(|e| local(&key_path, e))?;
+                let (key, _) =
+                    make_toy_key_and_csr("hearth-toy").map_err(|e| local(&key_path, e))?;
                 write_private_file(&key_path, key.as_bytes()).map_err(|e| local(&key_path, e))?;
                 key
             }
@@ -94,7 +95,10 @@ impl ToyState {
         let mut state = match stored {
             Some(s) => {
                 if s.version != STATE_VERSION {
-                    return Err(local(&state_path, format!("unsupported version {}", s.version)));
+                    return Err(local(
+                        &state_path,
+                        format!("unsupported version {}", s.version),
+                    ));
                 }
                 Self {
                     dir: dir.to_owned(),
@@ -107,10 +111,19 @@ impl ToyState {
                 }
             }
             None => {
-                let toy_id = ToyId::parse(&format!("toy-{}", &fp[..8])).map_err(|e| local(&state_path, e))?;
+                let toy_id = ToyId::parse(&format!("toy-{}", &fp[..8]))
+                    .map_err(|e| local(&state_path, e))?;
                 let name = DisplayName::parse(&format!("Toy {}", fp[..4].to_ascii_uppercase()))
                     .map_err(|e| local(&state_path, e))?;
-                Self { dir: dir.to_owned(), key_pem, spki_der, toy_id, name, credentials: None, hub: None }
+                Self {
+                    dir: dir.to_owned(),
+                    key_pem,
+                    spki_der,
+                    toy_id,
+                    name,
+                    credentials: None,
+                    hub: None,
+                }
             }
         };
         if !state_path.exists() {
@@ -193,7 +206,8 @@ impl ToyState {
 
     /// A fresh CSR (PEM) for the toy's key, CN = toy id.
     pub fn csr_pem(&self) -> Result<String, ToyError> {
-        csr_for_key_pem(&self.key_pem, self.toy_id.as_str()).map_err(|e| ToyError::Local(format!("cannot make a CSR: {e}")))
+        csr_for_key_pem(&self.key_pem, self.toy_id.as_str())
+            .map_err(|e| ToyError::Local(format!("cannot make a CSR: {e}")))
     }
 
     /// The pinned CA and client certificate, once paired.
@@ -207,7 +221,11 @@ impl ToyState {
     }
 
     /// Stores the outcome of a pairing (and the hub it was made with).
-    pub fn set_paired(&mut self, credentials: Credentials, hub: HubAddress) -> Result<(), ToyError> {
+    pub fn set_paired(
+        &mut self,
+        credentials: Credentials,
+        hub: HubAddress,
+    ) -> Result<(), ToyError> {
         self.credentials = Some(credentials);
         self.hub = Some(hub);
         self.save()
@@ -264,7 +282,10 @@ mod tests {
         assert_eq!(a.key_pem(), b.key_pem());
         assert_eq!(a.spki_der(), b.spki_der());
         for f in [KEY_FILE, STATE_FILE] {
-            let mode = std::fs::metadata(dir.path().join(f)).expect("meta").permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(f))
+                .expect("meta")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
     }
@@ -273,9 +294,19 @@ mod tests {
     fn a_damaged_state_file_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().expect("tempdir");
         ToyState::open(dir.path()).expect("open");
-        std::fs::write(dir.path().join(STATE_FILE), b"{\"version\": 1, \"toy_id\": \"bad id!\"").expect("write");
-        assert!(matches!(ToyState::open(dir.path()), Err(ToyError::Local(_))));
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            b"{\"version\": 1, \"toy_id\": \"bad id!\"",
+        )
+        .expect("write");
+        assert!(matches!(
+            ToyState::open(dir.path()),
+            Err(ToyError::Local(_))
+        ));
         std::fs::write(dir.path().join(KEY_FILE), b"garbage").expect("write");
-        assert!(matches!(ToyState::open(dir.path()), Err(ToyError::Local(_))));
+        assert!(matches!(
+            ToyState::open(dir.path()),
+            Err(ToyError::Local(_))
+        ));
     }
 }

@@ -74,7 +74,9 @@ impl ServerCertVerifier for AcceptAnyServerCert {
 /// The configuration for pairing steps 1 to 4: no trust anchor, no client certificate.
 pub fn pairing_config() -> Result<ClientConfig, ToyError> {
     let provider = provider();
-    let verifier = Arc::new(AcceptAnyServerCert { algs: provider.signature_verification_algorithms });
+    let verifier = Arc::new(AcceptAnyServerCert {
+        algs: provider.signature_verification_algorithms,
+    });
     Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(tls_err)?
@@ -94,12 +96,19 @@ pub fn paired_config(credentials: &Credentials, key_pem: &str) -> Result<ClientC
     let provider = provider();
     let ca = cert_from_pem(&credentials.ca_pem).map_err(|e| tls_err(format!("pinned CA: {e}")))?;
     let mut roots = RootCertStore::empty();
-    roots.add(ca).map_err(|e| tls_err(format!("pinned CA: {e}")))?;
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(tls_err)?;
-    let cert = cert_from_pem(&credentials.cert_pem).map_err(|e| tls_err(format!("client certificate: {e}")))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| tls_err("the toy key is not a PEM private key"))?;
+    roots
+        .add(ca)
+        .map_err(|e| tls_err(format!("pinned CA: {e}")))?;
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(tls_err)?;
+    let cert = cert_from_pem(&credentials.cert_pem)
+        .map_err(|e| tls_err(format!("client certificate: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|_| tls_err("the toy key is not a PEM private key"))?;
     ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(tls_err)?

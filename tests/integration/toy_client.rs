@@ -40,12 +40,20 @@ impl TestHub {
         config.data_dir = data.path().to_owned();
         config.listen = "127.0.0.1:0".parse().expect("addr");
         config.mdns.enabled = false;
-        let app = Application::build_with_clock(config, Arc::new(SystemClock)).await.expect("hub builds");
+        let app = Application::build_with_clock(config, Arc::new(SystemClock))
+            .await
+            .expect("hub builds");
         let port = app.port();
         actix_web::rt::spawn(app.run_until_stopped());
         let http = parent_client(data.path(), port);
-        let mut hub = Self { port, _data: data, http, token: String::new() };
-        let code = std::fs::read_to_string(hub._data.path().join("setup-code")).expect("setup code");
+        let mut hub = Self {
+            port,
+            _data: data,
+            http,
+            token: String::new(),
+        };
+        let code =
+            std::fs::read_to_string(hub._data.path().join("setup-code")).expect("setup code");
         let (status, _) = hub
             .call(
                 "POST",
@@ -56,7 +64,11 @@ impl TestHub {
             .await;
         assert_eq!(status, 201, "setup");
         let (status, body) = hub
-            .call("POST", "/api/v1/login", Some(json!({"username": "mum", "password": "quiet-otter-lantern-1987"})))
+            .call(
+                "POST",
+                "/api/v1/login",
+                Some(json!({"username": "mum", "password": "quiet-otter-lantern-1987"})),
+            )
             .await;
         assert_eq!(status, 200, "login: {body}");
         hub.token = body["token"].as_str().expect("token").to_owned();
@@ -97,12 +109,20 @@ impl TestHub {
                 .and_then(|p| p.iter().find(|x| x["awaiting"] == "confirmation").cloned())
         })
         .await;
-        let id = pending["pairing_id"].as_str().expect("pairing id").to_owned();
+        let id = pending["pairing_id"]
+            .as_str()
+            .expect("pairing id")
+            .to_owned();
         if let Some(e) = expected_pairing {
             assert_eq!(id, e);
         }
-        let (status, body) =
-            self.call("POST", &format!("/api/v1/pairings/{id}/confirm"), Some(json!({"code": code}))).await;
+        let (status, body) = self
+            .call(
+                "POST",
+                &format!("/api/v1/pairings/{id}/confirm"),
+                Some(json!({"code": code})),
+            )
+            .await;
         assert_eq!(status, 200, "confirm: {body}");
         body["toy_id"].as_str().expect("toy id").to_owned()
     }
@@ -110,7 +130,10 @@ impl TestHub {
     async fn send_message(&self, toy_id: &str) -> String {
         let resp = self
             .http
-            .post(format!("https://localhost:{}/api/v1/toys/{toy_id}/messages", self.port))
+            .post(format!(
+                "https://localhost:{}/api/v1/toys/{toy_id}/messages",
+                self.port
+            ))
             .bearer_auth(&self.token)
             .header("content-type", "audio/wav")
             .body(wav_second())
@@ -128,11 +151,13 @@ fn parent_client(data: &Path, port: u16) -> reqwest::Client {
     let ca = CertificateDer::from_pem_file(data.join("ca.crt")).expect("ca.crt");
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca).expect("root");
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .resolve("localhost", SocketAddr::from(([127, 0, 0, 1], port)))
@@ -143,13 +168,19 @@ fn parent_client(data: &Path, port: u16) -> reqwest::Client {
 
 /// One second of a 440 Hz tone, 16 kHz mono 16-bit WAV.
 fn wav_second() -> Vec<u8> {
-    let spec = hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut cur = std::io::Cursor::new(Vec::new());
     {
         let mut w = hound::WavWriter::new(&mut cur, spec).expect("wav");
         for i in 0..16_000 {
             let t = i as f32 / 16_000.0;
-            w.write_sample(((t * 440.0 * std::f32::consts::TAU).sin() * 8000.0) as i16).expect("sample");
+            w.write_sample(((t * 440.0 * std::f32::consts::TAU).sin() * 8000.0) as i16)
+                .expect("sample");
         }
         w.finalize().expect("finalize");
     }
@@ -167,7 +198,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within {DEADLINE:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {DEADLINE:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -201,7 +235,10 @@ async fn library_toy_pairs_talks_and_is_refused_once_removed() {
     let me = client.whoami().await.expect("whoami");
     assert_eq!(me.toy_id, toy_id);
 
-    client.status(Some(55), Some("test 1")).await.expect("status");
+    client
+        .status(Some(55), Some("test 1"))
+        .await
+        .expect("status");
     let toys = hub.toys().await;
     assert_eq!(toys["paired"][0]["battery"], 55);
 
@@ -214,16 +251,33 @@ async fn library_toy_pairs_talks_and_is_refused_once_removed() {
     client.played(&msg_id).await.expect("played");
     assert!(client.inbox(0).await.expect("inbox").is_empty());
     // Another id is not this toy's: a typed hub error, not a panic.
-    assert!(matches!(client.fetch_audio("../../whoami").await, Err(ToyError::Hub { status: 404, .. })));
+    assert!(matches!(
+        client.fetch_audio("../../whoami").await,
+        Err(ToyError::Hub { status: 404, .. })
+    ));
 
     let key = IdempotencyKey::parse("rec-test-1").expect("key");
-    let first = client.upload_recording(wav_second(), "audio/wav", &key).await.expect("upload");
-    let again = client.upload_recording(wav_second(), "audio/wav", &key).await.expect("upload again");
-    assert_eq!(first.id, again.id, "a retry with the same key stores nothing new");
+    let first = client
+        .upload_recording(wav_second(), "audio/wav", &key)
+        .await
+        .expect("upload");
+    let again = client
+        .upload_recording(wav_second(), "audio/wav", &key)
+        .await
+        .expect("upload again");
+    assert_eq!(
+        first.id, again.id,
+        "a retry with the same key stores nothing new"
+    );
 
-    let (status, _) = hub.call("DELETE", &format!("/api/v1/toys/{toy_id}"), None).await;
+    let (status, _) = hub
+        .call("DELETE", &format!("/api/v1/toys/{toy_id}"), None)
+        .await;
     assert_eq!(status, 204);
-    assert!(matches!(client.whoami().await, Err(ToyError::Removed)), "removed toy");
+    assert!(
+        matches!(client.whoami().await, Err(ToyError::Removed)),
+        "removed toy"
+    );
     assert!(matches!(client.inbox(0).await, Err(ToyError::Removed)));
 }
 
@@ -234,8 +288,14 @@ async fn pairing_stops_when_the_ca_differs_from_the_mdns_record() {
     let mut state = ToyState::open(dir.path()).expect("state");
     let mut addr = hub.direct();
     addr.ca_sha256 = Some(Hex32([7; 32]));
-    let r = pair(&mut state, &addr, &PairOptions::default(), |_| panic!("no code may be announced")).await;
-    assert!(matches!(r, Err(ToyError::Pairing(PairingFailure::CaMismatch))), "{r:?}");
+    let r = pair(&mut state, &addr, &PairOptions::default(), |_| {
+        panic!("no code may be announced")
+    })
+    .await;
+    assert!(
+        matches!(r, Err(ToyError::Pairing(PairingFailure::CaMismatch))),
+        "{r:?}"
+    );
     assert!(!state.is_paired());
 }
 
@@ -244,7 +304,10 @@ async fn a_toy_with_no_certificate_is_not_paired_and_a_foreign_ca_is_refused() {
     let hub = TestHub::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let state = ToyState::open(dir.path()).expect("state");
-    assert!(matches!(ToyClient::new(&state, &hub.direct()), Err(ToyError::NotPaired(_))));
+    assert!(matches!(
+        ToyClient::new(&state, &hub.direct()),
+        Err(ToyError::NotPaired(_))
+    ));
 
     // A toy that pinned another hub's CA refuses this hub.
     let other = TestHub::start().await;
@@ -260,6 +323,17 @@ async fn a_toy_with_no_certificate_is_not_paired_and_a_foreign_ca_is_refused() {
     let client = ToyClient::new(&state, &hub.direct()).expect("client");
     let r = client.whoami().await;
     assert!(matches!(r, Err(ToyError::HubIdentity(_))), "{r:?}");
+
+    // A certificate this hub did not issue ends in a TLS alert (or 401):
+    // either way the toy is "not paired".
+    let creds = hearth::toy::Credentials {
+        ca_pem: std::fs::read_to_string(hub._data.path().join("ca.crt")).expect("ca"),
+        cert_pem: state.credentials().expect("paired").cert_pem.clone(),
+    };
+    state.set_paired(creds, hub.direct()).expect("store");
+    let client = ToyClient::new(&state, &hub.direct()).expect("client");
+    let r = client.whoami().await;
+    assert!(matches!(r, Err(ToyError::NotPaired(_))), "{r:?}");
 }
 
 struct Child {
@@ -271,7 +345,13 @@ struct Child {
 impl Child {
     fn spawn(state: &Path, port: u16) -> Self {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth-toy"))
-            .args(["--no-mdns", "--hub", &format!("127.0.0.1:{port}"), "--hub-name", "localhost"])
+            .args([
+                "--no-mdns",
+                "--hub",
+                &format!("127.0.0.1:{port}"),
+                "--hub-name",
+                "localhost",
+            ])
             .args(["--battery", "77", "--name", "Test Bear", "--state"])
             .arg(state)
             .stdin(Stdio::null())
@@ -281,7 +361,11 @@ impl Child {
             .spawn()
             .expect("hearth-toy starts");
         let stdout = child.stdout.take().expect("stdout");
-        Self { child, lines: BufReader::new(stdout).lines(), seen: Vec::new() }
+        Self {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            seen: Vec::new(),
+        }
     }
 
     /// Reads lines until one starts with `prefix`; returns the rest of it.
@@ -309,7 +393,10 @@ async fn the_binary_pairs_reports_status_receives_and_stops_when_removed() {
     let mut toy = Child::spawn(&state, hub.port);
 
     let code = toy.line_starting("pairing code: ").await;
-    assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()), "{code:?}");
+    assert!(
+        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+        "{code:?}"
+    );
     let toy_id = hub.confirm(None, &code).await;
     toy.line_starting("paired with the hub").await;
     toy.line_starting("status sent (battery 77%)").await;
@@ -322,19 +409,28 @@ async fn the_binary_pairs_reports_status_receives_and_stops_when_removed() {
     assert_eq!(listed["paired"][0]["name"], "Test Bear");
 
     let msg_id = hub.send_message(&toy_id).await;
-    let rest = toy.line_starting(&format!("received message {msg_id}: ")).await;
+    let rest = toy
+        .line_starting(&format!("received message {msg_id}: "))
+        .await;
     assert!(Path::new(&rest).starts_with(&state), "{rest}");
     assert!(!std::fs::read(&rest).expect("saved audio").is_empty());
     poll(|| async {
-        let (_, v) = hub.call("GET", &format!("/api/v1/messages?toy={toy_id}"), None).await;
+        let (_, v) = hub
+            .call("GET", &format!("/api/v1/messages?toy={toy_id}"), None)
+            .await;
         (v["messages"][0]["state"] == "played").then_some(())
     })
     .await;
 
-    let (status, _) = hub.call("DELETE", &format!("/api/v1/toys/{toy_id}"), None).await;
+    let (status, _) = hub
+        .call("DELETE", &format!("/api/v1/toys/{toy_id}"), None)
+        .await;
     assert_eq!(status, 204);
     toy.line_starting("error: this toy was removed").await;
-    let exit = tokio::time::timeout(DEADLINE, toy.child.wait()).await.expect("exits").expect("status");
+    let exit = tokio::time::timeout(DEADLINE, toy.child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
     assert_eq!(exit.code(), Some(3));
 
     // Started again, a paired toy keeps its identity and needs no new pairing.
