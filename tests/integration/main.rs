@@ -9,3 +9,4 @@ mod harness;
 mod messages;
 mod netns;
 mod pairing;
+mod toy_client;
