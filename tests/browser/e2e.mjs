@@ -176,11 +176,18 @@ async function main() {
     await rec.click();
     await page.locator('[data-record][aria-pressed=true]').waitFor();
     const recStarted = Date.now();
-    await page.waitForTimeout(1200);
-    const elapsed = await page.textContent('[data-rec-time]');
-    assert(/Recording 0:0[1-9]/.test(elapsed), `elapsed time shown (got "${elapsed}")`);
-    await page.waitForTimeout(1900);
-    await rec.click();
+    await page.waitForFunction(() => /Recording 0:01 of 2:00/.test(document.querySelector('[data-rec-time]').textContent));
+    step('elapsed time shown while recording');
+    // Stop as soon as the page says 3 s were captured.
+    await page.evaluate(() => new Promise((resolve) => {
+      const t = setInterval(() => {
+        if (/Recording 0:03/.test(document.querySelector('[data-rec-time]').textContent)) {
+          clearInterval(t);
+          document.querySelector('[data-record]').click();
+          resolve();
+        }
+      }, 20);
+    }));
     await page.locator('[data-preview]:not([hidden])').waitFor();
     const wallSecs = (Date.now() - recStarted) / 1000;
     const src = await page.getAttribute('[data-preview]', 'src');

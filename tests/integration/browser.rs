@@ -49,8 +49,12 @@ fn missing_tool(root: &Path) -> Option<String> {
     if !Path::new("/usr/bin/chromium").exists() {
         return Some("/usr/bin/chromium is not installed".into());
     }
-    if !root.join("tests/browser/node_modules/playwright-core").exists()
-        || !root.join("tests/browser/node_modules/@axe-core/playwright").exists()
+    if !root
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+        || !root
+            .join("tests/browser/node_modules/@axe-core/playwright")
+            .exists()
     {
         return Some("tests/browser/node_modules is missing (run npm ci in tests/browser)".into());
     }
@@ -79,7 +83,10 @@ async fn browser_end_to_end() {
         std::fs::write(&p, bytes).expect("write a test file");
         p
     };
-    let cert = write("toy.crt", toy.cert_pem.as_deref().expect("paired").as_bytes());
+    let cert = write(
+        "toy.crt",
+        toy.cert_pem.as_deref().expect("paired").as_bytes(),
+    );
     let key = write("toy.key", toy.key_pem.as_bytes());
     let ca = write("ca.crt", hub.ca_pem.as_bytes());
     let wav = write("voice.wav", &speech_like_wav(48_000, 3.0));
