@@ -3,6 +3,7 @@
 //! directory (see `harness`). `netns` is a harness too: a pair of network
 //! namespaces for tests that need a real network (see its module docs).
 
+mod browser;
 mod discovery;
 mod foundation;
 mod harness;
