@@ -274,7 +274,9 @@ mod tests {
             .expect("cert");
         let spki = toy_key.subject_public_key_info();
         assert_eq!(check_client_cert(&cert.pem(), ca.der(), &spki), Ok(()));
-        assert!(check_client_cert(&cert.pem(), ca.der(), &other_key.subject_public_key_info()).is_err());
+        assert!(
+            check_client_cert(&cert.pem(), ca.der(), &other_key.subject_public_key_info()).is_err()
+        );
         assert!(check_client_cert(&cert.pem(), other_ca.der(), &spki).is_err());
         assert!(check_client_cert("garbage", ca.der(), &spki).is_err());
     }

@@ -76,6 +76,16 @@ pub fn same_origin(req: &HttpRequest) -> bool {
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
     {
+        // Under `Referrer-Policy: no-referrer` browsers send `Origin: null`
+        // even on same-origin posts; `Sec-Fetch-Site` (which pages cannot
+        // forge) then tells whether it really came from this hub.
+        if origin == "null" {
+            return req
+                .headers()
+                .get("sec-fetch-site")
+                .and_then(|v| v.to_str().ok())
+                == Some("same-origin");
+        }
         return origin == ours;
     }
     if let Some(referer) = req

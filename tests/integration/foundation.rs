@@ -332,6 +332,30 @@ async fn cookie_state_changes_need_csrf_token_and_origin() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["name"], "Fernhill Cottage");
+    // Browsers under no-referrer send `Origin: null`; only a same-origin fetch site makes it acceptable.
+    let r = hub
+        .anon()
+        .patch(hub.url("/api/v1/household"))
+        .header("cookie", &cookie)
+        .header("origin", "null")
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"name": "Fernhill"}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 403, "an opaque origin without Sec-Fetch-Site");
+    let r = hub
+        .anon()
+        .patch(hub.url("/api/v1/household"))
+        .header("cookie", &cookie)
+        .header("origin", "null")
+        .header("sec-fetch-site", "same-origin")
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"name": "Fernhill"}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 200, "a same-origin fetch with an opaque origin");
     // A login form posted from another site is refused too.
     let r = hub
         .anon()
