@@ -172,7 +172,7 @@ fn check_files(r: &mut Report, cfg: &Config) {
 fn check_disk(r: &mut Report, cfg: &Config) {
     match nix::sys::statvfs::statvfs(&cfg.data_dir) {
         Ok(s) => {
-            let free = s.blocks_available() as u64 * s.fragment_size() as u64;
+            let free = s.blocks_available() * s.fragment_size();
             if free < MIN_FREE_BYTES {
                 r.fail(
                     &format!("only {} MiB free on the data disk", free >> 20),
