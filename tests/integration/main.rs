@@ -5,6 +5,7 @@
 
 mod browser;
 mod discovery;
+mod family;
 mod foundation;
 mod harness;
 mod messages;
