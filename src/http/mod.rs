@@ -212,3 +212,41 @@ pub fn human_size(n: usize) -> String {
 
 /// Largest JSON body of the APIs.
 pub const JSON_LIMIT: usize = 64 * 1024;
+
+/// Parses a JSON body, `400 invalid_json` with the parser's words when malformed.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, crate::error::Error> {
+    serde_json::from_slice(body).map_err(|e| {
+        crate::error::Error::bad_request(
+            "invalid_json",
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+/// A JSON request body of at most `LIMIT` bytes (`413` beyond, `400` when
+/// malformed). Put it after the authenticating extractor, so a request
+/// without credentials is refused before its body is read.
+pub struct Json<T, const LIMIT: usize = JSON_LIMIT>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static, const LIMIT: usize> FromRequest for Json<T, LIMIT> {
+    type Error = crate::error::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let req = req.clone();
+        let payload = web::Payload::from_request(&req, payload);
+        Box::pin(async move {
+            let payload = payload.await.map_err(|e| {
+                crate::error::Error::bad_request(
+                    "bad_body",
+                    format!("the body could not be read: {e}"),
+                )
+            })?;
+            let body = read_body(&req, payload, LIMIT).await?;
+            parse_json(&body).map(Json)
+        })
+    }
+}

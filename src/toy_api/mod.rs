@@ -9,12 +9,12 @@ pub mod inbox;
 pub mod pair;
 
 use actix_web::http::Method;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::http::{Access, JSON_LIMIT, Routes, read_body};
+use crate::http::{Access, Json, Routes};
 use crate::state::AppState;
 use crate::store;
 use identity::Toy;
@@ -25,16 +25,6 @@ pub fn register(r: &mut Routes<'_>) {
     inbox::register(r);
     r.add(Method::GET, "/toy/v1/whoami", Access::Toy, whoami);
     r.add(Method::POST, "/toy/v1/status", Access::Toy, status);
-}
-
-/// Parses a JSON body, `400` with the parser's words when malformed.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body).map_err(|e| {
-        Error::bad_request(
-            "invalid_json",
-            format!("the body is not the expected JSON: {e}"),
-        )
-    })
 }
 
 async fn whoami(toy: Toy) -> Result<HttpResponse> {
@@ -55,11 +45,8 @@ struct StatusBody {
 async fn status(
     state: web::Data<AppState>,
     toy: Toy,
-    req: HttpRequest,
-    payload: web::Payload,
+    Json(b): Json<StatusBody>,
 ) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
-    let b: StatusBody = parse_json(&body)?;
     if b.battery.is_some_and(|x| x > 100) {
         return Err(Error::bad_request(
             "invalid_battery",

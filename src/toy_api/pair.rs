@@ -3,14 +3,13 @@
 //! the section is answered here, and every outcome is audited.
 
 use actix_web::http::Method;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::parse_json;
 use crate::domain::{DisplayName, Hex32, ToyId};
 use crate::error::{Error, Result};
-use crate::http::{Access, Routes, read_body};
+use crate::http::{Access, Json, Routes};
 use crate::pairing::{self, PairError, Request, Status};
 use crate::state::AppState;
 use crate::store::{self, audit::AuditEntry};
@@ -73,11 +72,8 @@ async fn audit(
 
 async fn start(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    Json(b): Json<PairBody, PAIR_LIMIT>,
 ) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, PAIR_LIMIT).await?;
-    let b: PairBody = parse_json(&body)?;
     let toy_id = ToyId::parse(&b.toy_id).map_err(|e| bad(e.0))?;
     let name = DisplayName::parse(&b.name).map_err(|e| bad(format!("name: {e}")))?;
     if b.model.len() > 64 || b.model.chars().any(char::is_control) {
@@ -154,12 +150,9 @@ struct RevealBody {
 
 async fn reveal(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<String>,
-    payload: web::Payload,
+    Json(b): Json<RevealBody, PAIR_LIMIT>,
 ) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, PAIR_LIMIT).await?;
-    let b: RevealBody = parse_json(&body)?;
     let nonce = Hex32::parse("toy_nonce", &b.toy_nonce).map_err(|e| bad(e.0))?;
     let now = state.now();
     let id = path.into_inner();

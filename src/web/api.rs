@@ -11,7 +11,7 @@ use crate::auth::{password, setup, tokens};
 use crate::clock::rfc3339;
 use crate::domain::{DisplayName, PairingCode, Role, ToyId, Username};
 use crate::error::{Error, Result};
-use crate::http::{Access, JSON_LIMIT, Routes, read_body};
+use crate::http::{Access, Json, Routes};
 use crate::pairing::{PairError, Status};
 use crate::state::AppState;
 use crate::store::{self, audit::AuditEntry};
@@ -74,14 +74,13 @@ pub fn register(r: &mut Routes<'_>) {
     );
 }
 
-/// Parses a JSON body with a message a person can act on.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body).map_err(|e| {
-        Error::bad_request(
-            "invalid_json",
-            format!("the body is not the expected JSON: {e}"),
-        )
-    })
+/// `1 second`, `5 seconds`.
+fn seconds(n: u64) -> String {
+    if n == 1 {
+        "1 second".into()
+    } else {
+        format!("{n} seconds")
+    }
 }
 
 /// The client address as text (for throttling and the sessions list).
@@ -142,7 +141,7 @@ pub async fn do_setup(state: &AppState, req: &HttpRequest, body: SetupBody) -> R
     let keys = ["setup", ip.as_str()];
     if let Some(wait) = state.setup_throttle.check(&keys, now) {
         return Err(Error::too_many(
-            format!("too many wrong setup codes; wait {wait} seconds"),
+            format!("too many wrong setup codes; wait {}", seconds(wait)),
             wait,
         ));
     }
@@ -218,10 +217,8 @@ pub async fn do_setup(state: &AppState, req: &HttpRequest, body: SetupBody) -> R
 async fn post_setup(
     state: web::Data<AppState>,
     req: HttpRequest,
-    payload: web::Payload,
+    Json(body): Json<SetupBody>,
 ) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
-    let body: SetupBody = parse_json(&body)?;
     let username = do_setup(&state, &req, body).await?;
     Ok(HttpResponse::Created().json(json!({"username": username})))
 }
@@ -259,7 +256,7 @@ pub async fn do_login(
     .max();
     if let Some(wait) = wait {
         return Err(Error::too_many(
-            format!("too many failed sign-ins; wait {wait} seconds"),
+            format!("too many failed sign-ins; wait {}", seconds(wait)),
             wait,
         ));
     }
@@ -331,10 +328,8 @@ struct LoginBody {
 async fn post_login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    payload: web::Payload,
+    Json(body): Json<LoginBody>,
 ) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
-    let body: LoginBody = parse_json(&body)?;
     let s = do_login(&state, &req, &body.username, body.password, "bearer").await?;
     Ok(HttpResponse::Ok().json(json!({"token": s.token, "expires_at": rfc3339(s.expires_at)})))
 }
@@ -381,16 +376,13 @@ struct PasswordBody {
 async fn post_password(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
-    payload: web::Payload,
+    Json(body): Json<PasswordBody>,
 ) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
-    let body: PasswordBody = parse_json(&body)?;
     let now = state.now();
     let account_key = format!("user:{}", caller.user.username);
     if let Some(wait) = state.login_account_throttle.check(&[&account_key], now) {
         return Err(Error::too_many(
-            format!("too many wrong passwords; wait {wait} seconds"),
+            format!("too many wrong passwords; wait {}", seconds(wait)),
             wait,
         ));
     }
@@ -512,12 +504,9 @@ fn double_option<'de, D: serde::Deserializer<'de>>(
 async fn patch_household(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
-    payload: web::Payload,
+    Json(patch): Json<HouseholdPatch>,
 ) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
     caller.require(Role::Admin)?;
-    let patch: HouseholdPatch = parse_json(&body)?;
     let name = patch
         .name
         .as_deref()
@@ -623,14 +612,11 @@ struct ToyPatch {
 async fn patch_toy(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<String>,
-    payload: web::Payload,
+    Json(patch): Json<ToyPatch>,
 ) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
     caller.require(Role::Parent)?;
     let toy_id = ToyId::parse(&path).map_err(|_| Error::not_found("no such toy"))?;
-    let patch: ToyPatch = parse_json(&body)?;
     let name = patch
         .name
         .as_deref()
@@ -738,13 +724,10 @@ fn pair_error(e: PairError) -> Error {
 async fn confirm_pairing(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<String>,
-    payload: web::Payload,
+    Json(body): Json<ConfirmBody>,
 ) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
     caller.require(Role::Parent)?;
-    let body: ConfirmBody = parse_json(&body)?;
     let code =
         PairingCode::parse(&body.code).map_err(|e| Error::unprocessable("invalid_code", e.0))?;
     let now = state.now();

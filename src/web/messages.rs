@@ -6,11 +6,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api::parse_json;
 use super::caller::Caller;
 use crate::domain::{Direction, MessageState, Role, ToyId};
 use crate::error::{Error, Result};
-use crate::http::{Access, JSON_LIMIT, Routes, read_body};
+use crate::http::{Access, Json, Routes, read_body};
 use crate::messaging::{self, PARENT_LIMIT, Upload};
 use crate::state::AppState;
 use crate::store;
@@ -219,13 +218,10 @@ struct MessagePatch {
 async fn patch(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<String>,
-    payload: web::Payload,
+    Json(p): Json<MessagePatch>,
 ) -> Result<HttpResponse> {
     caller.require(Role::Parent)?;
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
-    let p: MessagePatch = parse_json(&body)?;
     let id = path.into_inner();
     let id2 = id.clone();
     let found = state
