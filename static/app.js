@@ -714,6 +714,27 @@
       }
     });
   }
+  const hhForm = $('[data-household]');
+  if (hhForm) {
+    const sel = hhForm.elements.retention_days;
+    api('GET', '/api/v1/household').then((r) => {
+      if (!r.ok || !r.data) return;
+      const v = r.data.retention_days === null ? 'forever' : String(r.data.retention_days);
+      if (![...sel.options].some((o) => o.value === v)) sel.append(el('option', { value: v, text: v + ' days' }));
+      sel.value = v;
+    });
+    hhForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const v = sel.value;
+      const body = { name: hhForm.elements.name.value, retention_days: v === 'forever' ? null : Number(v) };
+      const btn = $('button[type="submit"]', hhForm);
+      btn.disabled = true;
+      const r = await api('PATCH', '/api/v1/household', body);
+      btn.disabled = false;
+      if (r.ok) status('Household settings saved.', 'ok');
+      else status(errorText(r.data, 'The settings could not be saved.'), 'error');
+    });
+  }
   const sessions = $('#sessions');
   async function loadSessions() {
     if (!sessions) return;

@@ -157,6 +157,15 @@ async function main() {
     await page.click('[data-password] button[type=submit]');
     await page.locator('#status.is-error').waitFor();
     step(`password change with a wrong current password refused: "${(await page.textContent('#status')).trim()}"`);
+    await page.locator('#retention').selectOption('forever');
+    await page.click('[data-household] button[type=submit]');
+    await page.locator('#status.is-ok').waitFor();
+    const hh = await page.evaluate(async () => (await fetch('/api/v1/household')).json());
+    assert(hh.retention_days === null, `retention set to keep forever (got ${JSON.stringify(hh)})`);
+    await page.locator('#retention').selectOption('30');
+    await page.click('[data-household] button[type=submit]');
+    await page.waitForFunction(async () => (await (await fetch('/api/v1/household')).json()).retention_days === 30);
+    step('household retention changed to forever and back to 30 days from the account page');
     await axe(page, '/account');
 
     // --- certificate help (public)
