@@ -54,6 +54,19 @@ fn html(body: String) -> HttpResponse {
         .body(body)
 }
 
+/// A form page shown again with the error that refused it, keeping the
+/// error's status and `Retry-After`.
+fn form_again(page: &impl Template, e: &Error) -> PageResult {
+    let body = page
+        .render()
+        .map_err(|err| PageError(Error::internal(anyhow::anyhow!("template failed: {err}"))))?;
+    let mut resp = HttpResponse::build(e.status);
+    if let Some(s) = e.retry_after {
+        resp.insert_header((header::RETRY_AFTER, s.to_string()));
+    }
+    Ok(resp.content_type("text/html; charset=utf-8").body(body))
+}
+
 fn render(t: &impl Template) -> PageResult {
     t.render()
         .map(html)
@@ -361,14 +374,7 @@ async fn setup_post(
                 household,
                 username,
             };
-            let body = page
-                .render()
-                .map_err(|e| PageError(Error::internal(anyhow::anyhow!("{e}"))))?;
-            let mut resp = HttpResponse::build(e.status);
-            if let Some(s) = e.retry_after {
-                resp.insert_header((header::RETRY_AFTER, s.to_string()));
-            }
-            Ok(resp.content_type("text/html; charset=utf-8").body(body))
+            form_again(&page, &e)
         }
         Err(e) => Err(e.into()),
     }
@@ -449,14 +455,7 @@ async fn login_post(
                 notice: String::new(),
                 username: form.username,
             };
-            let body = page
-                .render()
-                .map_err(|e| PageError(Error::internal(anyhow::anyhow!("{e}"))))?;
-            let mut resp = HttpResponse::build(e.status);
-            if let Some(s) = e.retry_after {
-                resp.insert_header((header::RETRY_AFTER, s.to_string()));
-            }
-            Ok(resp.content_type("text/html; charset=utf-8").body(body))
+            form_again(&page, &e)
         }
         Err(e) => Err(e.into()),
     }
