@@ -766,3 +766,93 @@ async fn doctor_passes_on_a_healthy_hub_and_names_fixes() {
         "{text}"
     );
 }
+
+/// Runs `hearth user ...` against a hub's data directory with `stdin` as input.
+fn user_cmd(hub: &Hub, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let config = hub.dir.path().join("cli.toml");
+    std::fs::write(&config, "version = 1\n").expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("user")
+        .args(args)
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(hub.data_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hearth user runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("output")
+}
+
+#[actix_web::test]
+async fn headless_user_administration() {
+    let hub = Hub::start().await;
+    hub.setup().await;
+    let pw = "juniper otter lighthouse";
+    let (h, p) = (std::sync::Arc::new(hub), pw.to_owned());
+    let h2 = h.clone();
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        user_cmd(
+            &h2,
+            &["add", "dad", "--role", "parent", "--display-name", "Dad"],
+            &format!("{p}\n"),
+        )
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h2 = h.clone();
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        user_cmd(&h2, &["add", "nan", "--role", "relative"], "password1234\n")
+    })
+    .await
+    .expect("join");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("common"),
+        "a common password is refused"
+    );
+    let h2 = h.clone();
+    let out = actix_web::rt::task::spawn_blocking(move || user_cmd(&h2, &["list"], ""))
+        .await
+        .expect("join");
+    let list = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        list.contains("dad\tparent\tDad") && list.contains("mum\tadmin") && !list.contains("nan"),
+        "{list}"
+    );
+    let token = h.login("dad", pw).await;
+    let h2 = h.clone();
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        user_cmd(&h2, &["passwd", "dad"], "saffron tugboat meadow\n")
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = h
+        .anon()
+        .get(h.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 401, "passwd ends the user's sessions");
+    h.login("dad", "saffron tugboat meadow").await;
+}
