@@ -88,13 +88,21 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
 }
 
 fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    Error::bad_request("invalid_query", format!("the query string is not valid: {err}")).into()
+    Error::bad_request(
+        "invalid_query",
+        format!("the query string is not valid: {err}"),
+    )
+    .into()
 }
 
 fn form_error(err: actix_web::error::UrlencodedError, _: &HttpRequest) -> actix_web::Error {
     match err {
-        actix_web::error::UrlencodedError::Overflow { .. } => Error::too_large("the form is too large").into(),
-        other => Error::bad_request("invalid_form", format!("the form is not valid: {other}")).into(),
+        actix_web::error::UrlencodedError::Overflow { .. } => {
+            Error::too_large("the form is too large").into()
+        }
+        other => {
+            Error::bad_request("invalid_form", format!("the form is not valid: {other}")).into()
+        }
     }
 }
 
@@ -115,24 +123,37 @@ impl Application {
         let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
             .await?
             .context("cannot open the database")?;
-        let names = crate::pki::server_names(&config.mdns.host_name, config.listen.ip(), &config.tls.extra_names);
+        let names = crate::pki::server_names(
+            &config.mdns.host_name,
+            config.listen.ip(),
+            &config.tls.extra_names,
+        );
         let (dir, now) = (config.data_dir.clone(), clock.now());
         let pki = tokio::task::spawn_blocking(move || HubPki::load_or_create(&dir, &names, now))
             .await?
             .context("cannot prepare the hub's certificates")?;
-        let has_admin = store.read(|c| store::users::any_admin(c)).await?;
+        let has_admin = store.read(store::users::any_admin).await?;
         let setup_code = if has_admin {
             let _ = setup::remove(&config.data_dir);
             None
         } else {
-            let code = setup::load_or_create(&config.data_dir).context("cannot write the setup-code file")?;
-            tracing::info!("no account exists yet: open https://{}:{}/setup", config.mdns.host_name, config.listen.port());
+            let code = setup::load_or_create(&config.data_dir)
+                .context("cannot write the setup-code file")?;
+            tracing::info!(
+                "no account exists yet: open https://{}:{}/setup",
+                config.mdns.host_name,
+                config.listen.port()
+            );
             tracing::info!("setup code: {code}");
             Some(code)
         };
         let listener = bind(config.listen, "the HTTPS")?;
         let port = listener.local_addr()?.port();
-        let household = store.read(|c| store::household::get(c)).await?.map(|h| h.name).unwrap_or_else(|| "Hearth".into());
+        let household = store
+            .read(store::household::get)
+            .await?
+            .map(|h| h.name)
+            .unwrap_or_else(|| "Hearth".into());
         let discovery = if config.mdns.enabled {
             let advert = HubAdvert {
                 instance: household,
@@ -140,7 +161,12 @@ impl Application {
                 port,
                 ca_sha256: pki.ca_sha256,
             };
-            match Discovery::start(advert, &DiscoveryOptions { interfaces: config.mdns.interfaces.clone() }) {
+            match Discovery::start(
+                advert,
+                &DiscoveryOptions {
+                    interfaces: config.mdns.interfaces.clone(),
+                },
+            ) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     tracing::warn!(error = %e, "mDNS is off: toys must be given the hub's address by hand");
@@ -173,7 +199,11 @@ impl Application {
             App::new()
                 .app_data(st.clone())
                 .app_data(web::QueryConfig::default().error_handler(query_error))
-                .app_data(web::FormConfig::default().limit(16 * 1024).error_handler(form_error))
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(16 * 1024)
+                        .error_handler(form_error),
+                )
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .wrap(from_fn(http::lan_guard))
                 .configure(|cfg| {
@@ -193,13 +223,21 @@ impl Application {
             Some(l) => Some(
                 HttpServer::new(move || {
                     App::new().default_service(web::to(move |req: HttpRequest| async move {
-                        let host = req.connection_info().host().split(':').next().unwrap_or("hearth.local").to_owned();
+                        let host = req
+                            .connection_info()
+                            .host()
+                            .split(':')
+                            .next()
+                            .unwrap_or("hearth.local")
+                            .to_owned();
                         let target = if port == 443 {
                             format!("https://{host}{}", req.uri())
                         } else {
                             format!("https://{host}:{port}{}", req.uri())
                         };
-                        HttpResponse::PermanentRedirect().insert_header((header::LOCATION, target)).finish()
+                        HttpResponse::PermanentRedirect()
+                            .insert_header((header::LOCATION, target))
+                            .finish()
                     }))
                 })
                 .workers(1)
@@ -208,7 +246,12 @@ impl Application {
             ),
             None => None,
         };
-        Ok(Self { port, server, redirect, state })
+        Ok(Self {
+            port,
+            server,
+            redirect,
+            state,
+        })
     }
 
     /// The HTTPS port actually bound.
@@ -225,14 +268,22 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let state = self.state.clone();
         let jobs = tokio::spawn(background_jobs(state.clone()));
+        let relay = state
+            .discovery
+            .as_ref()
+            .map(|d| tokio::spawn(relay_discovery(d.subscribe(), state.events.clone())));
         if let Some(r) = self.redirect {
             tokio::spawn(r);
         }
         notify_systemd_ready();
         let res = self.server.await;
         jobs.abort();
-        if let Some(d) = &state.discovery {
-            d.shutdown();
+        if let Some(r) = relay {
+            r.abort();
+        }
+        if let Some(d) = state.discovery.clone() {
+            // Goodbye packets take up to two seconds; not on an async thread.
+            let _ = tokio::task::spawn_blocking(move || d.shutdown()).await;
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         res.context("the web server stopped with an error")
@@ -256,6 +307,28 @@ fn notify_systemd_ready() {
     }
 }
 
+/// Tells open pages about toys appearing on or leaving the network.
+async fn relay_discovery(
+    mut rx: tokio::sync::broadcast::Receiver<crate::discovery::DiscoveryEvent>,
+    events: Events,
+) {
+    use crate::discovery::DiscoveryEvent;
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let (change, toy_id) = match rx.recv().await {
+            Ok(DiscoveryEvent::Appeared(t)) => ("discovered", t.toy_id),
+            Ok(DiscoveryEvent::Updated(t)) => ("discovered", t.toy_id),
+            Ok(DiscoveryEvent::Gone(id)) => ("gone", id),
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        events.publish(
+            "toy",
+            serde_json::json!({"change": change, "toy_id": toy_id}),
+        );
+    }
+}
+
 /// Retention sweep, session purge and the online/offline tracker.
 async fn background_jobs(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
@@ -268,8 +341,14 @@ async fn background_jobs(state: web::Data<AppState>) {
             if let Err(e) = crate::messaging::retention_sweep(&state).await {
                 tracing::warn!(error = %e, "retention sweep failed");
             }
-            let (now, idle) = (state.now(), (state.config.sessions.idle_minutes * 60) as i64);
-            let _ = state.store.write(move |tx| store::sessions::purge_expired(tx, now, idle)).await;
+            let (now, idle) = (
+                state.now(),
+                (state.config.sessions.idle_minutes * 60) as i64,
+            );
+            let _ = state
+                .store
+                .write(move |tx| store::sessions::purge_expired(tx, now, idle))
+                .await;
         }
         if let Ok(listing) = crate::web::api::toys_listing(&state).await {
             let now_online: std::collections::HashSet<String> = listing["paired"]
@@ -280,7 +359,10 @@ async fn background_jobs(state: web::Data<AppState>) {
                 .filter_map(|t| t["toy_id"].as_str().map(str::to_owned))
                 .collect();
             for gone in online.difference(&now_online) {
-                state.events.publish("toy", serde_json::json!({"change": "offline", "toy_id": gone}));
+                state.events.publish(
+                    "toy",
+                    serde_json::json!({"change": "offline", "toy_id": gone}),
+                );
             }
             online = now_online;
         }

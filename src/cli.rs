@@ -18,7 +18,12 @@ pub const PACKAGE_CONFIG: &str = "/etc/hearth/hearth.toml";
 
 /// Hearth: a private voice hub for families.
 #[derive(Debug, Parser)]
-#[command(name = "hearth", version, about, long_about = "Hearth runs on a Raspberry Pi at home: toys on the home Wi-Fi pair with it, parents open https://hearth.local on their phones, and voice messages stay in the household.")]
+#[command(
+    name = "hearth",
+    version,
+    about,
+    long_about = "Hearth runs on a Raspberry Pi at home: toys on the home Wi-Fi pair with it, parents open https://hearth.local on their phones, and voice messages stay in the household."
+)]
 pub struct Cli {
     /// The configuration file (TOML). Default: $HEARTH_CONFIG, else /etc/hearth/hearth.toml when it exists, else built-in development defaults.
     #[arg(long, global = true, value_name = "FILE")]
@@ -82,7 +87,9 @@ pub enum UserAction {
 }
 
 fn env_vars() -> Vec<(String, String)> {
-    std::env::vars().filter(|(k, _)| k.starts_with("HEARTH_")).collect()
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("HEARTH_"))
+        .collect()
 }
 
 fn config_file(cli: &Cli) -> Option<PathBuf> {
@@ -98,7 +105,11 @@ fn config_file(cli: &Cli) -> Option<PathBuf> {
 /// Loads the configuration for `cli`.
 pub fn load_config(cli: &Cli, listen: Option<String>, no_mdns: bool) -> anyhow::Result<Config> {
     let file = config_file(cli);
-    let o = Overrides { data_dir: cli.data_dir.clone(), listen, no_mdns };
+    let o = Overrides {
+        data_dir: cli.data_dir.clone(),
+        listen,
+        no_mdns,
+    };
     Ok(Config::load(file.as_deref(), &env_vars(), &o)?)
 }
 
@@ -106,9 +117,18 @@ pub fn load_config(cli: &Cli, listen: Option<String>, no_mdns: bool) -> anyhow::
 /// journal adds its own).
 pub fn init_logging(filter: &str) {
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
-    let _ = if under_journal { b.without_time().with_ansi(false).try_init() } else { b.try_init() };
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal() && !under_journal);
+    let _ = if under_journal {
+        b.without_time().try_init()
+    } else {
+        b.try_init()
+    };
 }
 
 fn read_password(prompt: &str) -> anyhow::Result<String> {
@@ -120,7 +140,10 @@ fn read_password(prompt: &str) -> anyhow::Result<String> {
         Ok(a)
     } else {
         let mut line = String::new();
-        stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
         Ok(line.trim_end_matches(['\n', '\r']).to_owned())
     }
 }
@@ -157,16 +180,26 @@ fn open_store(cfg: &Config) -> anyhow::Result<Store> {
 fn user_command(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
     let store = open_store(cfg)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let household = store.read_blocking(|c| store::household::get(c))?.map(|h| h.name).unwrap_or_default();
+    let household = store
+        .read_blocking(store::household::get)?
+        .map(|h| h.name)
+        .unwrap_or_default();
     match action {
-        UserAction::Add { username, role, display_name } => {
+        UserAction::Add {
+            username,
+            role,
+            display_name,
+        } => {
             let username = Username::parse(&username)?;
             let role = Role::parse(&role)?;
             let display = DisplayName::parse(display_name.as_deref().unwrap_or(username.as_str()))?;
             let pw = read_password(&format!("Password for {username}: "))?;
-            crate::auth::password::check_rule(&pw, username.as_str(), &household).map_err(|e| anyhow::anyhow!("password refused: {e}"))?;
+            crate::auth::password::check_rule(&pw, username.as_str(), &household)
+                .map_err(|e| anyhow::anyhow!("password refused: {e}"))?;
             let hash = crate::auth::password::hash(&pw)?;
-            let id = store.write_blocking(|tx| store::users::insert(tx, username.as_str(), display.as_str(), role, &hash, now))?;
+            let id = store.write_blocking(|tx| {
+                store::users::insert(tx, username.as_str(), display.as_str(), role, &hash, now)
+            })?;
             anyhow::ensure!(id.is_some(), "the username {username} is taken");
             println!("added {username} ({})", role.as_str());
         }
@@ -177,7 +210,8 @@ fn user_command(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
                 .read_blocking(|c| store::users::by_username(c, &name))?
                 .with_context(|| format!("there is no user {username}"))?;
             let pw = read_password(&format!("New password for {username}: "))?;
-            crate::auth::password::check_rule(&pw, username.as_str(), &household).map_err(|e| anyhow::anyhow!("password refused: {e}"))?;
+            crate::auth::password::check_rule(&pw, username.as_str(), &household)
+                .map_err(|e| anyhow::anyhow!("password refused: {e}"))?;
             let hash = crate::auth::password::hash(&pw)?;
             let ended = store.write_blocking(|tx| {
                 store::users::set_password_hash(tx, user.id, &hash)?;
@@ -186,7 +220,7 @@ fn user_command(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
             println!("password of {username} changed; {ended} sessions ended");
         }
         UserAction::List => {
-            for u in store.read_blocking(|c| store::users::list(c))? {
+            for u in store.read_blocking(store::users::list)? {
                 println!("{}\t{}\t{}", u.username, u.role.as_str(), u.display_name);
             }
         }
@@ -232,8 +266,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let file = config_file(&cli);
             let cfg = load_config(&cli, None, false)?;
             match file {
-                Some(f) => println!("{}: valid (data in {}, listening on {})", f.display(), cfg.data_dir.display(), cfg.listen),
-                None => println!("no configuration file; the built-in defaults are valid (data in {}, listening on {})", cfg.data_dir.display(), cfg.listen),
+                Some(f) => println!(
+                    "{}: valid (data in {}, listening on {})",
+                    f.display(),
+                    cfg.data_dir.display(),
+                    cfg.listen
+                ),
+                None => println!(
+                    "no configuration file; the built-in defaults are valid (data in {}, listening on {})",
+                    cfg.data_dir.display(),
+                    cfg.listen
+                ),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -241,7 +284,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = match load_config(&cli, None, false) {
                 Ok(c) => c,
                 Err(e) => {
-                    println!("FAIL configuration: {e:#}\n     fix: correct the file, then run `hearth check-config`");
+                    println!(
+                        "FAIL configuration: {e:#}\n     fix: correct the file, then run `hearth check-config`"
+                    );
                     return Ok(ExitCode::FAILURE);
                 }
             };
@@ -249,7 +294,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Man => {
             let man = clap_mangen::Man::new(Cli::command());
-            man.render(&mut std::io::stdout()).context("cannot write the man page")?;
+            man.render(&mut std::io::stdout())
+                .context("cannot write the man page")?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -282,9 +282,11 @@ fn check(fc: FileConfig) -> Result<Config, ConfigError> {
     let host = fc.mdns.host_name.trim_end_matches('.');
     if host.is_empty()
         || host.len() > 253
-        || !host
-            .split('.')
-            .all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        || !host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
     {
         return Err(ConfigError::Invalid(format!(
             "mdns.host_name {:?} is not a valid host name such as hearth.local",
@@ -337,9 +339,21 @@ mod tests {
     fn sample_documents_every_key() {
         let text = std::fs::read_to_string(sample_path()).expect("sample exists");
         for key in [
-            "version", "data_dir", "listen", "redirect_http_listen", "allow_public_clients", "log",
-            "[mdns]", "enabled", "host_name", "interfaces", "[tls]", "extra_names", "[sessions]",
-            "idle_minutes", "absolute_hours",
+            "version",
+            "data_dir",
+            "listen",
+            "redirect_http_listen",
+            "allow_public_clients",
+            "log",
+            "[mdns]",
+            "enabled",
+            "host_name",
+            "interfaces",
+            "[tls]",
+            "extra_names",
+            "[sessions]",
+            "idle_minutes",
+            "absolute_hours",
         ] {
             assert!(text.contains(key), "the sample does not mention {key}");
         }
@@ -349,7 +363,8 @@ mod tests {
     fn unknown_key_is_named() {
         let err = parse_file("version = 1\nlisten_port = 8443\n").expect_err("unknown key");
         assert!(err.contains("listen_port"), "{err}");
-        let err = parse_file("version = 1\n[mdns]\nhostname = \"x.local\"\n").expect_err("unknown key");
+        let err =
+            parse_file("version = 1\n[mdns]\nhostname = \"x.local\"\n").expect_err("unknown key");
         assert!(err.contains("hostname"), "{err}");
     }
 

@@ -205,7 +205,9 @@ impl PairingCode {
         let s = s.trim();
         let bytes = s.as_bytes();
         if bytes.len() != 6 || !bytes.iter().all(u8::is_ascii_digit) {
-            return Err(invalid("the pairing code is the 6 digits the toy announced"));
+            return Err(invalid(
+                "the pairing code is the 6 digits the toy announced",
+            ));
         }
         let mut out = [0u8; 6];
         out.copy_from_slice(bytes);
@@ -213,7 +215,12 @@ impl PairingCode {
     }
 
     /// Computes the code both sides derive (PROTOCOL.md section 3, step 3).
-    pub fn compute(ca_der: &[u8], toy_spki_der: &[u8], toy_nonce: &[u8; 32], hub_nonce: &[u8; 32]) -> Self {
+    pub fn compute(
+        ca_der: &[u8],
+        toy_spki_der: &[u8],
+        toy_nonce: &[u8; 32],
+        hub_nonce: &[u8; 32],
+    ) -> Self {
         let mut h = Sha256::new();
         h.update(b"hearth-pair-v1");
         h.update(ca_der);

@@ -129,7 +129,9 @@ impl Error {
         }
         let id = hex::encode(rand::random::<[u8; 6]>());
         match &self.source {
-            Some(src) => tracing::error!(request_id = %id, error = %format!("{src:#}"), "request failed"),
+            Some(src) => {
+                tracing::error!(request_id = %id, error = %format!("{src:#}"), "request failed")
+            }
             None => tracing::error!(request_id = %id, message = %self.message, "request failed"),
         }
         Some(id)
@@ -154,7 +156,8 @@ impl Error {
     /// The JSON form: `{"error": {"code", "message"}}` plus any extra field.
     pub fn to_json_response(&self) -> HttpResponse {
         let id = self.log_once();
-        let mut body = json!({"error": {"code": self.code, "message": self.shown_message(id.as_deref())}});
+        let mut body =
+            json!({"error": {"code": self.code, "message": self.shown_message(id.as_deref())}});
         if let (Some((k, v)), Some(obj)) = (&self.extra, body.as_object_mut()) {
             obj.insert((*k).to_owned(), v.clone());
         }
@@ -177,7 +180,13 @@ impl Error {
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 

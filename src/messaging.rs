@@ -42,7 +42,7 @@ pub fn message_json(m: &Message, retention_days: Option<u32>) -> serde_json::Val
 pub async fn retention_days(state: &AppState) -> Result<Option<u32>> {
     Ok(state
         .store
-        .read(|c| store::household::get(c))
+        .read(store::household::get)
         .await?
         .and_then(|h| h.retention_days))
 }
@@ -50,7 +50,10 @@ pub async fn retention_days(state: &AppState) -> Result<Option<u32>> {
 /// Publishes `event: message` for a message (by public id).
 pub async fn publish(state: &AppState, public_id: &str) -> Result<()> {
     let id = public_id.to_owned();
-    let m = state.store.read(move |c| store::messages::get(c, &id)).await?;
+    let m = state
+        .store
+        .read(move |c| store::messages::get(c, &id))
+        .await?;
     if let Some(m) = m {
         let days = retention_days(state).await?;
         state.events.publish("message", message_json(&m, days));
@@ -89,7 +92,9 @@ pub fn idempotency_key(req: &actix_web::HttpRequest) -> Result<Option<Idempotenc
     match req.headers().get("idempotency-key") {
         None => Ok(None),
         Some(v) => {
-            let s = v.to_str().map_err(|_| Error::bad_request("invalid_idempotency_key", "Idempotency-Key must be ASCII"))?;
+            let s = v.to_str().map_err(|_| {
+                Error::bad_request("invalid_idempotency_key", "Idempotency-Key must be ASCII")
+            })?;
             IdempotencyKey::parse(s)
                 .map(Some)
                 .map_err(|e| Error::bad_request("invalid_idempotency_key", e.0))
@@ -120,7 +125,11 @@ pub async fn store_upload(state: &AppState, up: Upload) -> Result<(u16, serde_js
     let now = state.now();
     if let Some((scope, key)) = &up.idempotency {
         let (s, k) = (scope.clone(), key.to_string());
-        if let Some(prev) = state.store.read(move |c| store::idempotency::lookup(c, &s, k.as_str(), now)).await? {
+        if let Some(prev) = state
+            .store
+            .read(move |c| store::idempotency::lookup(c, &s, k.as_str(), now))
+            .await?
+        {
             let v: serde_json::Value = serde_json::from_str(&prev).unwrap_or_default();
             return Ok((200, v));
         }
@@ -209,7 +218,9 @@ pub async fn retention_sweep(state: &AppState) -> Result<usize> {
     if !gone.is_empty() {
         state.store.reclaim_space().await?;
         for id in &gone {
-            state.events.publish("message", json!({"id": id, "deleted": true}));
+            state
+                .events
+                .publish("message", json!({"id": id, "deleted": true}));
         }
         tracing::info!(count = gone.len(), "retention removed old messages");
     }

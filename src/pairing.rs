@@ -136,7 +136,11 @@ impl Pairings {
 
     /// Step 1: a new pairing, replacing any pending one for the same toy.
     /// Returns (pairing id, hub nonce, id of a replaced pairing).
-    pub fn start(&self, request: Request, now: i64) -> Result<(String, [u8; 32], Option<String>), PairError> {
+    pub fn start(
+        &self,
+        request: Request,
+        now: i64,
+    ) -> Result<(String, [u8; 32], Option<String>), PairError> {
         self.with(now, |map| {
             let replaced = map
                 .iter()
@@ -191,8 +195,9 @@ impl Pairings {
 
     /// Pairings waiting for the toy or a parent, oldest first.
     pub fn pending(&self, now: i64) -> Vec<Pairing> {
-        let mut v: Vec<Pairing> =
-            self.with(now, |map| map.values().filter(|p| p.is_open()).cloned().collect());
+        let mut v: Vec<Pairing> = self.with(now, |map| {
+            map.values().filter(|p| p.is_open()).cloned().collect()
+        });
         v.sort_by_key(|p| p.created_at);
         v
     }
@@ -200,18 +205,27 @@ impl Pairings {
     /// A parent types the code. The code of the pairing is computed from
     /// the CA certificate, the toy's key and both nonces, and compared in
     /// constant time. On a match the pairing becomes `Approving`.
-    pub fn confirm(&self, id: &str, code: &PairingCode, ca_der: &[u8], now: i64) -> Result<Approval, PairError> {
+    pub fn confirm(
+        &self,
+        id: &str,
+        code: &PairingCode,
+        ca_der: &[u8],
+        now: i64,
+    ) -> Result<Approval, PairError> {
         self.with(now, |map| {
             let p = map.get_mut(id).ok_or(PairError::NotFound)?;
             match p.status {
                 Status::AwaitingConfirmation => {}
                 Status::AwaitingReveal => {
-                    return Err(PairError::WrongState("the toy has not revealed its nonce yet; wait a moment and try again"));
+                    return Err(PairError::WrongState(
+                        "the toy has not revealed its nonce yet; wait a moment and try again",
+                    ));
                 }
                 _ => return Err(PairError::WrongState("this pairing is already decided")),
             }
             let toy_nonce = p.toy_nonce.ok_or(PairError::WrongState("not revealed"))?;
-            let expected = PairingCode::compute(ca_der, &p.request.csr.spki_der, &toy_nonce, &p.hub_nonce);
+            let expected =
+                PairingCode::compute(ca_der, &p.request.csr.spki_der, &toy_nonce, &p.hub_nonce);
             if expected.ct_eq(code) {
                 p.status = Status::Approving;
                 Ok(Approval {
@@ -225,7 +239,9 @@ impl Pairings {
                     p.status = Status::Rejected;
                     p.finished_at = Some(now);
                 }
-                Err(PairError::WrongCode { attempts_left: left })
+                Err(PairError::WrongCode {
+                    attempts_left: left,
+                })
             }
         })
     }
@@ -255,7 +271,10 @@ impl Pairings {
     pub fn reject(&self, id: &str, now: i64) -> Result<ToyId, PairError> {
         self.with(now, |map| {
             let p = map.get_mut(id).ok_or(PairError::NotFound)?;
-            if !matches!(p.status, Status::AwaitingReveal | Status::AwaitingConfirmation) {
+            if !matches!(
+                p.status,
+                Status::AwaitingReveal | Status::AwaitingConfirmation
+            ) {
                 return Err(PairError::WrongState("this pairing is already decided"));
             }
             p.status = Status::Rejected;
@@ -285,17 +304,37 @@ mod tests {
         let ps = Pairings::default();
         let ca = b"ca-der";
         let (id, hub, _) = ps.start(request("bear", [7; 32]), 0).expect("start");
-        assert!(matches!(ps.confirm(&id, &PairingCode::parse("000000").expect("c"), ca, 1), Err(PairError::WrongState(_))));
+        assert!(matches!(
+            ps.confirm(&id, &PairingCode::parse("000000").expect("c"), ca, 1),
+            Err(PairError::WrongState(_))
+        ));
         ps.reveal(&id, [7; 32], 1).expect("reveal");
-        assert!(matches!(ps.reveal(&id, [7; 32], 1), Err(PairError::WrongState(_))), "second reveal is 409");
+        assert!(
+            matches!(ps.reveal(&id, [7; 32], 1), Err(PairError::WrongState(_))),
+            "second reveal is 409"
+        );
         let p = ps.get(&id, 2).expect("exists");
         let right = PairingCode::compute(ca, &p.request.csr.spki_der, &[7; 32], &hub);
-        let wrong = PairingCode::parse(if right.as_str() == "000000" { "000001" } else { "000000" }).expect("c");
-        assert_eq!(ps.confirm(&id, &wrong, ca, 2).err(), Some(PairError::WrongCode { attempts_left: 2 }));
+        let wrong = PairingCode::parse(if right.as_str() == "000000" {
+            "000001"
+        } else {
+            "000000"
+        })
+        .expect("c");
+        assert_eq!(
+            ps.confirm(&id, &wrong, ca, 2).err(),
+            Some(PairError::WrongCode { attempts_left: 2 })
+        );
         assert!(ps.confirm(&id, &right, ca, 3).is_ok());
         ps.finish_approval(&id, "PEM".into(), 3);
-        assert!(matches!(ps.get(&id, 4).expect("exists").status, Status::Approved { .. }));
-        assert!(ps.get(&id, 3 + FINISHED_TTL).is_none(), "finished pairings are forgotten after 10 minutes");
+        assert!(matches!(
+            ps.get(&id, 4).expect("exists").status,
+            Status::Approved { .. }
+        ));
+        assert!(
+            ps.get(&id, 3 + FINISHED_TTL).is_none(),
+            "finished pairings are forgotten after 10 minutes"
+        );
     }
 
     #[test]
@@ -320,15 +359,22 @@ mod tests {
     fn mismatch_discards_and_expiry_and_limits() {
         let ps = Pairings::default();
         let (id, _, _) = ps.start(request("bear", [1; 32]), 0).expect("start");
-        assert_eq!(ps.reveal(&id, [2; 32], 0), Err(PairError::CommitmentMismatch));
+        assert_eq!(
+            ps.reveal(&id, [2; 32], 0),
+            Err(PairError::CommitmentMismatch)
+        );
         assert!(ps.get(&id, 0).is_none());
         let (id, _, _) = ps.start(request("bear", [1; 32]), 0).expect("start");
         assert!(ps.get(&id, EXPIRES_IN - 1).is_some());
         assert!(ps.get(&id, EXPIRES_IN).is_none(), "expired");
         for i in 0..MAX_PENDING {
-            ps.start(request(&format!("t{i}"), [1; 32]), 1000).expect("room");
+            ps.start(request(&format!("t{i}"), [1; 32]), 1000)
+                .expect("room");
         }
-        assert_eq!(ps.start(request("one-more", [1; 32]), 1000).err(), Some(PairError::TooMany));
+        assert_eq!(
+            ps.start(request("one-more", [1; 32]), 1000).err(),
+            Some(PairError::TooMany)
+        );
         // Replacing a toy's own pending pairing is allowed even when full.
         let (new_id, _, old) = ps.start(request("t0", [1; 32]), 1000).expect("replace");
         assert!(old.is_some());

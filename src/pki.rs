@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
-    SanType,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256, SanType,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -100,7 +100,11 @@ pub struct HubPki {
 impl HubPki {
     /// Loads the CA and leaf from `dir`, making what is missing. `names` are
     /// the DNS names and IP addresses the leaf must cover.
-    pub fn load_or_create(dir: &Path, names: &[String], now: OffsetDateTime) -> Result<Self, PkiError> {
+    pub fn load_or_create(
+        dir: &Path,
+        names: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Self, PkiError> {
         let ca_key_path = dir.join("ca.key");
         let ca_crt_path = dir.join("ca.crt");
         let (ca_key, ca_pem) = if ca_key_path.exists() && ca_crt_path.exists() {
@@ -126,7 +130,8 @@ impl HubPki {
             let cert = params.self_signed(&key)?;
             write_private_file(&ca_key_path, key.serialize_pem().as_bytes())
                 .map_err(io_err(&ca_key_path))?;
-            write_private_file(&ca_crt_path, cert.pem().as_bytes()).map_err(io_err(&ca_crt_path))?;
+            write_private_file(&ca_crt_path, cert.pem().as_bytes())
+                .map_err(io_err(&ca_crt_path))?;
             tracing::info!("created the hub certificate authority");
             (key, cert.pem())
         };
@@ -157,7 +162,10 @@ impl HubPki {
                 let mut dn = DistinguishedName::new();
                 dn.push(
                     DnType::CommonName,
-                    names.first().cloned().unwrap_or_else(|| "hearth.local".into()),
+                    names
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "hearth.local".into()),
                 );
                 params.distinguished_name = dn;
                 params.subject_alt_names = wanted
@@ -174,7 +182,8 @@ impl HubPki {
                 let issuer = Issuer::from_ca_cert_der(&ca_der, &ca_key)?;
                 let cert = params.signed_by(&key, &issuer)?;
                 let key_pem = key.serialize_pem();
-                write_private_file(&srv_key_path, key_pem.as_bytes()).map_err(io_err(&srv_key_path))?;
+                write_private_file(&srv_key_path, key_pem.as_bytes())
+                    .map_err(io_err(&srv_key_path))?;
                 write_private_file(&srv_crt_path, cert.pem().as_bytes())
                     .map_err(io_err(&srv_crt_path))?;
                 tracing::info!(names = ?wanted, "issued a new server certificate");
@@ -258,7 +267,12 @@ impl HubPki {
     }
 }
 
-fn leaf_is_current(der: &[u8], wanted: &BTreeSet<String>, ca_der: &[u8], now: OffsetDateTime) -> bool {
+fn leaf_is_current(
+    der: &[u8],
+    wanted: &BTreeSet<String>,
+    ca_der: &[u8],
+    now: OffsetDateTime,
+) -> bool {
     let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(der) else {
         return false;
     };
@@ -285,8 +299,12 @@ pub fn cert_names(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<S
             match n {
                 GeneralName::DNSName(d) => out.push(d.to_ascii_lowercase()),
                 GeneralName::IPAddress(b) => match b.len() {
-                    4 => out.push(IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default()).to_string()),
-                    16 => out.push(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default()).to_string()),
+                    4 => out.push(
+                        IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default()).to_string(),
+                    ),
+                    16 => out.push(
+                        IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default()).to_string(),
+                    ),
                     _ => {}
                 },
                 _ => {}
@@ -335,7 +353,11 @@ const OID_ED25519: &str = "1.3.101.112";
 /// ECDSA P-256 with an uncompressed point (or Ed25519). Its subject is ignored.
 pub fn check_csr(pem_text: &str) -> Result<CheckedCsr, Invalid> {
     let der = rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(pem_text.as_bytes())
-        .map_err(|_| Invalid("csr is not a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)".into()))?;
+        .map_err(|_| {
+            Invalid(
+                "csr is not a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)".into(),
+            )
+        })?;
     let der = der.as_ref().to_vec();
     let (rest, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&der)
         .map_err(|_| Invalid("csr is not a valid PKCS#10 certificate request".into()))?;
@@ -353,16 +375,24 @@ pub fn check_csr(pem_text: &str) -> Result<CheckedCsr, Invalid> {
                 .and_then(|p| p.as_oid().ok())
                 .map(|o| o.to_id_string());
             if curve.as_deref() != Some(OID_P256) {
-                return Err(Invalid("the toy key must be ECDSA on the P-256 curve (or Ed25519)".into()));
+                return Err(Invalid(
+                    "the toy key must be ECDSA on the P-256 curve (or Ed25519)".into(),
+                ));
             }
             let point = &spki.subject_public_key.data;
             if point.len() != 65 || point[0] != 0x04 {
-                return Err(Invalid("the P-256 public key must be an uncompressed point (65 bytes starting 0x04)".into()));
+                return Err(Invalid(
+                    "the P-256 public key must be an uncompressed point (65 bytes starting 0x04)"
+                        .into(),
+                ));
             }
         }
         OID_ED25519 => {}
         _ => {
-            return Err(Invalid("the toy key must be ECDSA P-256 (or Ed25519); other key types are not accepted".into()));
+            return Err(Invalid(
+                "the toy key must be ECDSA P-256 (or Ed25519); other key types are not accepted"
+                    .into(),
+            ));
         }
     }
     csr.verify_signature()
@@ -419,11 +449,15 @@ mod tests {
         let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
         let a = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
         for f in ["ca.key", "server.key", "ca.crt", "server.crt"] {
-            let mode = std::fs::metadata(dir.path().join(f)).expect("file").permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(f))
+                .expect("file")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
-        let (_, leaf) = x509_parser::certificate::X509Certificate::from_der(a.server_chain()[0].as_ref())
-            .expect("leaf parses");
+        let (_, leaf) =
+            x509_parser::certificate::X509Certificate::from_der(a.server_chain()[0].as_ref())
+                .expect("leaf parses");
         let mut got = cert_names(&leaf);
         got.sort();
         assert_eq!(got, vec!["127.0.0.1", "hearth.local", "localhost"]);
@@ -471,7 +505,11 @@ mod tests {
         let id = ToyId::parse("bear-3f2a").expect("id");
         let (der, _) = pki.issue_toy_cert(&checked, &id, now()).expect("issue");
         let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).expect("parse");
-        let cn = cert.subject().iter_common_name().next().and_then(|c| c.as_str().ok());
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok());
         assert_eq!(cn, Some("bear-3f2a"));
         let eku = cert.extended_key_usage().expect("eku").expect("present");
         assert!(eku.value.client_auth && !eku.value.server_auth);
@@ -493,7 +531,9 @@ mod tests {
         const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::new();
         for c in data.chunks(3) {
-            let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            let n = (c[0] as u32) << 16
+                | (*c.get(1).unwrap_or(&0) as u32) << 8
+                | *c.get(2).unwrap_or(&0) as u32;
             for i in 0..4 {
                 if i <= c.len() {
                     out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);

@@ -1,1 +1,767 @@
-// Hearth page script.
+// Hearth page script: sign out, toys and pairing, a toy's conversation
+// (live bubbles, playback, recording), the home page's new recordings and
+// the account page. Vanilla JS, no libraries; the CSP allows no inline code,
+// so every style change goes through classes or the CSSOM.
+'use strict';
+
+(function () {
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  const csrfMeta = $('meta[name="csrf-token"]');
+  const CSRF = csrfMeta ? csrfMeta.content : '';
+  const MAX_SECONDS = 120;
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === 'class') e.className = v;
+      else if (k === 'text') e.textContent = v;
+      else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? '' : v);
+    }
+    for (const c of children) {
+      if (c === null || c === undefined) continue;
+      e.append(typeof c === 'string' ? document.createTextNode(c) : c);
+    }
+    return e;
+  }
+
+  // ---- status line -------------------------------------------------------
+  let statusTimer = null;
+  function status(msg, kind) {
+    const s = $('#status');
+    if (!s) return;
+    s.textContent = msg || '';
+    s.classList.toggle('is-error', kind === 'error');
+    s.classList.toggle('is-ok', kind === 'ok');
+    clearTimeout(statusTimer);
+    if (msg && kind !== 'error') statusTimer = setTimeout(() => { s.textContent = ''; }, 8000);
+  }
+
+  function errorText(data, fallback) {
+    if (data && data.error && data.error.message) return data.error.message;
+    return fallback || 'Something went wrong. Please try again.';
+  }
+
+  // ---- API ---------------------------------------------------------------
+  async function api(method, path, body) {
+    const opts = { method, headers: { 'X-CSRF-Token': CSRF, Accept: 'application/json' }, credentials: 'same-origin' };
+    if (body !== undefined) {
+      opts.headers['Content-Type'] = 'application/json';
+      opts.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(path, opts);
+    } catch (e) {
+      return { ok: false, status: 0, data: { error: { code: 'network', message: 'The hub cannot be reached. Check the Wi-Fi and try again.' } } };
+    }
+    let data = null;
+    const ct = res.headers.get('content-type') || '';
+    if (ct.includes('json')) {
+      try { data = await res.json(); } catch (e) { data = null; }
+    }
+    if (res.status === 401 && !path.endsWith('/logout') && !path.endsWith('/password')) {
+      location.assign('/login');
+    }
+    return { ok: res.ok, status: res.status, data };
+  }
+
+  function newKey() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  }
+
+  // ---- time formatting ---------------------------------------------------
+  function fmtTime(iso) {
+    const d = new Date(iso);
+    if (isNaN(d)) return iso;
+    return d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+  }
+  function fmtDate(iso) {
+    const d = new Date(iso);
+    if (isNaN(d)) return iso;
+    return d.toLocaleDateString(undefined, { dateStyle: 'medium' });
+  }
+  function prettifyTimes(root) {
+    for (const t of $$('time[datetime]', root)) {
+      const dt = t.getAttribute('datetime');
+      t.textContent = t.closest('[data-expiry]') ? fmtDate(dt) : fmtTime(dt);
+    }
+  }
+
+  // ---- live events -------------------------------------------------------
+  const handlers = {};
+  function onEvent(kind, fn) {
+    (handlers[kind] = handlers[kind] || []).push(fn);
+  }
+  function startEvents() {
+    if (!CSRF || !window.EventSource || Object.keys(handlers).length === 0) return;
+    const es = new EventSource('/api/v1/events');
+    for (const kind of Object.keys(handlers)) {
+      es.addEventListener(kind, (ev) => {
+        let data = null;
+        try { data = JSON.parse(ev.data); } catch (e) { return; }
+        for (const fn of handlers[kind]) fn(data);
+      });
+    }
+    es.addEventListener('resync', () => { for (const fn of handlers.resync || []) fn(); });
+    window.addEventListener('pagehide', () => es.close());
+  }
+
+  // ---- sign out ----------------------------------------------------------
+  for (const b of $$('[data-logout]')) {
+    b.addEventListener('click', async () => {
+      b.disabled = true;
+      await api('POST', '/api/v1/logout');
+      location.assign('/login');
+    });
+  }
+
+  // ---- bubbles -----------------------------------------------------------
+  const TICKS = {
+    queued: ['✓', 'sent'],
+    delivered: ['✓✓', 'delivered'],
+    played: ['✓✓', 'played'],
+  };
+
+  function renderTicks(li, state) {
+    const span = $('[data-ticks]', li);
+    if (!span) return;
+    span.textContent = '';
+    const t = TICKS[state];
+    if (t) {
+      span.append(el('span', { class: 'tick', 'aria-hidden': 'true', text: t[0] }));
+      if (state === 'played') span.append(' ', el('span', { text: 'played' }));
+      else span.append(el('span', { class: 'vh', text: t[1] }));
+    } else if (state === 'heard') {
+      span.append(el('span', { class: 'vh', text: 'heard' }));
+    }
+    span.classList.toggle('played', state === 'played');
+  }
+
+  function setBubbleState(li, state) {
+    li.dataset.state = state;
+    renderTicks(li, state);
+    const badge = $('.badge.new', li);
+    if (state === 'received') {
+      if (!badge) $('.meta', li).append(' ', el('span', { class: 'badge new', text: 'new' }));
+    } else if (badge) {
+      badge.remove();
+    }
+  }
+
+  function drawWave(canvas) {
+    const peaks = (canvas.dataset.peaks || '').split(',').filter((s) => s !== '').map(Number);
+    const ctx = canvas.getContext && canvas.getContext('2d');
+    if (!ctx) return;
+    const dpr = window.devicePixelRatio || 1;
+    const cssW = canvas.clientWidth || 240;
+    const cssH = canvas.clientHeight || 36;
+    canvas.width = Math.round(cssW * dpr);
+    canvas.height = Math.round(cssH * dpr);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, cssW, cssH);
+    const color = getComputedStyle(canvas).color || '#333';
+    ctx.fillStyle = color;
+    const n = peaks.length || 1;
+    const slot = cssW / n;
+    const barW = Math.max(1, slot * 0.6);
+    for (let i = 0; i < peaks.length; i++) {
+      const v = Math.max(0, Math.min(255, peaks[i] || 0)) / 255;
+      const h = Math.max(2, v * (cssH - 2));
+      ctx.fillRect(i * slot + (slot - barW) / 2, (cssH - h) / 2, barW, h);
+    }
+  }
+
+  function expiryNode(m) {
+    const p = el('p', { class: 'hint', 'data-expiry': true });
+    if (m.keep) p.textContent = 'Kept until you delete it.';
+    else if (!m.expires_at) p.textContent = 'Kept forever.';
+    else p.append('Disappears ', el('time', { datetime: m.expires_at, text: fmtDate(m.expires_at) }), '.');
+    return p;
+  }
+
+  function buildBubble(m) {
+    const li = el('li', { class: 'bubble ' + m.direction, id: 'msg-' + m.id, 'data-id': m.id, 'data-state': m.state });
+    const secs = ((m.duration_ms || 0) / 1000).toFixed(1);
+    li.append(
+      el('p', { class: 'meta' },
+        el('strong', { text: m.from || '' }), ' · ',
+        el('time', { datetime: m.created_at, text: fmtTime(m.created_at) }),
+        ' · ' + secs + ' s ',
+        el('span', { class: 'ticks', 'data-ticks': true })),
+      el('canvas', { class: 'wave', width: '240', height: '36', 'data-peaks': (m.peaks || []).join(','), 'aria-hidden': 'true' }),
+      el('div', { class: 'actions' },
+        el('button', { type: 'button', 'data-play': m.id, text: 'Play' }),
+        el('button', { type: 'button', 'data-keep': m.id, 'aria-pressed': m.keep ? 'true' : 'false', text: m.keep ? 'Kept' : 'Keep' }),
+        el('button', { type: 'button', class: 'danger', 'data-delete': m.id, text: 'Delete' })),
+      expiryNode(m));
+    setBubbleState(li, m.state);
+    return li;
+  }
+
+  function updateBubble(li, m) {
+    setBubbleState(li, m.state);
+    const keep = $('[data-keep]', li);
+    if (keep) {
+      keep.setAttribute('aria-pressed', m.keep ? 'true' : 'false');
+      keep.textContent = m.keep ? 'Kept' : 'Keep';
+    }
+    const old = $('[data-expiry]', li);
+    if (old && ('expires_at' in m)) old.replaceWith(expiryNode(m));
+    const canvas = $('canvas.wave', li);
+    if (canvas && Array.isArray(m.peaks) && m.peaks.length) {
+      canvas.dataset.peaks = m.peaks.join(',');
+      drawWave(canvas);
+    }
+  }
+
+  function syncEmpty(list) {
+    const emptyId = list.dataset.empty;
+    const empty = emptyId && document.getElementById(emptyId);
+    if (empty) empty.hidden = list.children.length > 0;
+  }
+
+  // Timelines: #timeline (one toy, oldest first) and #new-recordings (home,
+  // newest first, unheard recordings only).
+  const player = new Audio();
+  let playingBtn = null;
+  const wantWav = player.canPlayType('audio/ogg; codecs=opus') === '';
+  player.addEventListener('ended', () => stopPlaying());
+  player.addEventListener('error', () => {
+    if (playingBtn) status('This message could not be played.', 'error');
+    stopPlaying();
+  });
+  function stopPlaying() {
+    if (playingBtn) {
+      playingBtn.textContent = 'Play';
+      playingBtn.setAttribute('aria-pressed', 'false');
+    }
+    playingBtn = null;
+  }
+
+  function setupTimeline(list, opts) {
+    list.dataset.empty = opts.emptyId;
+    for (const c of $$('canvas.wave', list)) drawWave(c);
+    for (const li of $$('li.bubble', list)) setBubbleState(li, li.dataset.state);
+    prettifyTimes(list);
+    syncEmpty(list);
+
+    list.addEventListener('click', async (ev) => {
+      const btn = ev.target.closest('button');
+      if (!btn || !list.contains(btn)) return;
+      const li = btn.closest('li.bubble');
+      if (btn.dataset.play) {
+        const id = btn.dataset.play;
+        if (playingBtn === btn) { player.pause(); stopPlaying(); return; }
+        stopPlaying();
+        player.src = '/api/v1/messages/' + encodeURIComponent(id) + '/audio' + (wantWav ? '?format=wav' : '');
+        playingBtn = btn;
+        btn.textContent = 'Stop';
+        btn.setAttribute('aria-pressed', 'true');
+        try {
+          await player.play();
+          if (li && li.dataset.state === 'received') setBubbleState(li, 'heard');
+        } catch (e) {
+          status('This message could not be played.', 'error');
+          stopPlaying();
+        }
+      } else if (btn.dataset.keep) {
+        const keep = btn.getAttribute('aria-pressed') !== 'true';
+        btn.disabled = true;
+        const r = await api('PATCH', '/api/v1/messages/' + encodeURIComponent(btn.dataset.keep), { keep });
+        btn.disabled = false;
+        if (r.ok && r.data) { updateBubble(li, r.data); status(keep ? 'Kept: it will not disappear.' : 'No longer kept.', 'ok'); }
+        else status(errorText(r.data), 'error');
+      } else if (btn.dataset.delete) {
+        if (!confirm('Delete this message? This cannot be undone.')) return;
+        btn.disabled = true;
+        const r = await api('DELETE', '/api/v1/messages/' + encodeURIComponent(btn.dataset.delete));
+        if (r.ok || r.status === 404) {
+          if (li) li.remove();
+          syncEmpty(list);
+          status('Message deleted.', 'ok');
+        } else {
+          btn.disabled = false;
+          status(errorText(r.data), 'error');
+        }
+      }
+    });
+
+    function upsert(m) {
+      let li = document.getElementById('msg-' + m.id);
+      if (m.deleted) {
+        if (li && list.contains(li)) { li.remove(); syncEmpty(list); }
+        return;
+      }
+      if (!opts.accepts(m)) {
+        if (li && list.contains(li) && opts.removeWhenRejected) { li.remove(); syncEmpty(list); }
+        return;
+      }
+      if (li) { updateBubble(li, m); return; }
+      li = buildBubble(m);
+      if (opts.newestFirst) list.prepend(li); else list.append(li);
+      drawWave($('canvas.wave', li));
+      syncEmpty(list);
+      if (m.direction === 'from_toy') status('New recording from ' + (m.from || 'a toy') + '.', 'ok');
+    }
+    onEvent('message', upsert);
+    async function refresh() {
+      const q = opts.toy ? '?toy=' + encodeURIComponent(opts.toy) + '&limit=100' : '?limit=50';
+      const r = await api('GET', '/api/v1/messages' + q);
+      if (!r.ok || !r.data) return;
+      const msgs = r.data.messages.slice().reverse();
+      if (opts.newestFirst) msgs.forEach(upsert); else msgs.forEach(upsert);
+    }
+    onEvent('resync', refresh);
+    return { upsert, refresh };
+  }
+
+  const timeline = $('#timeline');
+  let toyTimeline = null;
+  if (timeline) {
+    const toyId = timeline.dataset.toy;
+    toyTimeline = setupTimeline(timeline, {
+      emptyId: 'no-messages',
+      toy: toyId,
+      accepts: (m) => m.toy_id === toyId,
+    });
+  }
+  const newRec = $('#new-recordings');
+  if (newRec) {
+    setupTimeline(newRec, {
+      emptyId: 'no-new',
+      newestFirst: true,
+      removeWhenRejected: true,
+      accepts: (m) => m.direction === 'from_toy' && m.state === 'received',
+    });
+  }
+  window.addEventListener('resize', () => { for (const c of $$('canvas.wave')) drawWave(c); });
+
+  // ---- toy page: rename, remove -----------------------------------------
+  const renameForm = $('[data-rename]');
+  if (renameForm) {
+    renameForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const name = renameForm.elements.name.value.trim();
+      if (!name) return;
+      const r = await api('PATCH', '/api/v1/toys/' + encodeURIComponent(renameForm.dataset.rename), { name });
+      if (r.ok) {
+        status('Renamed to ' + name + '.', 'ok');
+        const h1 = $('main h1');
+        if (h1) h1.textContent = name;
+        const h2 = $('#rec-h');
+        if (h2) h2.textContent = 'Send a message to ' + name;
+        document.title = name + document.title.slice(document.title.indexOf(' ·'));
+      } else status(errorText(r.data), 'error');
+    });
+  }
+  const removeBtn = $('[data-remove]');
+  if (removeBtn) {
+    removeBtn.addEventListener('click', async () => {
+      const name = removeBtn.dataset.name || 'this toy';
+      if (!confirm('Remove ' + name + '? It will stop working until you pair it again.')) return;
+      removeBtn.disabled = true;
+      const r = await api('DELETE', '/api/v1/toys/' + encodeURIComponent(removeBtn.dataset.remove));
+      if (r.ok) location.assign('/toys');
+      else { removeBtn.disabled = false; status(errorText(r.data), 'error'); }
+    });
+  }
+
+  // ---- recorder ----------------------------------------------------------
+  function encodeWav(chunks, rate) {
+    let n = 0;
+    for (const c of chunks) n += c.length;
+    n = Math.min(n, Math.floor(rate * MAX_SECONDS));
+    const buf = new ArrayBuffer(44 + n * 2);
+    const v = new DataView(buf);
+    const str = (o, s) => { for (let i = 0; i < s.length; i++) v.setUint8(o + i, s.charCodeAt(i)); };
+    str(0, 'RIFF'); v.setUint32(4, 36 + n * 2, true); str(8, 'WAVE');
+    str(12, 'fmt '); v.setUint32(16, 16, true); v.setUint16(20, 1, true); v.setUint16(22, 1, true);
+    v.setUint32(24, rate, true); v.setUint32(28, rate * 2, true); v.setUint16(32, 2, true); v.setUint16(34, 16, true);
+    str(36, 'data'); v.setUint32(40, n * 2, true);
+    let o = 44;
+    let left = n;
+    for (const c of chunks) {
+      for (let i = 0; i < c.length && left > 0; i++, left--) {
+        const s = Math.max(-1, Math.min(1, c[i]));
+        v.setInt16(o, s < 0 ? s * 0x8000 : s * 0x7fff, true);
+        o += 2;
+      }
+    }
+    return new Blob([buf], { type: 'audio/wav' });
+  }
+
+  function fmtSecs(s) {
+    s = Math.floor(s);
+    return Math.floor(s / 60) + ':' + String(s % 60).padStart(2, '0');
+  }
+
+  const rec = $('[data-recorder]');
+  if (rec) {
+    const toyId = rec.dataset.recorder;
+    const recBtn = $('[data-record]', rec);
+    const timeEl = $('[data-rec-time]', rec);
+    const preview = $('[data-preview]', rec);
+    const sendBtn = $('[data-send]', rec);
+    const discardBtn = $('[data-discard]', rec);
+    const progress = $('[data-progress]', rec);
+    const fileInput = $('[data-upload]', rec);
+    let session = null; // {stream, ctx, node, chunks, samples, rate, timer}
+    let clip = null; // {blob, url, key, type}
+    let uploading = false;
+
+    function setClip(c) {
+      if (clip && clip.url) URL.revokeObjectURL(clip.url);
+      clip = c;
+      if (c) {
+        c.url = URL.createObjectURL(c.blob);
+        preview.src = c.url;
+        preview.hidden = false;
+      } else {
+        preview.removeAttribute('src');
+        preview.hidden = true;
+      }
+      sendBtn.disabled = !c || uploading;
+      discardBtn.disabled = !c || uploading;
+    }
+
+    async function start() {
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || !window.AudioWorkletNode) {
+        status('This browser cannot record here. Send an audio file instead.', 'error');
+        return;
+      }
+      setClip(null);
+      recBtn.disabled = true;
+      let stream;
+      try {
+        stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
+      } catch (e) {
+        recBtn.disabled = false;
+        status('The microphone is not available: allow it in the browser settings, or send a file.', 'error');
+        return;
+      }
+      try {
+        const ctx = new AudioContext();
+        await ctx.audioWorklet.addModule('/static/recorder-worklet.js');
+        const src = ctx.createMediaStreamSource(stream);
+        const node = new AudioWorkletNode(ctx, 'hearth-recorder', { numberOfOutputs: 1 });
+        const s = { stream, ctx, node, src, chunks: [], samples: 0, rate: ctx.sampleRate, timer: null };
+        node.port.onmessage = (e) => {
+          if (session !== s) return;
+          s.chunks.push(e.data);
+          s.samples += e.data.length;
+          if (s.samples >= s.rate * MAX_SECONDS) stop();
+        };
+        src.connect(node);
+        node.connect(ctx.destination); // silent: the worklet writes no output
+        if (ctx.state === 'suspended') await ctx.resume();
+        session = s;
+        s.timer = setInterval(tick, 200);
+        recBtn.classList.add('recording');
+        recBtn.setAttribute('aria-pressed', 'true');
+        recBtn.textContent = 'Stop';
+        timeEl.textContent = 'Recording 0:00 of ' + fmtSecs(MAX_SECONDS);
+        status('Recording… tap Stop when you are done.');
+      } catch (e) {
+        stream.getTracks().forEach((t) => t.stop());
+        status('Recording could not start: ' + e.message, 'error');
+      } finally {
+        recBtn.disabled = false;
+      }
+    }
+
+    function tick() {
+      if (!session) return;
+      timeEl.textContent = 'Recording ' + fmtSecs(session.samples / session.rate) + ' of ' + fmtSecs(MAX_SECONDS);
+    }
+
+    function stop() {
+      const s = session;
+      if (!s) return;
+      session = null;
+      clearInterval(s.timer);
+      s.stream.getTracks().forEach((t) => t.stop());
+      try { s.src.disconnect(); s.node.disconnect(); } catch (e) { /* already gone */ }
+      s.node.port.onmessage = null;
+      s.ctx.close();
+      recBtn.classList.remove('recording');
+      recBtn.setAttribute('aria-pressed', 'false');
+      recBtn.textContent = 'Record';
+      const secs = s.samples / s.rate;
+      if (s.samples < s.rate * 0.3) {
+        timeEl.textContent = '';
+        status('That was too short. Hold on a little longer.', 'error');
+        return;
+      }
+      timeEl.textContent = 'Recorded ' + fmtSecs(Math.min(secs, MAX_SECONDS)) + '. Listen, then Send.';
+      setClip({ blob: encodeWav(s.chunks, s.rate), key: newKey(), type: 'audio/wav' });
+      status('Recorded ' + secs.toFixed(1) + ' s. Send it or discard it.', 'ok');
+    }
+
+    function upload(c) {
+      if (uploading) return;
+      uploading = true;
+      sendBtn.disabled = true;
+      discardBtn.disabled = true;
+      recBtn.disabled = true;
+      progress.value = 0;
+      progress.textContent = '0%';
+      progress.hidden = false;
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', '/api/v1/toys/' + encodeURIComponent(toyId) + '/messages');
+      xhr.setRequestHeader('Content-Type', c.type);
+      xhr.setRequestHeader('X-CSRF-Token', CSRF);
+      xhr.setRequestHeader('Idempotency-Key', c.key);
+      xhr.setRequestHeader('Accept', 'application/json');
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable) {
+          const p = Math.round((e.loaded / e.total) * 100);
+          progress.value = p;
+          progress.textContent = p + '%';
+        }
+      };
+      const done = (ok, msg) => {
+        uploading = false;
+        recBtn.disabled = false;
+        progress.hidden = true;
+        if (ok) {
+          setClip(null);
+          timeEl.textContent = '';
+          status(msg, 'ok');
+          if (toyTimeline) toyTimeline.refresh();
+        } else {
+          sendBtn.disabled = !clip;
+          discardBtn.disabled = !clip;
+          status(msg, 'error');
+        }
+      };
+      xhr.onload = () => {
+        let data = null;
+        try { data = JSON.parse(xhr.responseText); } catch (e) { data = null; }
+        if (xhr.status >= 200 && xhr.status < 300) done(true, 'Sent. The toy will play it soon.');
+        else if (xhr.status === 401) location.assign('/login');
+        else done(false, errorText(data, 'Sending failed (' + xhr.status + ').'));
+      };
+      xhr.onerror = () => done(false, 'Sending failed: the hub cannot be reached. Try again.');
+      xhr.send(c.blob);
+    }
+
+    recBtn.addEventListener('click', () => { if (session) stop(); else start(); });
+    sendBtn.addEventListener('click', () => { if (clip) upload(clip); });
+    discardBtn.addEventListener('click', () => {
+      setClip(null);
+      timeEl.textContent = '';
+      status('Recording discarded.');
+    });
+    if (fileInput) {
+      fileInput.addEventListener('change', () => {
+        const f = fileInput.files && fileInput.files[0];
+        if (!f) return;
+        let type = f.type;
+        if (!/^audio\/(wav|x-wav|wave|ogg|opus)$/.test(type)) {
+          if (/\.wav$/i.test(f.name)) type = 'audio/wav';
+          else if (/\.(ogg|opus)$/i.test(f.name)) type = 'audio/ogg';
+          else { status('Choose a WAV or Ogg Opus file.', 'error'); return; }
+        }
+        if (f.size > 16 * 1024 * 1024) { status('That file is larger than 16 MiB.', 'error'); return; }
+        setClip({ blob: f, key: newKey(), type });
+        upload(clip);
+        fileInput.value = '';
+      });
+    }
+  }
+
+  // ---- toys page ---------------------------------------------------------
+  const pendingList = $('#pending-list');
+  if (pendingList) {
+    const foundList = $('#found-list');
+    const pairedList = $('#paired-list');
+    pendingList.dataset.empty = 'pending-empty';
+    foundList.dataset.empty = 'found-empty';
+    pairedList.dataset.empty = 'paired-empty';
+    [pendingList, foundList, pairedList].forEach(syncEmpty);
+
+    function pendingItem(p) {
+      const inputId = 'code-' + p.pairing_id;
+      const form = el('form', { class: 'pair-form', 'data-pairing': p.pairing_id },
+        el('label', { for: inputId, text: 'Code shown by ' + p.name }),
+        el('input', { id: inputId, name: 'code', inputmode: 'numeric', pattern: '[0-9]{6}', autocomplete: 'one-time-code', maxlength: '6', required: true, 'aria-describedby': 'hint-' + p.pairing_id }),
+        el('div', { class: 'actions' },
+          el('button', { type: 'submit', text: 'Confirm' }),
+          el('button', { type: 'button', class: 'danger', 'data-reject': p.pairing_id, text: 'Reject' })));
+      const hint = p.awaiting === 'reveal'
+        ? 'Waiting for the toy to show its code…'
+        : 'Type the 6-digit code the toy says or shows.';
+      return el('li', { class: 'card', 'data-pairing': p.pairing_id },
+        el('p', {}, el('strong', { text: p.name }), ' ', el('span', { class: 'hint', text: p.model || '' })),
+        el('p', { class: 'hint', id: 'hint-' + p.pairing_id, 'data-attempts': true, text: hint }),
+        form);
+    }
+
+    function foundItem(d) {
+      return el('li', { class: 'card' },
+        el('strong', { text: d.name }), ' ',
+        el('span', { class: 'hint', text: (d.model ? d.model + ': ' : '') + 'switch it to pairing mode to pair it.' }));
+    }
+
+    function pairedItem(t) {
+      const seen = t.last_seen ? 'last seen ' + fmtTime(t.last_seen) : 'never seen';
+      const battery = t.battery === null || t.battery === undefined ? 'unknown' : t.battery + '%';
+      return el('li', { class: 'card', 'data-toy': t.toy_id },
+        el('a', { href: '/toys/' + encodeURIComponent(t.toy_id), text: t.name }), ' ',
+        el('span', { class: 'badge ' + (t.online ? 'on' : 'off'), text: t.online ? 'online' : 'offline' }), ' ',
+        el('span', { class: 'hint', text: seen + ' · battery ' + battery }));
+    }
+
+    function replaceList(list, items) {
+      // Keep a pending form the user is typing in.
+      const active = document.activeElement;
+      const keep = {};
+      if (list === pendingList) {
+        for (const li of $$('li[data-pairing]', list)) keep[li.dataset.pairing] = li;
+      }
+      const next = items.map((it) => {
+        if (list === pendingList && keep[it.pairing_id]) {
+          const old = keep[it.pairing_id];
+          const fresh = pendingItem(it);
+          const hint = $('[data-attempts]', old);
+          if (hint && !hint.classList.contains('is-error')) hint.textContent = $('[data-attempts]', fresh).textContent;
+          return old;
+        }
+        return list === pendingList ? pendingItem(it) : list === foundList ? foundItem(it) : pairedItem(it);
+      });
+      list.replaceChildren(...next);
+      if (active && list.contains(active)) active.focus();
+      syncEmpty(list);
+    }
+
+    let loading = null;
+    async function load() {
+      if (loading) return loading;
+      loading = (async () => {
+        const r = await api('GET', '/api/v1/toys');
+        if (!r.ok || !r.data) { status(errorText(r.data, 'The toys could not be loaded.'), 'error'); return; }
+        replaceList(pendingList, r.data.pending || []);
+        replaceList(foundList, (r.data.discovered || []).filter((d) => !d.paired));
+        replaceList(pairedList, r.data.paired || []);
+      })();
+      try { await loading; } finally { loading = null; }
+    }
+
+    pendingList.addEventListener('submit', async (ev) => {
+      const form = ev.target.closest('form[data-pairing]');
+      if (!form) return;
+      ev.preventDefault();
+      const id = form.dataset.pairing;
+      const code = form.elements.code.value.replace(/\D/g, '');
+      const hint = $('[data-attempts]', form.closest('li'));
+      if (code.length !== 6) { status('The code has 6 digits.', 'error'); form.elements.code.focus(); return; }
+      const r = await api('POST', '/api/v1/pairings/' + encodeURIComponent(id) + '/confirm', { code });
+      if (r.ok) {
+        status('Paired. The toy is ready.', 'ok');
+        load();
+      } else if (r.status === 422) {
+        const left = r.data && r.data.attempts_left;
+        const msg = errorText(r.data, 'Wrong code.') + (left !== undefined ? ' Attempts left: ' + left + '.' : '');
+        if (hint) { hint.textContent = msg; hint.classList.add('is-error'); }
+        status(msg, 'error');
+        form.elements.code.select();
+      } else {
+        status(errorText(r.data), 'error');
+        load();
+      }
+    });
+    pendingList.addEventListener('click', async (ev) => {
+      const btn = ev.target.closest('[data-reject]');
+      if (!btn) return;
+      btn.disabled = true;
+      const r = await api('POST', '/api/v1/pairings/' + encodeURIComponent(btn.dataset.reject) + '/reject');
+      if (r.ok || r.status === 404) status('Pairing request rejected.', 'ok');
+      else status(errorText(r.data), 'error');
+      load();
+    });
+
+    onEvent('toy', load);
+    onEvent('resync', load);
+    load();
+  }
+
+  // ---- account page ------------------------------------------------------
+  const pwForm = $('[data-password]');
+  if (pwForm) {
+    pwForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const body = {
+        current_password: pwForm.elements.current_password.value,
+        new_password: pwForm.elements.new_password.value,
+      };
+      const btn = $('button[type="submit"]', pwForm);
+      btn.disabled = true;
+      const r = await api('POST', '/api/v1/me/password', body);
+      btn.disabled = false;
+      if (r.ok) {
+        pwForm.reset();
+        const n = r.data && r.data.other_sessions_ended;
+        status('Password changed.' + (n ? ' Signed out ' + n + ' other device' + (n === 1 ? '' : 's') + '.' : ''), 'ok');
+        loadSessions();
+      } else {
+        status(errorText(r.data, 'The password could not be changed.'), 'error');
+      }
+    });
+  }
+  const hhForm = $('[data-household]');
+  if (hhForm) {
+    const sel = hhForm.elements.retention_days;
+    api('GET', '/api/v1/household').then((r) => {
+      if (!r.ok || !r.data) return;
+      const v = r.data.retention_days === null ? 'forever' : String(r.data.retention_days);
+      if (![...sel.options].some((o) => o.value === v)) sel.append(el('option', { value: v, text: v + ' days' }));
+      sel.value = v;
+    });
+    hhForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const v = sel.value;
+      const body = { name: hhForm.elements.name.value, retention_days: v === 'forever' ? null : Number(v) };
+      const btn = $('button[type="submit"]', hhForm);
+      btn.disabled = true;
+      const r = await api('PATCH', '/api/v1/household', body);
+      btn.disabled = false;
+      if (r.ok) status('Household settings saved.', 'ok');
+      else status(errorText(r.data, 'The settings could not be saved.'), 'error');
+    });
+  }
+  const sessions = $('#sessions');
+  async function loadSessions() {
+    if (!sessions) return;
+    const r = await api('GET', '/api/v1/sessions');
+    if (!r.ok || !r.data) { status(errorText(r.data, 'Sessions could not be loaded.'), 'error'); return; }
+    sessions.replaceChildren(...r.data.sessions.map((s) => {
+      const what = s.user_agent ? s.user_agent.slice(0, 80) : (s.kind === 'token' ? 'API token' : 'Browser');
+      return el('li', { class: 'card' },
+        el('p', {}, el('strong', { text: what }), s.current ? ' ' : '', s.current ? el('span', { class: 'badge on', text: 'this device' }) : null),
+        el('p', { class: 'hint', text: 'Signed in ' + fmtTime(s.created_at) + ' · last used ' + fmtTime(s.last_seen) + (s.client_ip ? ' · ' + s.client_ip : '') }),
+        el('button', { type: 'button', class: 'danger', 'data-session': String(s.id), 'data-current': s.current ? '1' : null, text: 'Sign out this device' }));
+    }));
+  }
+  if (sessions) {
+    sessions.addEventListener('click', async (ev) => {
+      const btn = ev.target.closest('[data-session]');
+      if (!btn) return;
+      btn.disabled = true;
+      const r = await api('DELETE', '/api/v1/sessions/' + encodeURIComponent(btn.dataset.session));
+      if (btn.dataset.current) { location.assign('/login'); return; }
+      if (r.ok || r.status === 404) status('That device is signed out.', 'ok');
+      else status(errorText(r.data), 'error');
+      loadSessions();
+    });
+    loadSessions();
+  }
+
+  prettifyTimes(document.querySelector('main'));
+  startEvents();
+})();

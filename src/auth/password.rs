@@ -38,7 +38,9 @@ pub fn hash(password: &str) -> anyhow::Result<String> {
 
 /// Checks a password against a stored hash (using the hash's own parameters).
 pub fn verify(password: &str, stored: &str) -> bool {
-    hasher().verify_password(password.as_bytes(), stored).is_ok()
+    hasher()
+        .verify_password(password.as_bytes(), stored)
+        .is_ok()
 }
 
 /// True when a stored hash was made with other parameters and should be
@@ -72,9 +74,7 @@ pub fn check_rule(password: &str, username: &str, household: &str) -> Result<(),
     for (what, name) in [("username", username), ("household name", household)] {
         let name = name.trim().to_lowercase();
         if name.chars().count() >= 3 && lower.contains(&name) {
-            return Err(Invalid(format!(
-                "the password must not contain the {what}"
-            )));
+            return Err(Invalid(format!("the password must not contain the {what}")));
         }
     }
     if is_common(password) {
@@ -89,8 +89,8 @@ pub fn check_rule(password: &str, username: &str, household: &str) -> Result<(),
 /// 30,000 passwords from breaches, also reversed or in l33t spelling), or a
 /// trivially guessable pattern (repeats, sequences, keyboard walks).
 pub fn is_common(password: &str) -> bool {
-    use zxcvbn::matching::patterns::MatchPattern;
     use zxcvbn::matching::Match;
+    use zxcvbn::matching::patterns::MatchPattern;
     let entropy = zxcvbn::zxcvbn(password, &[]);
     let seq: &[Match] = entropy.sequence();
     let len = password.chars().count();
@@ -138,7 +138,10 @@ mod tests {
             .map(|i| char::from(b'a' + ((i * 7 + i / 26) % 26) as u8))
             .collect();
         assert_eq!(long.chars().count(), 1024);
-        assert!(check_rule(&long, "mum", "home").is_ok(), "1024 characters are accepted");
+        assert!(
+            check_rule(&long, "mum", "home").is_ok(),
+            "1024 characters are accepted"
+        );
         let longer = format!("{long}q");
         let e = check_rule(&longer, "mum", "home").expect_err("1025 refused");
         assert!(e.0.contains("too long"));
@@ -146,7 +149,13 @@ mod tests {
 
     #[test]
     fn rule_refuses_common_and_names() {
-        for common in ["1q2w3e4r5t6y", "qazwsxedcrfv", "password1234", "aaaaaaaaaaaaaa", "123456789012"] {
+        for common in [
+            "1q2w3e4r5t6y",
+            "qazwsxedcrfv",
+            "password1234",
+            "aaaaaaaaaaaaaa",
+            "123456789012",
+        ] {
             let e = check_rule(common, "mum", "home").expect_err(common);
             assert!(e.0.contains("common"), "{common}: {e}");
         }

@@ -19,7 +19,11 @@ pub fn new_code() -> String {
 /// Normalises what a person typed: digits only, dash optional, spaces forgiven.
 pub fn normalise(input: &str) -> String {
     let digits: String = input.chars().filter(|c| c.is_ascii_digit()).collect();
-    if digits.len() == 8 && input.chars().all(|c| c.is_ascii_digit() || c == '-' || c == ' ') {
+    if digits.len() == 8
+        && input
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '-' || c == ' ')
+    {
         format!("{}-{}", &digits[..4], &digits[4..])
     } else {
         String::new()

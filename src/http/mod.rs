@@ -51,12 +51,18 @@ pub struct Routes<'a> {
 impl<'a> Routes<'a> {
     /// Registers with `cfg`.
     pub fn new(cfg: &'a mut web::ServiceConfig) -> Self {
-        Self { cfg: Some(cfg), list: Vec::new() }
+        Self {
+            cfg: Some(cfg),
+            list: Vec::new(),
+        }
     }
 
     /// Only records (for [`route_table`]).
     pub fn recorder() -> Routes<'static> {
-        Routes { cfg: None, list: Vec::new() }
+        Routes {
+            cfg: None,
+            list: Vec::new(),
+        }
     }
 
     /// Adds one route.
@@ -69,7 +75,11 @@ impl<'a> Routes<'a> {
         if let Some(cfg) = self.cfg.as_deref_mut() {
             cfg.route(path, web::method(method.clone()).to(handler));
         }
-        self.list.push(RouteInfo { method, path, access });
+        self.list.push(RouteInfo {
+            method,
+            path,
+            access,
+        });
     }
 }
 
@@ -94,7 +104,10 @@ pub async fn lan_guard(
         None => true,
     };
     if !allowed {
-        let peer = req.peer_addr().map(|p| p.ip().to_string()).unwrap_or_default();
+        let peer = req
+            .peer_addr()
+            .map(|p| p.ip().to_string())
+            .unwrap_or_default();
         tracing::warn!(client = %peer, path = %req.path(), "refused a client outside the home network");
         let err = crate::error::Error::forbidden(
             "outside_home_network",
@@ -121,22 +134,34 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 connect-src 'self'; media-src 'self' blob:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 fn add_security_headers(path: &str, h: &mut actix_web::http::header::HeaderMap) {
-    let set = |h: &mut actix_web::http::header::HeaderMap, name: header::HeaderName, v: &'static str| {
-        h.insert(name, HeaderValue::from_static(v));
-    };
+    let set =
+        |h: &mut actix_web::http::header::HeaderMap, name: header::HeaderName, v: &'static str| {
+            h.insert(name, HeaderValue::from_static(v));
+        };
     set(h, header::CONTENT_SECURITY_POLICY, CSP);
     set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::REFERRER_POLICY, "no-referrer");
-    set(h, header::HeaderName::from_static("permissions-policy"), "microphone=(self), camera=(), geolocation=()");
-    set(h, header::HeaderName::from_static("cross-origin-resource-policy"), "same-origin");
-    set(h, header::HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
+    set(
+        h,
+        header::HeaderName::from_static("permissions-policy"),
+        "microphone=(self), camera=(), geolocation=()",
+    );
+    set(
+        h,
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    );
+    set(
+        h,
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
     set(h, header::X_FRAME_OPTIONS, "DENY");
     if !path.starts_with("/static/") && !h.contains_key(header::CACHE_CONTROL) {
         set(h, header::CACHE_CONTROL, "no-store");
     }
 }
-
 
 /// Reads a request body of at most `limit` bytes: a `Content-Length` over
 /// the limit is refused before reading, a chunked body as soon as it
@@ -187,3 +212,41 @@ pub fn human_size(n: usize) -> String {
 
 /// Largest JSON body of the APIs.
 pub const JSON_LIMIT: usize = 64 * 1024;
+
+/// Parses a JSON body, `400 invalid_json` with the parser's words when malformed.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, crate::error::Error> {
+    serde_json::from_slice(body).map_err(|e| {
+        crate::error::Error::bad_request(
+            "invalid_json",
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+/// A JSON request body of at most `LIMIT` bytes (`413` beyond, `400` when
+/// malformed). Put it after the authenticating extractor, so a request
+/// without credentials is refused before its body is read.
+pub struct Json<T, const LIMIT: usize = JSON_LIMIT>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static, const LIMIT: usize> FromRequest for Json<T, LIMIT> {
+    type Error = crate::error::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let req = req.clone();
+        let payload = web::Payload::from_request(&req, payload);
+        Box::pin(async move {
+            let payload = payload.await.map_err(|e| {
+                crate::error::Error::bad_request(
+                    "bad_body",
+                    format!("the body could not be read: {e}"),
+                )
+            })?;
+            let body = read_body(&req, payload, LIMIT).await?;
+            parse_json(&body).map(Json)
+        })
+    }
+}

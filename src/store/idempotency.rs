@@ -19,7 +19,13 @@ pub fn lookup(c: &Connection, scope: &str, key: &str, now: i64) -> StoreResult<O
 }
 
 /// Remembers the answer (in the same transaction as what it answers).
-pub fn remember(tx: &Connection, scope: &str, key: &str, now: i64, response: &str) -> StoreResult<()> {
+pub fn remember(
+    tx: &Connection,
+    scope: &str,
+    key: &str,
+    now: i64,
+    response: &str,
+) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO idempotency (scope, key, created_at, response) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(scope, key) DO UPDATE SET created_at = excluded.created_at, response = excluded.response",

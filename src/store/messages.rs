@@ -111,7 +111,9 @@ pub fn insert(tx: &Connection, m: &NewMessage<'_>) -> StoreResult<i64> {
 /// A message by public id.
 pub fn get(c: &Connection, public_id: &str) -> StoreResult<Option<Message>> {
     Ok(c.query_row(
-        &format!("SELECT {COLS} FROM messages m JOIN toys t ON t.id = m.toy WHERE m.public_id = ?1"),
+        &format!(
+            "SELECT {COLS} FROM messages m JOIN toys t ON t.id = m.toy WHERE m.public_id = ?1"
+        ),
         [public_id],
         row,
     )
@@ -158,7 +160,12 @@ pub fn inbox(c: &Connection, toy: i64) -> StoreResult<Vec<Message>> {
 }
 
 /// Moves a message forward to `state` (never backwards). True when it changed.
-pub fn advance_state(tx: &Connection, rowid: i64, from_rank_below: u8, state: MessageState) -> StoreResult<bool> {
+pub fn advance_state(
+    tx: &Connection,
+    rowid: i64,
+    from_rank_below: u8,
+    state: MessageState,
+) -> StoreResult<bool> {
     // The rank check is done by the caller's read of the current state; the
     // WHERE clause repeats it so a concurrent change cannot move it back.
     let allowed: &[&str] = match from_rank_below {
@@ -200,7 +207,8 @@ pub fn delete(tx: &Connection, public_id: &str) -> StoreResult<bool> {
 
 /// Deletes messages created before `cutoff` that are not kept; returns their public ids.
 pub fn delete_expired(tx: &Connection, cutoff: i64) -> StoreResult<Vec<String>> {
-    let mut st = tx.prepare("DELETE FROM messages WHERE created_at < ?1 AND keep = 0 RETURNING public_id")?;
+    let mut st =
+        tx.prepare("DELETE FROM messages WHERE created_at < ?1 AND keep = 0 RETURNING public_id")?;
     let v = st
         .query_map([cutoff], |r| r.get(0))?
         .collect::<Result<Vec<String>, _>>()

@@ -170,7 +170,10 @@ impl Store {
     }
 
     /// Synchronous read for command-line tools (never call on an async thread).
-    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         self.inner.with_reader(f)
     }
 
@@ -306,10 +309,11 @@ mod tests {
     fn reopening_keeps_data() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.write_blocking(|tx| household::create(tx, "Home", 0)).expect("create");
+        s.write_blocking(|tx| household::create(tx, "Home", 0))
+            .expect("create");
         drop(s);
         let s = Store::open(dir.path()).expect("reopen");
-        let h = s.read_blocking(|c| household::get(c)).expect("get");
+        let h = s.read_blocking(household::get).expect("get");
         assert_eq!(h.map(|h| h.name), Some("Home".to_owned()));
     }
 }

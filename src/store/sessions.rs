@@ -98,7 +98,10 @@ pub fn touch(tx: &Connection, id: i64, now: i64) -> StoreResult<()> {
 
 /// Ends one session; true when it existed.
 pub fn delete(tx: &Connection, id: i64) -> StoreResult<bool> {
-    Ok(tx.execute("DELETE FROM sessions WHERE id = ?1", [id]).map_err(w)? == 1)
+    Ok(tx
+        .execute("DELETE FROM sessions WHERE id = ?1", [id])
+        .map_err(w)?
+        == 1)
 }
 
 /// Ends one of a user's sessions; true when it was theirs and existed.
@@ -126,7 +129,9 @@ pub fn list_for_user(c: &Connection, user_id: i64) -> StoreResult<Vec<Session>> 
     let mut st = c.prepare(&format!(
         "SELECT {COLS} FROM sessions WHERE user_id = ?1 ORDER BY last_seen DESC"
     ))?;
-    let v = st.query_map([user_id], row)?.collect::<Result<Vec<_>, _>>()?;
+    let v = st
+        .query_map([user_id], row)?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(v)
 }
 

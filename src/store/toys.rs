@@ -101,7 +101,11 @@ pub fn upsert_paired(
         params![toy_id, name, model, key_fp, cert_sha256, now],
     )
     .map_err(w)?;
-    Ok(tx.query_row("SELECT id FROM toys WHERE toy_id = ?1", [toy_id], |r| r.get(0))?)
+    Ok(
+        tx.query_row("SELECT id FROM toys WHERE toy_id = ?1", [toy_id], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// Unpairs a toy: its certificate is refused from now on. True when it was paired.
@@ -128,8 +132,11 @@ pub fn rename(tx: &Connection, toy_id: &str, name: &str) -> StoreResult<bool> {
 
 /// Records that the toy called the hub.
 pub fn touch(tx: &Connection, id: i64, now: i64) -> StoreResult<()> {
-    tx.execute("UPDATE toys SET last_seen = ?1 WHERE id = ?2", params![now, id])
-        .map_err(w)?;
+    tx.execute(
+        "UPDATE toys SET last_seen = ?1 WHERE id = ?2",
+        params![now, id],
+    )
+    .map_err(w)?;
     Ok(())
 }
 

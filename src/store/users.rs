@@ -64,8 +64,12 @@ pub fn by_username(c: &Connection, username: &str) -> StoreResult<Option<User>> 
 
 /// Finds a user by id.
 pub fn by_id(c: &Connection, id: i64) -> StoreResult<Option<User>> {
-    Ok(c.query_row(&format!("SELECT {COLS} FROM users WHERE id = ?1"), [id], row)
-        .optional()?)
+    Ok(c.query_row(
+        &format!("SELECT {COLS} FROM users WHERE id = ?1"),
+        [id],
+        row,
+    )
+    .optional()?)
 }
 
 /// All users, by name.

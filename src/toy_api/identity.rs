@@ -43,12 +43,14 @@ async fn identify(req: HttpRequest) -> Result<Toy, Error> {
         .app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| Error::internal(anyhow::anyhow!("app state missing")))?;
-    let cert = req
-        .conn_data::<PeerCertificate>()
-        .cloned()
-        .ok_or_else(|| Error::unauthorized("this endpoint needs the client certificate the hub issued at pairing"))?;
+    let cert = req.conn_data::<PeerCertificate>().cloned().ok_or_else(|| {
+        Error::unauthorized("this endpoint needs the client certificate the hub issued at pairing")
+    })?;
     let hash = crate::pki::cert_sha256(&cert.0);
-    let row = state.store.read(move |c| store::toys::by_cert(c, &hash)).await?;
+    let row = state
+        .store
+        .read(move |c| store::toys::by_cert(c, &hash))
+        .await?;
     let Some(row) = row else {
         return Err(Error::forbidden(
             "toy_not_paired",
@@ -58,9 +60,15 @@ async fn identify(req: HttpRequest) -> Result<Toy, Error> {
     let now = state.now();
     if row.last_seen.is_none_or(|s| now - s >= 30) {
         let (id, was_online) = (row.id, row.last_seen.is_some_and(|s| now - s < 120));
-        state.store.write(move |tx| store::toys::touch(tx, id, now)).await?;
+        state
+            .store
+            .write(move |tx| store::toys::touch(tx, id, now))
+            .await?;
         if !was_online {
-            state.events.publish("toy", serde_json::json!({"change": "online", "toy_id": row.toy_id}));
+            state.events.publish(
+                "toy",
+                serde_json::json!({"change": "online", "toy_id": row.toy_id}),
+            );
         }
     }
     Ok(Toy { row })

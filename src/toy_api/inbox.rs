@@ -21,8 +21,18 @@ use crate::store;
 /// Registers the routes of this file.
 pub fn register(r: &mut Routes<'_>) {
     r.add(Method::GET, "/toy/v1/inbox", Access::Toy, inbox);
-    r.add(Method::GET, "/toy/v1/messages/{id}/audio", Access::Toy, audio);
-    r.add(Method::POST, "/toy/v1/messages/{id}/played", Access::Toy, played);
+    r.add(
+        Method::GET,
+        "/toy/v1/messages/{id}/audio",
+        Access::Toy,
+        audio,
+    );
+    r.add(
+        Method::POST,
+        "/toy/v1/messages/{id}/played",
+        Access::Toy,
+        played,
+    );
     r.add(Method::POST, "/toy/v1/recordings", Access::Toy, recording);
 }
 
@@ -32,7 +42,10 @@ struct InboxQuery {
 }
 
 async fn list_inbox(state: &AppState, toy: i64) -> Result<Vec<serde_json::Value>> {
-    let msgs = state.store.read(move |c| store::messages::inbox(c, toy)).await?;
+    let msgs = state
+        .store
+        .read(move |c| store::messages::inbox(c, toy))
+        .await?;
     Ok(msgs
         .iter()
         .map(|m| {
@@ -50,18 +63,23 @@ async fn list_inbox(state: &AppState, toy: i64) -> Result<Vec<serde_json::Value>
 
 async fn still_paired(state: &AppState, toy: &Toy) -> Result<bool> {
     let id = toy.row.toy_id.clone();
-    let row = state.store.read(move |c| store::toys::by_toy_id(c, &id)).await?;
+    let row = state
+        .store
+        .read(move |c| store::toys::by_toy_id(c, &id))
+        .await?;
     Ok(row.is_some_and(|r| r.removed_at.is_none() && r.cert_sha256 == toy.row.cert_sha256))
 }
 
-async fn inbox(state: web::Data<AppState>, toy: Toy, q: web::Query<InboxQuery>) -> Result<HttpResponse> {
+async fn inbox(
+    state: web::Data<AppState>,
+    toy: Toy,
+    q: web::Query<InboxQuery>,
+) -> Result<HttpResponse> {
     let wait = match q.wait.as_deref() {
         None => 0,
-        Some(s) => s
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n <= 60)
-            .ok_or_else(|| Error::bad_request("invalid_wait", "wait is a number of seconds from 0 to 60"))?,
+        Some(s) => s.parse::<u64>().ok().filter(|n| *n <= 60).ok_or_else(|| {
+            Error::bad_request("invalid_wait", "wait is a number of seconds from 0 to 60")
+        })?,
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let notify = state.events.toy_notify(toy.row.id);
@@ -80,18 +98,28 @@ async fn inbox(state: web::Data<AppState>, toy: Toy, q: web::Query<InboxQuery>) 
             return Ok(HttpResponse::Ok().json(json!({"messages": list})));
         }
         if !still_paired(&state, &toy).await? {
-            return Err(Error::forbidden("toy_not_paired", "this toy was removed by a parent; pair it again"));
+            return Err(Error::forbidden(
+                "toy_not_paired",
+                "this toy was removed by a parent; pair it again",
+            ));
         }
     }
 }
 
 async fn own_message(state: &AppState, toy: &Toy, id: String) -> Result<store::messages::Message> {
-    let m = state.store.read(move |c| store::messages::get(c, &id)).await?;
+    let m = state
+        .store
+        .read(move |c| store::messages::get(c, &id))
+        .await?;
     m.filter(|m| m.toy == toy.row.id && m.direction == Direction::ToToy)
         .ok_or_else(|| Error::not_found("no such message for this toy"))
 }
 
-async fn audio(state: web::Data<AppState>, toy: Toy, path: web::Path<String>) -> Result<HttpResponse> {
+async fn audio(
+    state: web::Data<AppState>,
+    toy: Toy,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
     let m = own_message(&state, &toy, path.into_inner()).await?;
     let id = m.public_id.clone();
     let ogg = state
@@ -100,16 +128,28 @@ async fn audio(state: web::Data<AppState>, toy: Toy, path: web::Path<String>) ->
         .await?
         .ok_or_else(|| Error::not_found("no such message for this toy"))?;
     messaging::advance(&state, &m, MessageState::Delivered).await?;
-    Ok(HttpResponse::Ok().content_type("audio/ogg").insert_header(("cache-control", "no-store")).body(ogg))
+    Ok(HttpResponse::Ok()
+        .content_type("audio/ogg")
+        .insert_header(("cache-control", "no-store"))
+        .body(ogg))
 }
 
-async fn played(state: web::Data<AppState>, toy: Toy, path: web::Path<String>) -> Result<HttpResponse> {
+async fn played(
+    state: web::Data<AppState>,
+    toy: Toy,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
     let m = own_message(&state, &toy, path.into_inner()).await?;
     messaging::advance(&state, &m, MessageState::Played).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn recording(state: web::Data<AppState>, toy: Toy, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
+async fn recording(
+    state: web::Data<AppState>,
+    toy: Toy,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
     let kind = messaging::audio_kind(&req)?;
     let key = messaging::idempotency_key(&req)?;
     let body = read_body(&req, payload, TOY_LIMIT).await?;
@@ -126,5 +166,9 @@ async fn recording(state: web::Data<AppState>, toy: Toy, req: HttpRequest, paylo
         },
     )
     .await?;
-    Ok(if status == 201 { HttpResponse::Created().json(answer) } else { HttpResponse::Ok().json(answer) })
+    Ok(if status == 201 {
+        HttpResponse::Created().json(answer)
+    } else {
+        HttpResponse::Ok().json(answer)
+    })
 }

@@ -3,14 +3,13 @@
 //! the section is answered here, and every outcome is audited.
 
 use actix_web::http::Method;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::parse_json;
 use crate::domain::{DisplayName, Hex32, ToyId};
 use crate::error::{Error, Result};
-use crate::http::{Access, Routes, read_body};
+use crate::http::{Access, Json, Routes};
 use crate::pairing::{self, PairError, Request, Status};
 use crate::state::AppState;
 use crate::store::{self, audit::AuditEntry};
@@ -21,8 +20,18 @@ pub const PAIR_LIMIT: usize = 16 * 1024;
 /// Registers the routes of this file.
 pub fn register(r: &mut Routes<'_>) {
     r.add(Method::POST, "/toy/v1/pair", Access::Public, start);
-    r.add(Method::POST, "/toy/v1/pair/{pairing_id}/reveal", Access::Public, reveal);
-    r.add(Method::GET, "/toy/v1/pair/{pairing_id}", Access::Public, poll);
+    r.add(
+        Method::POST,
+        "/toy/v1/pair/{pairing_id}/reveal",
+        Access::Public,
+        reveal,
+    );
+    r.add(
+        Method::GET,
+        "/toy/v1/pair/{pairing_id}",
+        Access::Public,
+        poll,
+    );
 }
 
 #[derive(Deserialize)]
@@ -39,7 +48,13 @@ fn bad(msg: impl Into<String>) -> Error {
     Error::bad_request("invalid_pairing_request", msg)
 }
 
-async fn audit(state: &AppState, action: &str, toy: Option<String>, outcome: &str, detail: String) -> Result<()> {
+async fn audit(
+    state: &AppState,
+    action: &str,
+    toy: Option<String>,
+    outcome: &str,
+    detail: String,
+) -> Result<()> {
     let entry = AuditEntry {
         at: state.now(),
         actor: toy.as_ref().map(|t| format!("toy:{t}")),
@@ -48,13 +63,17 @@ async fn audit(state: &AppState, action: &str, toy: Option<String>, outcome: &st
         outcome: outcome.into(),
         detail,
     };
-    state.store.write(move |tx| store::audit::record(tx, &entry)).await?;
+    state
+        .store
+        .write(move |tx| store::audit::record(tx, &entry))
+        .await?;
     Ok(())
 }
 
-async fn start(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, PAIR_LIMIT).await?;
-    let b: PairBody = parse_json(&body)?;
+async fn start(
+    state: web::Data<AppState>,
+    Json(b): Json<PairBody, PAIR_LIMIT>,
+) -> Result<HttpResponse> {
     let toy_id = ToyId::parse(&b.toy_id).map_err(|e| bad(e.0))?;
     let name = DisplayName::parse(&b.name).map_err(|e| bad(format!("name: {e}")))?;
     if b.model.len() > 64 || b.model.chars().any(char::is_control) {
@@ -75,12 +94,28 @@ async fn start(state: web::Data<AppState>, req: HttpRequest, payload: web::Paylo
         ));
     }
     let now = state.now();
-    let request = Request { toy_id: toy_id.clone(), name, model: b.model, csr, commitment };
+    let request = Request {
+        toy_id: toy_id.clone(),
+        name,
+        model: b.model,
+        csr,
+        commitment,
+    };
     let (pairing_id, hub_nonce, replaced) = match state.pairings.start(request, now) {
         Ok(x) => x,
         Err(PairError::TooMany) => {
-            audit(&state, "pairing.request", Some(toy_id.to_string()), "failure", "too many pairings pending".into()).await?;
-            return Err(Error::too_many("too many pairings are waiting; try again in a few minutes", 60));
+            audit(
+                &state,
+                "pairing.request",
+                Some(toy_id.to_string()),
+                "failure",
+                "too many pairings pending".into(),
+            )
+            .await?;
+            return Err(Error::too_many(
+                "too many pairings are waiting; try again in a few minutes",
+                60,
+            ));
         }
         Err(_) => return Err(Error::internal(anyhow::anyhow!("unexpected pairing state"))),
     };
@@ -88,8 +123,18 @@ async fn start(state: web::Data<AppState>, req: HttpRequest, payload: web::Paylo
         Some(_) => "pairing requested (replacing an earlier request)".to_owned(),
         None => "pairing requested".to_owned(),
     };
-    audit(&state, "pairing.request", Some(toy_id.to_string()), "success", detail).await?;
-    state.events.publish("toy", json!({"change": "pairing", "pairing_id": pairing_id, "toy_id": toy_id}));
+    audit(
+        &state,
+        "pairing.request",
+        Some(toy_id.to_string()),
+        "success",
+        detail,
+    )
+    .await?;
+    state.events.publish(
+        "toy",
+        json!({"change": "pairing", "pairing_id": pairing_id, "toy_id": toy_id}),
+    );
     Ok(HttpResponse::Created().json(json!({
         "pairing_id": pairing_id,
         "hub_nonce": hex::encode(hub_nonce),
@@ -103,23 +148,41 @@ struct RevealBody {
     toy_nonce: String,
 }
 
-async fn reveal(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, PAIR_LIMIT).await?;
-    let b: RevealBody = parse_json(&body)?;
+async fn reveal(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    Json(b): Json<RevealBody, PAIR_LIMIT>,
+) -> Result<HttpResponse> {
     let nonce = Hex32::parse("toy_nonce", &b.toy_nonce).map_err(|e| bad(e.0))?;
     let now = state.now();
     let id = path.into_inner();
-    let toy = state.pairings.get(&id, now).map(|p| p.request.toy_id.to_string());
+    let toy = state
+        .pairings
+        .get(&id, now)
+        .map(|p| p.request.toy_id.to_string());
     match state.pairings.reveal(&id, nonce.0, now) {
         Ok(()) => {
-            state.events.publish("toy", json!({"change": "pairing", "pairing_id": id}));
+            state
+                .events
+                .publish("toy", json!({"change": "pairing", "pairing_id": id}));
             Ok(HttpResponse::Ok().json(json!({"status": "awaiting_confirmation"})))
         }
-        Err(PairError::NotFound) => Err(Error::not_found("no such pairing: it expired or was replaced; start again")),
+        Err(PairError::NotFound) => Err(Error::not_found(
+            "no such pairing: it expired or was replaced; start again",
+        )),
         Err(PairError::WrongState(m)) => Err(Error::conflict("already_revealed", m)),
         Err(PairError::CommitmentMismatch) => {
-            audit(&state, "pairing.reveal", toy, "failure", "nonce did not match the commitment; pairing discarded".into()).await?;
-            state.events.publish("toy", json!({"change": "pairing", "pairing_id": id}));
+            audit(
+                &state,
+                "pairing.reveal",
+                toy,
+                "failure",
+                "nonce did not match the commitment; pairing discarded".into(),
+            )
+            .await?;
+            state
+                .events
+                .publish("toy", json!({"change": "pairing", "pairing_id": id}));
             Err(Error::unprocessable(
                 "commitment_mismatch",
                 "SHA-256 of toy_nonce does not equal the commitment; the pairing is discarded, start again",
@@ -130,13 +193,14 @@ async fn reveal(state: web::Data<AppState>, req: HttpRequest, path: web::Path<St
 }
 
 async fn poll(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
-    let p = state
-        .pairings
-        .get(&path, state.now())
-        .ok_or_else(|| Error::not_found("no such pairing: it expired or was replaced; start again"))?;
+    let p = state.pairings.get(&path, state.now()).ok_or_else(|| {
+        Error::not_found("no such pairing: it expired or was replaced; start again")
+    })?;
     let body = match p.status {
         Status::AwaitingReveal => json!({"status": "awaiting_reveal"}),
-        Status::AwaitingConfirmation | Status::Approving => json!({"status": "awaiting_confirmation"}),
+        Status::AwaitingConfirmation | Status::Approving => {
+            json!({"status": "awaiting_confirmation"})
+        }
         Status::Approved { client_cert_pem } => json!({
             "status": "approved",
             "toy_id": p.request.toy_id,

@@ -11,7 +11,7 @@ use crate::auth::{password, setup, tokens};
 use crate::clock::rfc3339;
 use crate::domain::{DisplayName, PairingCode, Role, ToyId, Username};
 use crate::error::{Error, Result};
-use crate::http::{Access, JSON_LIMIT, Routes, read_body};
+use crate::http::{Access, Json, Routes};
 use crate::pairing::{PairError, Status};
 use crate::state::AppState;
 use crate::store::{self, audit::AuditEntry};
@@ -22,26 +22,72 @@ pub fn register(r: &mut Routes<'_>) {
     r.add(Method::POST, "/api/v1/login", Access::Public, post_login);
     r.add(Method::POST, "/api/v1/logout", Access::User, post_logout);
     r.add(Method::GET, "/api/v1/me", Access::User, get_me);
-    r.add(Method::POST, "/api/v1/me/password", Access::User, post_password);
+    r.add(
+        Method::POST,
+        "/api/v1/me/password",
+        Access::User,
+        post_password,
+    );
     r.add(Method::GET, "/api/v1/sessions", Access::User, get_sessions);
-    r.add(Method::DELETE, "/api/v1/sessions/{id}", Access::User, delete_session);
-    r.add(Method::GET, "/api/v1/household", Access::User, get_household);
-    r.add(Method::PATCH, "/api/v1/household", Access::User, patch_household);
+    r.add(
+        Method::DELETE,
+        "/api/v1/sessions/{id}",
+        Access::User,
+        delete_session,
+    );
+    r.add(
+        Method::GET,
+        "/api/v1/household",
+        Access::User,
+        get_household,
+    );
+    r.add(
+        Method::PATCH,
+        "/api/v1/household",
+        Access::User,
+        patch_household,
+    );
     r.add(Method::GET, "/api/v1/toys", Access::User, get_toys);
-    r.add(Method::PATCH, "/api/v1/toys/{toy_id}", Access::User, patch_toy);
-    r.add(Method::DELETE, "/api/v1/toys/{toy_id}", Access::User, delete_toy);
-    r.add(Method::POST, "/api/v1/pairings/{pairing_id}/confirm", Access::User, confirm_pairing);
-    r.add(Method::POST, "/api/v1/pairings/{pairing_id}/reject", Access::User, reject_pairing);
+    r.add(
+        Method::PATCH,
+        "/api/v1/toys/{toy_id}",
+        Access::User,
+        patch_toy,
+    );
+    r.add(
+        Method::DELETE,
+        "/api/v1/toys/{toy_id}",
+        Access::User,
+        delete_toy,
+    );
+    r.add(
+        Method::POST,
+        "/api/v1/pairings/{pairing_id}/confirm",
+        Access::User,
+        confirm_pairing,
+    );
+    r.add(
+        Method::POST,
+        "/api/v1/pairings/{pairing_id}/reject",
+        Access::User,
+        reject_pairing,
+    );
 }
 
-/// Parses a JSON body with a message a person can act on.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body).map_err(|e| Error::bad_request("invalid_json", format!("the body is not the expected JSON: {e}")))
+/// `1 second`, `5 seconds`.
+fn seconds(n: u64) -> String {
+    if n == 1 {
+        "1 second".into()
+    } else {
+        format!("{n} seconds")
+    }
 }
 
 /// The client address as text (for throttling and the sessions list).
 pub fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
 }
 
 fn user_agent(req: &HttpRequest) -> String {
@@ -60,7 +106,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 async fn audit(state: &AppState, entry: AuditEntry) -> Result<()> {
-    state.store.write(move |tx| store::audit::record(tx, &entry)).await?;
+    state
+        .store
+        .write(move |tx| store::audit::record(tx, &entry))
+        .await?;
     Ok(())
 }
 
@@ -82,15 +131,26 @@ pub struct SetupBody {
 pub async fn do_setup(state: &AppState, req: &HttpRequest, body: SetupBody) -> Result<String> {
     let now = state.now();
     let ip = client_ip(req);
-    let done = state.store.read(|c| store::users::any_admin(c)).await?;
+    let done = state.store.read(store::users::any_admin).await?;
     if done {
-        return Err(Error::conflict("already_set_up", "this hub is already set up; sign in instead"));
+        return Err(Error::conflict(
+            "already_set_up",
+            "this hub is already set up; sign in instead",
+        ));
     }
     let keys = ["setup", ip.as_str()];
     if let Some(wait) = state.setup_throttle.check(&keys, now) {
-        return Err(Error::too_many(format!("too many wrong setup codes; wait {wait} seconds"), wait));
+        return Err(Error::too_many(
+            format!("too many wrong setup codes; wait {}", seconds(wait)),
+            wait,
+        ));
     }
-    let expected = state.setup_code.lock().ok().and_then(|g| g.clone()).unwrap_or_default();
+    let expected = state
+        .setup_code
+        .lock()
+        .ok()
+        .and_then(|g| g.clone())
+        .unwrap_or_default();
     let given = setup::normalise(&body.setup_code);
     if expected.is_empty() || !tokens::tokens_equal(&given, &expected) {
         state.setup_throttle.fail(&keys, now);
@@ -107,7 +167,9 @@ pub async fn do_setup(state: &AppState, req: &HttpRequest, body: SetupBody) -> R
     password::check_rule(&body.password, username.as_str(), household.as_str())
         .map_err(|e| Error::unprocessable("weak_password", e.0))?;
     let pw = body.password;
-    let hash = blocking(move || password::hash(&pw)).await?.map_err(Error::internal)?;
+    let hash = blocking(move || password::hash(&pw))
+        .await?
+        .map_err(Error::internal)?;
     let (hh, un) = (household.to_string(), username.to_string());
     let created = state
         .store
@@ -134,7 +196,10 @@ pub async fn do_setup(state: &AppState, req: &HttpRequest, body: SetupBody) -> R
         })
         .await?;
     if !created {
-        return Err(Error::conflict("already_set_up", "this hub is already set up; sign in instead"));
+        return Err(Error::conflict(
+            "already_set_up",
+            "this hub is already set up; sign in instead",
+        ));
     }
     if let Ok(mut g) = state.setup_code.lock() {
         *g = None;
@@ -149,9 +214,11 @@ pub async fn do_setup(state: &AppState, req: &HttpRequest, body: SetupBody) -> R
     Ok(username.to_string())
 }
 
-async fn post_setup(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
-    let body: SetupBody = parse_json(&body)?;
+async fn post_setup(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Json(body): Json<SetupBody>,
+) -> Result<HttpResponse> {
     let username = do_setup(&state, &req, body).await?;
     Ok(HttpResponse::Created().json(json!({"username": username})))
 }
@@ -166,10 +233,18 @@ pub struct NewSession {
 
 /// Checks credentials with throttling and opens a session; shared by the
 /// API (bearer) and the login page (cookie).
-pub async fn do_login(state: &AppState, req: &HttpRequest, username: &str, pw: String, kind: &'static str) -> Result<NewSession> {
+pub async fn do_login(
+    state: &AppState,
+    req: &HttpRequest,
+    username: &str,
+    pw: String,
+    kind: &'static str,
+) -> Result<NewSession> {
     let now = state.now();
     let ip = client_ip(req);
-    let name = Username::parse(username).map(|u| u.to_string()).unwrap_or_default();
+    let name = Username::parse(username)
+        .map(|u| u.to_string())
+        .unwrap_or_default();
     let account_key = format!("user:{name}");
     let addr_key = format!("addr:{ip}");
     let wait = [
@@ -180,10 +255,16 @@ pub async fn do_login(state: &AppState, req: &HttpRequest, username: &str, pw: S
     .flatten()
     .max();
     if let Some(wait) = wait {
-        return Err(Error::too_many(format!("too many failed sign-ins; wait {wait} seconds"), wait));
+        return Err(Error::too_many(
+            format!("too many failed sign-ins; wait {}", seconds(wait)),
+            wait,
+        ));
     }
     let lookup = name.clone();
-    let user = state.store.read(move |c| store::users::by_username(c, &lookup)).await?;
+    let user = state
+        .store
+        .read(move |c| store::users::by_username(c, &lookup))
+        .await?;
     let pw_for_check = pw.clone();
     let verdict = match user.clone() {
         Some(u) => blocking(move || password::verify(&pw_for_check, &u.password_hash)).await?,
@@ -200,7 +281,11 @@ pub async fn do_login(state: &AppState, req: &HttpRequest, username: &str, pw: S
     };
     state.login_account_throttle.succeed(&account_key);
     let rehash = if password::needs_rehash(&user.password_hash) {
-        Some(blocking(move || password::hash(&pw)).await?.map_err(Error::internal)?)
+        Some(
+            blocking(move || password::hash(&pw))
+                .await?
+                .map_err(Error::internal)?,
+        )
     } else {
         None
     };
@@ -240,9 +325,11 @@ struct LoginBody {
     password: String,
 }
 
-async fn post_login(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
-    let body: LoginBody = parse_json(&body)?;
+async fn post_login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Json(body): Json<LoginBody>,
+) -> Result<HttpResponse> {
     let s = do_login(&state, &req, &body.username, body.password, "bearer").await?;
     Ok(HttpResponse::Ok().json(json!({"token": s.token, "expires_at": rfc3339(s.expires_at)})))
 }
@@ -250,7 +337,10 @@ async fn post_login(state: web::Data<AppState>, req: HttpRequest, payload: web::
 /// Ends the caller's session.
 pub async fn end_session(state: &AppState, caller: &Caller) -> Result<()> {
     let id = caller.session.id;
-    state.store.write(move |tx| store::sessions::delete(tx, id)).await?;
+    state
+        .store
+        .write(move |tx| store::sessions::delete(tx, id))
+        .await?;
     Ok(())
 }
 
@@ -283,30 +373,44 @@ struct PasswordBody {
     new_password: String,
 }
 
-async fn post_password(state: web::Data<AppState>, caller: Caller, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
-    let body: PasswordBody = parse_json(&body)?;
+async fn post_password(
+    state: web::Data<AppState>,
+    caller: Caller,
+    Json(body): Json<PasswordBody>,
+) -> Result<HttpResponse> {
     let now = state.now();
     let account_key = format!("user:{}", caller.user.username);
     if let Some(wait) = state.login_account_throttle.check(&[&account_key], now) {
-        return Err(Error::too_many(format!("too many wrong passwords; wait {wait} seconds"), wait));
+        return Err(Error::too_many(
+            format!("too many wrong passwords; wait {}", seconds(wait)),
+            wait,
+        ));
     }
     let (cur, stored) = (body.current_password, caller.user.password_hash.clone());
     if !blocking(move || password::verify(&cur, &stored)).await? {
         state.login_account_throttle.fail(&[&account_key], now);
-        return Err(Error::forbidden("wrong_password", "the current password is wrong"));
+        return Err(Error::forbidden(
+            "wrong_password",
+            "the current password is wrong",
+        ));
     }
     let household = state
         .store
-        .read(|c| store::household::get(c))
+        .read(store::household::get)
         .await?
         .map(|h| h.name)
         .unwrap_or_default();
     password::check_rule(&body.new_password, &caller.user.username, &household)
         .map_err(|e| Error::unprocessable("weak_password", e.0))?;
     let pw = body.new_password;
-    let hash = blocking(move || password::hash(&pw)).await?.map_err(Error::internal)?;
-    let (uid, keep, name) = (caller.user.id, caller.session.id, caller.user.username.clone());
+    let hash = blocking(move || password::hash(&pw))
+        .await?
+        .map_err(Error::internal)?;
+    let (uid, keep, name) = (
+        caller.user.id,
+        caller.session.id,
+        caller.user.username.clone(),
+    );
     let ended = state
         .store
         .write(move |tx| {
@@ -331,7 +435,10 @@ async fn post_password(state: web::Data<AppState>, caller: Caller, req: HttpRequ
 
 async fn get_sessions(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
     let uid = caller.user.id;
-    let list = state.store.read(move |c| store::sessions::list_for_user(c, uid)).await?;
+    let list = state
+        .store
+        .read(move |c| store::sessions::list_for_user(c, uid))
+        .await?;
     let sessions: Vec<_> = list
         .iter()
         .map(|s| {
@@ -350,12 +457,22 @@ async fn get_sessions(state: web::Data<AppState>, caller: Caller) -> Result<Http
     Ok(HttpResponse::Ok().json(json!({"sessions": sessions})))
 }
 
-async fn delete_session(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse> {
-    let id: i64 = path
-        .parse()
-        .map_err(|_| Error::bad_request("invalid_session_id", "a session id is a number from the sessions list"))?;
+async fn delete_session(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let id: i64 = path.parse().map_err(|_| {
+        Error::bad_request(
+            "invalid_session_id",
+            "a session id is a number from the sessions list",
+        )
+    })?;
     let uid = caller.user.id;
-    let gone = state.store.write(move |tx| store::sessions::delete_for_user(tx, uid, id)).await?;
+    let gone = state
+        .store
+        .write(move |tx| store::sessions::delete_for_user(tx, uid, id))
+        .await?;
     if gone {
         Ok(HttpResponse::NoContent().finish())
     } else {
@@ -364,7 +481,7 @@ async fn delete_session(state: web::Data<AppState>, caller: Caller, path: web::P
 }
 
 async fn get_household(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse> {
-    let h = state.store.read(|c| store::household::get(c)).await?;
+    let h = state.store.read(store::household::get).await?;
     let h = h.ok_or_else(|| Error::not_found("the hub is not set up yet"))?;
     Ok(HttpResponse::Ok().json(json!({"name": h.name, "retention_days": h.retention_days})))
 }
@@ -378,14 +495,18 @@ struct HouseholdPatch {
     retention_days: Option<Option<u32>>,
 }
 
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<u32>>, D::Error> {
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<u32>>, D::Error> {
     Ok(Some(Option::<u32>::deserialize(d)?))
 }
 
-async fn patch_household(state: web::Data<AppState>, caller: Caller, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
+async fn patch_household(
+    state: web::Data<AppState>,
+    caller: Caller,
+    Json(patch): Json<HouseholdPatch>,
+) -> Result<HttpResponse> {
     caller.require(Role::Admin)?;
-    let patch: HouseholdPatch = parse_json(&body)?;
     let name = patch
         .name
         .as_deref()
@@ -394,7 +515,10 @@ async fn patch_household(state: web::Data<AppState>, caller: Caller, req: HttpRe
         .map_err(|e| Error::unprocessable("invalid_name", e.0))?;
     if let Some(Some(d)) = patch.retention_days {
         if !(1..=3650).contains(&d) {
-            return Err(Error::unprocessable("invalid_retention", "retention_days is 1 to 3650, or null to keep forever"));
+            return Err(Error::unprocessable(
+                "invalid_retention",
+                "retention_days is 1 to 3650, or null to keep forever",
+            ));
         }
     }
     let n2 = name.clone();
@@ -452,8 +576,9 @@ pub fn pending_json(p: &crate::pairing::Pairing) -> serde_json::Value {
 /// The toys listing: discovered, pending, paired.
 pub async fn toys_listing(state: &AppState) -> Result<serde_json::Value> {
     let now = state.now();
-    let paired = state.store.read(|c| store::toys::list_paired(c)).await?;
-    let paired_ids: std::collections::HashSet<&str> = paired.iter().map(|t| t.toy_id.as_str()).collect();
+    let paired = state.store.read(store::toys::list_paired).await?;
+    let paired_ids: std::collections::HashSet<&str> =
+        paired.iter().map(|t| t.toy_id.as_str()).collect();
     let discovered: Vec<_> = state
         .discovery
         .as_ref()
@@ -463,7 +588,12 @@ pub async fn toys_listing(state: &AppState) -> Result<serde_json::Value> {
         .filter(|s| !paired_ids.contains(s.toy_id.as_str()))
         .map(|s| json!({"toy_id": s.toy_id, "name": s.name, "model": s.model, "fp": s.fp.to_hex(), "paired": s.paired}))
         .collect();
-    let pending: Vec<_> = state.pairings.pending(now).iter().map(pending_json).collect();
+    let pending: Vec<_> = state
+        .pairings
+        .pending(now)
+        .iter()
+        .map(pending_json)
+        .collect();
     let paired: Vec<_> = paired.iter().map(|t| toy_json(state, t, now)).collect();
     Ok(json!({"discovered": discovered, "pending": pending, "paired": paired}))
 }
@@ -479,11 +609,14 @@ struct ToyPatch {
     child: Option<String>,
 }
 
-async fn patch_toy(state: web::Data<AppState>, caller: Caller, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
+async fn patch_toy(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    Json(patch): Json<ToyPatch>,
+) -> Result<HttpResponse> {
     caller.require(Role::Parent)?;
     let toy_id = ToyId::parse(&path).map_err(|_| Error::not_found("no such toy"))?;
-    let patch: ToyPatch = parse_json(&body)?;
     let name = patch
         .name
         .as_deref()
@@ -491,7 +624,10 @@ async fn patch_toy(state: web::Data<AppState>, caller: Caller, req: HttpRequest,
         .transpose()
         .map_err(|e| Error::unprocessable("invalid_name", e.0))?;
     if patch.child.is_some() {
-        return Err(Error::unprocessable("not_supported", "assigning a child is not available yet"));
+        return Err(Error::unprocessable(
+            "not_supported",
+            "assigning a child is not available yet",
+        ));
     }
     let id = toy_id.to_string();
     let toy = state
@@ -507,11 +643,17 @@ async fn patch_toy(state: web::Data<AppState>, caller: Caller, req: HttpRequest,
         .await?
         .ok_or_else(|| Error::not_found("no such paired toy"))?;
     let j = toy_json(&state, &toy, state.now());
-    state.events.publish("toy", json!({"change": "updated", "toy": j}));
+    state
+        .events
+        .publish("toy", json!({"change": "updated", "toy": j}));
     Ok(HttpResponse::Ok().json(j))
 }
 
-async fn delete_toy(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse> {
+async fn delete_toy(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
     caller.require(Role::Parent)?;
     let toy_id = ToyId::parse(&path).map_err(|_| Error::not_found("no such toy"))?;
     let now = state.now();
@@ -542,7 +684,9 @@ async fn delete_toy(state: web::Data<AppState>, caller: Caller, path: web::Path<
     };
     // A toy waiting in a long-poll learns at once that it was removed.
     state.events.wake_toy(row.id);
-    state.events.publish("toy", json!({"change": "removed", "toy_id": toy_id}));
+    state
+        .events
+        .publish("toy", json!({"change": "removed", "toy_id": toy_id}));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -554,50 +698,80 @@ struct ConfirmBody {
 
 fn pair_error(e: PairError) -> Error {
     match e {
-        PairError::NotFound => Error::not_found("no such pairing: it expired or was replaced; ask the toy to start again"),
+        PairError::NotFound => Error::not_found(
+            "no such pairing: it expired or was replaced; ask the toy to start again",
+        ),
         PairError::WrongState(msg) => Error::conflict("pairing_not_ready", msg),
         PairError::TooMany => Error::too_many("too many pairings are waiting", 60),
-        PairError::CommitmentMismatch => Error::unprocessable("commitment_mismatch", "the toy's nonce does not match its commitment"),
+        PairError::CommitmentMismatch => Error::unprocessable(
+            "commitment_mismatch",
+            "the toy's nonce does not match its commitment",
+        ),
         PairError::WrongCode { attempts_left } => {
             let msg = if attempts_left == 0 {
                 "wrong code; that was the last attempt, so the pairing is rejected. Start pairing again on the toy".to_owned()
             } else {
-                format!("wrong code; check the code the toy announced ({attempts_left} attempts left)")
+                format!(
+                    "wrong code; check the code the toy announced ({attempts_left} attempts left)"
+                )
             };
-            Error::unprocessable("wrong_code", msg).with_extra("attempts_left", json!(attempts_left))
+            Error::unprocessable("wrong_code", msg)
+                .with_extra("attempts_left", json!(attempts_left))
         }
     }
 }
 
-async fn confirm_pairing(state: web::Data<AppState>, caller: Caller, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> Result<HttpResponse> {
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
+async fn confirm_pairing(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    Json(body): Json<ConfirmBody>,
+) -> Result<HttpResponse> {
     caller.require(Role::Parent)?;
-    let body: ConfirmBody = parse_json(&body)?;
-    let code = PairingCode::parse(&body.code).map_err(|e| Error::unprocessable("invalid_code", e.0))?;
+    let code =
+        PairingCode::parse(&body.code).map_err(|e| Error::unprocessable("invalid_code", e.0))?;
     let now = state.now();
     let pairing_id = path.into_inner();
     let actor = caller.user.username.clone();
-    let approval = match state.pairings.confirm(&pairing_id, &code, state.pki.ca_der(), now) {
+    let approval = match state
+        .pairings
+        .confirm(&pairing_id, &code, state.pki.ca_der(), now)
+    {
         Ok(a) => a,
         Err(e) => {
             if let PairError::WrongCode { attempts_left } = e {
-                let toy = state.pairings.get(&pairing_id, now).map(|p| p.request.toy_id.to_string());
-                audit(&state, AuditEntry {
-                    at: now,
-                    actor: Some(actor.clone()),
-                    action: "pairing.confirm".into(),
-                    subject: toy,
-                    outcome: "failure".into(),
-                    detail: if attempts_left == 0 { "wrong code; third attempt, pairing rejected".into() } else { format!("wrong code; {attempts_left} attempts left") },
-                })
+                let toy = state
+                    .pairings
+                    .get(&pairing_id, now)
+                    .map(|p| p.request.toy_id.to_string());
+                audit(
+                    &state,
+                    AuditEntry {
+                        at: now,
+                        actor: Some(actor.clone()),
+                        action: "pairing.confirm".into(),
+                        subject: toy,
+                        outcome: "failure".into(),
+                        detail: if attempts_left == 0 {
+                            "wrong code; third attempt, pairing rejected".into()
+                        } else {
+                            format!("wrong code; {attempts_left} attempts left")
+                        },
+                    },
+                )
                 .await?;
-                state.events.publish("toy", json!({"change": "pairing", "pairing_id": pairing_id}));
+                state.events.publish(
+                    "toy",
+                    json!({"change": "pairing", "pairing_id": pairing_id}),
+                );
             }
             return Err(pair_error(e));
         }
     };
     let req = approval.request.clone();
-    let issued = state.pki.issue_toy_cert(&req.csr, &req.toy_id, state.clock.now());
+    let issued = state
+        .pki
+        .issue_toy_cert(&req.csr, &req.toy_id, state.clock.now());
     let (der, pem) = match issued {
         Ok(x) => x,
         Err(e) => {
@@ -606,7 +780,12 @@ async fn confirm_pairing(state: web::Data<AppState>, caller: Caller, req: HttpRe
         }
     };
     let cert_hash = crate::pki::cert_sha256(&der);
-    let (toy_id, name, model, fp) = (req.toy_id.to_string(), req.name.to_string(), req.model.clone(), req.csr.key_fp().to_hex());
+    let (toy_id, name, model, fp) = (
+        req.toy_id.to_string(),
+        req.name.to_string(),
+        req.model.clone(),
+        req.csr.key_fp().to_hex(),
+    );
     let stored = state
         .store
         .write(move |tx| {
@@ -632,7 +811,10 @@ async fn confirm_pairing(state: web::Data<AppState>, caller: Caller, req: HttpRe
         Ok(true) => {}
         Ok(false) => {
             state.pairings.abort_approval(&approval.id, now);
-            return Err(Error::conflict("already_paired", "a toy with this id is already paired; remove it first"));
+            return Err(Error::conflict(
+                "already_paired",
+                "a toy with this id is already paired; remove it first",
+            ));
         }
         Err(e) => {
             state.pairings.abort_approval(&approval.id, now);
@@ -640,23 +822,36 @@ async fn confirm_pairing(state: web::Data<AppState>, caller: Caller, req: HttpRe
         }
     }
     state.pairings.finish_approval(&approval.id, pem, now);
-    state.events.publish("toy", json!({"change": "paired", "toy_id": req.toy_id, "pairing_id": approval.id}));
+    state.events.publish(
+        "toy",
+        json!({"change": "paired", "toy_id": req.toy_id, "pairing_id": approval.id}),
+    );
     Ok(HttpResponse::Ok().json(json!({"toy_id": req.toy_id})))
 }
 
-async fn reject_pairing(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse> {
+async fn reject_pairing(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
     caller.require(Role::Parent)?;
     let now = state.now();
     let toy = state.pairings.reject(&path, now).map_err(pair_error)?;
-    audit(&state, AuditEntry {
-        at: now,
-        actor: Some(caller.user.username.clone()),
-        action: "pairing.reject".into(),
-        subject: Some(toy.to_string()),
-        outcome: "failure".into(),
-        detail: "a parent declined the pairing".into(),
-    })
+    audit(
+        &state,
+        AuditEntry {
+            at: now,
+            actor: Some(caller.user.username.clone()),
+            action: "pairing.reject".into(),
+            subject: Some(toy.to_string()),
+            outcome: "failure".into(),
+            detail: "a parent declined the pairing".into(),
+        },
+    )
     .await?;
-    state.events.publish("toy", json!({"change": "pairing", "pairing_id": path.into_inner()}));
+    state.events.publish(
+        "toy",
+        json!({"change": "pairing", "pairing_id": path.into_inner()}),
+    );
     Ok(HttpResponse::build(StatusCode::NO_CONTENT).finish())
 }

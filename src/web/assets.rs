@@ -16,10 +16,26 @@ pub fn register(r: &mut Routes<'_>) {
 
 /// The embedded files: name, content type, bytes.
 const FILES: &[(&str, &str, &[u8])] = &[
-    ("app.css", "text/css; charset=utf-8", include_bytes!("../../static/app.css")),
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../static/app.js")),
-    ("recorder-worklet.js", "text/javascript; charset=utf-8", include_bytes!("../../static/recorder-worklet.js")),
-    ("icon.svg", "image/svg+xml", include_bytes!("../../static/icon.svg")),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../static/app.css"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/app.js"),
+    ),
+    (
+        "recorder-worklet.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/recorder-worklet.js"),
+    ),
+    (
+        "icon.svg",
+        "image/svg+xml",
+        include_bytes!("../../static/icon.svg"),
+    ),
 ];
 
 async fn get_static(name: web::Path<String>) -> Result<HttpResponse> {
@@ -36,6 +52,9 @@ async fn get_static(name: web::Path<String>) -> Result<HttpResponse> {
 async fn get_ca(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/x-x509-ca-cert")
-        .insert_header(("content-disposition", "attachment; filename=\"hearth-ca.crt\""))
+        .insert_header((
+            "content-disposition",
+            "attachment; filename=\"hearth-ca.crt\"",
+        ))
         .body(state.pki.ca_der().to_vec())
 }

@@ -37,7 +37,10 @@ impl Caller {
         } else {
             Err(Error::forbidden(
                 "forbidden",
-                format!("this needs the {} role; ask a household admin", role.as_str()),
+                format!(
+                    "this needs the {} role; ask a household admin",
+                    role.as_str()
+                ),
             ))
         }
     }
@@ -48,7 +51,9 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 
 fn bearer(req: &HttpRequest) -> Option<String> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let t = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?;
+    let t = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))?;
     Some(t.trim().to_owned())
 }
 
@@ -57,15 +62,37 @@ fn bearer(req: &HttpRequest) -> Option<String> {
 pub fn same_origin(req: &HttpRequest) -> bool {
     let host = req.connection_info().host().to_owned();
     let ours = format!("https://{host}");
-    if let Some(site) = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+    if let Some(site) = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+    {
         if site != "same-origin" && site != "none" {
             return false;
         }
     }
-    if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+    if let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    {
+        // Under `Referrer-Policy: no-referrer` browsers send `Origin: null`
+        // even on same-origin posts; `Sec-Fetch-Site` (which pages cannot
+        // forge) then tells whether it really came from this hub.
+        if origin == "null" {
+            return req
+                .headers()
+                .get("sec-fetch-site")
+                .and_then(|v| v.to_str().ok())
+                == Some("same-origin");
+        }
         return origin == ours;
     }
-    if let Some(referer) = req.headers().get(header::REFERER).and_then(|v| v.to_str().ok()) {
+    if let Some(referer) = req
+        .headers()
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+    {
         return referer == ours || referer.starts_with(&format!("{ours}/"));
     }
     // No Origin and no Referer: not a browser form post from another site
@@ -82,7 +109,11 @@ async fn authenticate(req: HttpRequest, csrf_form_token: Option<String>) -> Resu
         Some(t) => (t, false),
         None => match req.cookie(SESSION_COOKIE) {
             Some(c) => (c.value().to_owned(), true),
-            None => return Err(Error::unauthorized("sign in first: send a bearer token or the session cookie")),
+            None => {
+                return Err(Error::unauthorized(
+                    "sign in first: send a bearer token or the session cookie",
+                ));
+            }
         },
     };
     let now = state.now();
@@ -123,7 +154,10 @@ async fn authenticate(req: HttpRequest, csrf_form_token: Option<String>) -> Resu
     // Record use at most once a minute, to spare the SD card.
     if now - session.last_seen >= 60 {
         let id = session.id;
-        state.store.write(move |tx| store::sessions::touch(tx, id, now)).await?;
+        state
+            .store
+            .write(move |tx| store::sessions::touch(tx, id, now))
+            .await?;
     }
     Ok(Caller {
         user,
@@ -184,8 +218,12 @@ impl ResponseError for PageAuthError {
 
 /// Where someone not signed in should go.
 pub async fn sign_in_location(state: &AppState) -> Result<String, Error> {
-    let setup_done = state.store.read(|c| store::users::any_admin(c)).await?;
-    Ok(if setup_done { "/login".into() } else { "/setup".into() })
+    let setup_done = state.store.read(store::users::any_admin).await?;
+    Ok(if setup_done {
+        "/login".into()
+    } else {
+        "/setup".into()
+    })
 }
 
 impl FromRequest for PageCaller {
@@ -198,11 +236,17 @@ impl FromRequest for PageCaller {
             match authenticate(req.clone(), None).await {
                 Ok(c) => Ok(PageCaller(c)),
                 Err(e) if e.status == StatusCode::UNAUTHORIZED => {
-                    let state = req
-                        .app_data::<web::Data<AppState>>()
-                        .cloned()
-                        .ok_or_else(|| PageAuthError::Other(Error::internal(anyhow::anyhow!("app state missing"))))?;
-                    let to = sign_in_location(&state).await.map_err(PageAuthError::Other)?;
+                    let state =
+                        req.app_data::<web::Data<AppState>>()
+                            .cloned()
+                            .ok_or_else(|| {
+                                PageAuthError::Other(Error::internal(anyhow::anyhow!(
+                                    "app state missing"
+                                )))
+                            })?;
+                    let to = sign_in_location(&state)
+                        .await
+                        .map_err(PageAuthError::Other)?;
                     Err(PageAuthError::Redirect(to))
                 }
                 Err(e) => Err(PageAuthError::Other(e)),

@@ -20,32 +20,39 @@ pub async fn stream(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
     let rx = state.events.subscribe();
     let session_id = caller.session.id;
     let uid = caller.user.id;
-    let body = stream::unfold((rx, state, true), move |(mut rx, state, first)| async move {
-        if first {
-            let hello = web::Bytes::from_static(b"retry: 3000\n: connected\n\n");
-            return Some((Ok::<_, actix_web::Error>(hello), (rx, state, false)));
-        }
-        let chunk = match tokio::time::timeout(KEEPALIVE, rx.recv()).await {
-            Ok(Ok(ev)) => format!("event: {}\ndata: {}\n\n", ev.kind, ev.data),
-            Ok(Err(RecvError::Lagged(n))) => format!("event: resync\ndata: {{\"missed\": {n}}}\n\n"),
-            Ok(Err(RecvError::Closed)) => return None,
-            Err(_) => {
-                // Quiet: check the session still lives, then keep the line open.
-                let alive = state
-                    .store
-                    .read(move |c| {
-                        Ok(store::sessions::list_for_user(c, uid)?.iter().any(|s| s.id == session_id))
-                    })
-                    .await
-                    .unwrap_or(false);
-                if !alive {
-                    return None;
-                }
-                ": keep-alive\n\n".to_owned()
+    let body = stream::unfold(
+        (rx, state, true),
+        move |(mut rx, state, first)| async move {
+            if first {
+                let hello = web::Bytes::from_static(b"retry: 3000\n: connected\n\n");
+                return Some((Ok::<_, actix_web::Error>(hello), (rx, state, false)));
             }
-        };
-        Some((Ok(web::Bytes::from(chunk)), (rx, state, false)))
-    });
+            let chunk = match tokio::time::timeout(KEEPALIVE, rx.recv()).await {
+                Ok(Ok(ev)) => format!("event: {}\ndata: {}\n\n", ev.kind, ev.data),
+                Ok(Err(RecvError::Lagged(n))) => {
+                    format!("event: resync\ndata: {{\"missed\": {n}}}\n\n")
+                }
+                Ok(Err(RecvError::Closed)) => return None,
+                Err(_) => {
+                    // Quiet: check the session still lives, then keep the line open.
+                    let alive = state
+                        .store
+                        .read(move |c| {
+                            Ok(store::sessions::list_for_user(c, uid)?
+                                .iter()
+                                .any(|s| s.id == session_id))
+                        })
+                        .await
+                        .unwrap_or(false);
+                    if !alive {
+                        return None;
+                    }
+                    ": keep-alive\n\n".to_owned()
+                }
+            };
+            Some((Ok(web::Bytes::from(chunk)), (rx, state, false)))
+        },
+    );
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-store"))

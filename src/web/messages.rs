@@ -6,26 +6,42 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api::parse_json;
 use super::caller::Caller;
 use crate::domain::{Direction, MessageState, Role, ToyId};
 use crate::error::{Error, Result};
-use crate::http::{Access, JSON_LIMIT, Routes, read_body};
+use crate::http::{Access, Json, Routes, read_body};
 use crate::messaging::{self, PARENT_LIMIT, Upload};
 use crate::state::AppState;
 use crate::store;
 
 /// Registers the routes of this file.
 pub fn register(r: &mut Routes<'_>) {
-    r.add(Method::POST, "/api/v1/toys/{toy_id}/messages", Access::User, send);
+    r.add(
+        Method::POST,
+        "/api/v1/toys/{toy_id}/messages",
+        Access::User,
+        send,
+    );
     r.add(Method::GET, "/api/v1/messages", Access::User, list);
-    r.add(Method::GET, "/api/v1/messages/{id}/audio", Access::User, audio);
-    r.add(Method::DELETE, "/api/v1/messages/{id}", Access::User, delete);
+    r.add(
+        Method::GET,
+        "/api/v1/messages/{id}/audio",
+        Access::User,
+        audio,
+    );
+    r.add(
+        Method::DELETE,
+        "/api/v1/messages/{id}",
+        Access::User,
+        delete,
+    );
     r.add(Method::PATCH, "/api/v1/messages/{id}", Access::User, patch);
 }
 
 async fn paired_toy(state: &AppState, toy_id: &str) -> Result<store::toys::Toy> {
-    let id = ToyId::parse(toy_id).map_err(|_| Error::not_found("no such toy"))?.to_string();
+    let id = ToyId::parse(toy_id)
+        .map_err(|_| Error::not_found("no such toy"))?
+        .to_string();
     state
         .store
         .read(move |c| store::toys::by_toy_id(c, &id))
@@ -59,7 +75,11 @@ async fn send(
         },
     )
     .await?;
-    Ok(if status == 201 { HttpResponse::Created().json(answer) } else { HttpResponse::Ok().json(answer) })
+    Ok(if status == 201 {
+        HttpResponse::Created().json(answer)
+    } else {
+        HttpResponse::Ok().json(answer)
+    })
 }
 
 #[derive(Deserialize)]
@@ -70,7 +90,11 @@ struct ListQuery {
     before: Option<String>,
 }
 
-async fn list(state: web::Data<AppState>, caller: Caller, q: web::Query<ListQuery>) -> Result<HttpResponse> {
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse> {
     caller.require(Role::Parent)?;
     let limit = match &q.limit {
         None => 50,
@@ -78,7 +102,9 @@ async fn list(state: web::Data<AppState>, caller: Caller, q: web::Query<ListQuer
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| Error::bad_request("invalid_limit", "limit is a number from 1 to 200"))?,
+            .ok_or_else(|| {
+                Error::bad_request("invalid_limit", "limit is a number from 1 to 200")
+            })?,
     };
     let toy = match &q.toy {
         Some(t) => Some(paired_toy(&state, t).await?.id),
@@ -87,14 +113,31 @@ async fn list(state: web::Data<AppState>, caller: Caller, q: web::Query<ListQuer
     let before = match &q.before {
         Some(b) => {
             let b = b.clone();
-            let m = state.store.read(move |c| store::messages::get(c, &b)).await?;
-            Some(m.ok_or_else(|| Error::bad_request("invalid_before", "before must be the id of a listed message"))?.rowid)
+            let m = state
+                .store
+                .read(move |c| store::messages::get(c, &b))
+                .await?;
+            Some(
+                m.ok_or_else(|| {
+                    Error::bad_request(
+                        "invalid_before",
+                        "before must be the id of a listed message",
+                    )
+                })?
+                .rowid,
+            )
         }
         None => None,
     };
-    let msgs = state.store.read(move |c| store::messages::list(c, toy, before, limit)).await?;
+    let msgs = state
+        .store
+        .read(move |c| store::messages::list(c, toy, before, limit))
+        .await?;
     let days = messaging::retention_days(&state).await?;
-    let list: Vec<_> = msgs.iter().map(|m| messaging::message_json(m, days)).collect();
+    let list: Vec<_> = msgs
+        .iter()
+        .map(|m| messaging::message_json(m, days))
+        .collect();
     Ok(HttpResponse::Ok().json(json!({"messages": list})))
 }
 
@@ -104,7 +147,12 @@ struct AudioQuery {
     format: Option<String>,
 }
 
-async fn audio(state: web::Data<AppState>, caller: Caller, path: web::Path<String>, q: web::Query<AudioQuery>) -> Result<HttpResponse> {
+async fn audio(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    q: web::Query<AudioQuery>,
+) -> Result<HttpResponse> {
     caller.require(Role::Parent)?;
     let id = path.into_inner();
     let wav = match q.format.as_deref() {
@@ -125,22 +173,39 @@ async fn audio(state: web::Data<AppState>, caller: Caller, path: web::Path<Strin
         let bytes = tokio::task::spawn_blocking(move || crate::audio::ogg_to_wav(&ogg))
             .await
             .map_err(|e| Error::internal(anyhow::anyhow!("audio worker failed: {e}")))?
-            .map_err(|e| Error::internal(anyhow::anyhow!("stored audio could not be decoded: {e}")))?;
-        Ok(HttpResponse::Ok().content_type("audio/wav").insert_header(("cache-control", "no-store")).body(bytes))
+            .map_err(|e| {
+                Error::internal(anyhow::anyhow!("stored audio could not be decoded: {e}"))
+            })?;
+        Ok(HttpResponse::Ok()
+            .content_type("audio/wav")
+            .insert_header(("cache-control", "no-store"))
+            .body(bytes))
     } else {
-        Ok(HttpResponse::Ok().content_type("audio/ogg").insert_header(("cache-control", "no-store")).body(ogg))
+        Ok(HttpResponse::Ok()
+            .content_type("audio/ogg")
+            .insert_header(("cache-control", "no-store"))
+            .body(ogg))
     }
 }
 
-async fn delete(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse> {
+async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
     caller.require(Role::Parent)?;
     let id = path.into_inner();
     let id2 = id.clone();
-    let gone = state.store.write(move |tx| store::messages::delete(tx, &id2)).await?;
+    let gone = state
+        .store
+        .write(move |tx| store::messages::delete(tx, &id2))
+        .await?;
     if !gone {
         return Err(Error::not_found("no such message"));
     }
-    state.events.publish("message", json!({"id": id, "deleted": true}));
+    state
+        .events
+        .publish("message", json!({"id": id, "deleted": true}));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -150,19 +215,29 @@ struct MessagePatch {
     keep: bool,
 }
 
-async fn patch(state: web::Data<AppState>, caller: Caller, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> Result<HttpResponse> {
+async fn patch(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    Json(p): Json<MessagePatch>,
+) -> Result<HttpResponse> {
     caller.require(Role::Parent)?;
-    let body = read_body(&req, payload, JSON_LIMIT).await?;
-    let p: MessagePatch = parse_json(&body)?;
     let id = path.into_inner();
     let id2 = id.clone();
-    let found = state.store.write(move |tx| store::messages::set_keep(tx, &id2, p.keep)).await?;
+    let found = state
+        .store
+        .write(move |tx| store::messages::set_keep(tx, &id2, p.keep))
+        .await?;
     if !found {
         return Err(Error::not_found("no such message"));
     }
     messaging::publish(&state, &id).await?;
     let id3 = id.clone();
-    let m = state.store.read(move |c| store::messages::get(c, &id3)).await?.ok_or_else(|| Error::not_found("no such message"))?;
+    let m = state
+        .store
+        .read(move |c| store::messages::get(c, &id3))
+        .await?
+        .ok_or_else(|| Error::not_found("no such message"))?;
     let days = messaging::retention_days(&state).await?;
     Ok(HttpResponse::Ok().json(messaging::message_json(&m, days)))
 }

@@ -4,9 +4,9 @@
 //! `/api/v1` from `static/app.js` with the CSRF token of the page; only
 //! login and setup are plain form posts.
 
-use askama::Template;
 use actix_web::http::{Method, header};
 use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
 use serde::Deserialize;
 
 use super::api::{self, SetupBody};
@@ -49,7 +49,22 @@ pub struct Layout {
 }
 
 fn html(body: String) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body)
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(body)
+}
+
+/// A form page shown again with the error that refused it, keeping the
+/// error's status and `Retry-After`.
+fn form_again(page: &impl Template, e: &Error) -> PageResult {
+    let body = page
+        .render()
+        .map_err(|err| PageError(Error::internal(anyhow::anyhow!("template failed: {err}"))))?;
+    let mut resp = HttpResponse::build(e.status);
+    if let Some(s) = e.retry_after {
+        resp.insert_header((header::RETRY_AFTER, s.to_string()));
+    }
+    Ok(resp.content_type("text/html; charset=utf-8").body(body))
 }
 
 fn render(t: &impl Template) -> PageResult {
@@ -58,10 +73,15 @@ fn render(t: &impl Template) -> PageResult {
         .map_err(|e| PageError(Error::internal(anyhow::anyhow!("template failed: {e}"))))
 }
 
-async fn layout(state: &AppState, caller: Option<&PageCaller>, title: &str, nav: &'static str) -> Result<Layout, Error> {
+async fn layout(
+    state: &AppState,
+    caller: Option<&PageCaller>,
+    title: &str,
+    nav: &'static str,
+) -> Result<Layout, Error> {
     let household = state
         .store
-        .read(|c| store::household::get(c))
+        .read(store::household::get)
         .await?
         .map(|h| h.name)
         .unwrap_or_else(|| "Hearth".into());
@@ -69,7 +89,9 @@ async fn layout(state: &AppState, caller: Option<&PageCaller>, title: &str, nav:
         title: title.to_owned(),
         household,
         user: caller.map(|c| c.0.user.display_name.clone()),
-        csrf: caller.map(|c| c.0.session.csrf_token.clone()).unwrap_or_default(),
+        csrf: caller
+            .map(|c| c.0.session.csrf_token.clone())
+            .unwrap_or_default(),
         nav,
     })
 }
@@ -92,9 +114,14 @@ pub fn render_error_page(status: u16, reason: &str, message: &str) -> String {
         csrf: String::new(),
         nav: "",
     };
-    ErrorPage { l, status, reason, message }
-        .render()
-        .unwrap_or_else(|_| format!("{status} {reason}: {message}"))
+    ErrorPage {
+        l,
+        status,
+        reason,
+        message,
+    }
+    .render()
+    .unwrap_or_else(|_| format!("{status} {reason}: {message}"))
 }
 
 /// A paired toy on the home and toys pages.
@@ -121,7 +148,10 @@ fn toy_views(state: &AppState, toys: &[store::toys::Toy]) -> Vec<ToyView> {
                 name: t.name.clone(),
                 online: j["online"].as_bool().unwrap_or(false),
                 last_seen: t.last_seen.map(rfc3339).unwrap_or_default(),
-                battery: t.battery.map(|b| format!("{b}%")).unwrap_or_else(|| "unknown".into()),
+                battery: t
+                    .battery
+                    .map(|b| format!("{b}%"))
+                    .unwrap_or_else(|| "unknown".into()),
             }
         })
         .collect()
@@ -161,7 +191,12 @@ fn message_view(m: &store::messages::Message, days: Option<u32>) -> MessageView 
         duration: format!("{:.1}", m.duration_ms as f64 / 1000.0),
         state: m.state.as_str(),
         keep: m.keep,
-        peaks: m.peaks.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+        peaks: m
+            .peaks
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         expires_at: match (m.keep, days) {
             (false, Some(d)) => rfc3339(m.created_at + i64::from(d) * 86_400),
             _ => String::new(),
@@ -180,16 +215,26 @@ struct HomePage {
 
 async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
     let l = layout(&state, Some(&caller), "Home", "home").await?;
-    let toys = state.store.read(|c| store::toys::list_paired(c)).await?;
-    let msgs = state.store.read(|c| store::messages::list(c, None, None, 50)).await?;
+    let toys = state.store.read(store::toys::list_paired).await?;
+    let msgs = state
+        .store
+        .read(|c| store::messages::list(c, None, None, 50))
+        .await?;
     let days = crate::messaging::retention_days(&state).await?;
     let new_recordings = msgs
         .iter()
-        .filter(|m| m.direction == Direction::FromToy && m.state == crate::domain::MessageState::Received)
+        .filter(|m| {
+            m.direction == Direction::FromToy && m.state == crate::domain::MessageState::Received
+        })
         .map(|m| message_view(m, days))
         .collect();
     let pending = state.pairings.pending(state.now()).len();
-    render(&HomePage { l, toys: toy_views(&state, &toys), new_recordings, pending })
+    render(&HomePage {
+        l,
+        toys: toy_views(&state, &toys),
+        new_recordings,
+        pending,
+    })
 }
 
 #[derive(Template)]
@@ -201,8 +246,11 @@ struct ToysPage {
 
 async fn toys_page(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
     let l = layout(&state, Some(&caller), "Toys", "toys").await?;
-    let toys = state.store.read(|c| store::toys::list_paired(c)).await?;
-    render(&ToysPage { l, toys: toy_views(&state, &toys) })
+    let toys = state.store.read(store::toys::list_paired).await?;
+    render(&ToysPage {
+        l,
+        toys: toy_views(&state, &toys),
+    })
 }
 
 #[derive(Template)]
@@ -213,7 +261,11 @@ struct ToyPage {
     messages: Vec<MessageView>,
 }
 
-async fn toy_page(state: web::Data<AppState>, caller: PageCaller, path: web::Path<String>) -> PageResult {
+async fn toy_page(
+    state: web::Data<AppState>,
+    caller: PageCaller,
+    path: web::Path<String>,
+) -> PageResult {
     let id = path.into_inner();
     let id2 = id.clone();
     let toy = state
@@ -223,12 +275,19 @@ async fn toy_page(state: web::Data<AppState>, caller: PageCaller, path: web::Pat
         .filter(|t| t.removed_at.is_none())
         .ok_or_else(|| Error::not_found("no such paired toy"))?;
     let row = toy.id;
-    let mut msgs = state.store.read(move |c| store::messages::list(c, Some(row), None, 100)).await?;
+    let mut msgs = state
+        .store
+        .read(move |c| store::messages::list(c, Some(row), None, 100))
+        .await?;
     msgs.reverse();
     let days = crate::messaging::retention_days(&state).await?;
     let l = layout(&state, Some(&caller), &toy.name, "toys").await?;
     let toy = toy_views(&state, std::slice::from_ref(&toy)).remove(0);
-    render(&ToyPage { l, toy, messages: msgs.iter().map(|m| message_view(m, days)).collect() })
+    render(&ToyPage {
+        l,
+        toy,
+        messages: msgs.iter().map(|m| message_view(m, days)).collect(),
+    })
 }
 
 #[derive(Template)]
@@ -241,7 +300,11 @@ struct AccountPage {
 
 async fn account_page(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
     let l = layout(&state, Some(&caller), "Account", "account").await?;
-    render(&AccountPage { l, username: caller.0.user.username.clone(), role: caller.0.user.role.as_str() })
+    render(&AccountPage {
+        l,
+        username: caller.0.user.username.clone(),
+        role: caller.0.user.role.as_str(),
+    })
 }
 
 #[derive(Template)]
@@ -273,30 +336,45 @@ struct SetupPage {
 }
 
 async fn setup_page(state: web::Data<AppState>) -> PageResult {
-    if state.store.read(|c| store::users::any_admin(c)).await? {
-        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).finish());
+    if state.store.read(store::users::any_admin).await? {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/login"))
+            .finish());
     }
     let l = layout(&state, None, "Set up Hearth", "").await?;
-    render(&SetupPage { l, error: String::new(), household: String::new(), username: String::new() })
+    render(&SetupPage {
+        l,
+        error: String::new(),
+        household: String::new(),
+        username: String::new(),
+    })
 }
 
-async fn setup_post(state: web::Data<AppState>, req: HttpRequest, form: web::Form<SetupBody>) -> PageResult {
+async fn setup_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<SetupBody>,
+) -> PageResult {
     if !same_origin(&req) {
-        return Err(Error::forbidden("csrf_check_failed", "this form did not come from this hub").into());
+        return Err(
+            Error::forbidden("csrf_check_failed", "this form did not come from this hub").into(),
+        );
     }
     let form = form.into_inner();
     let (household, username) = (form.household.clone(), form.username.clone());
     match api::do_setup(&state, &req, form).await {
-        Ok(_) => Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/login?setup=done")).finish()),
+        Ok(_) => Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/login?setup=done"))
+            .finish()),
         Err(e) if e.status.is_client_error() && e.status.as_u16() != 409 => {
             let l = layout(&state, None, "Set up Hearth", "").await?;
-            let page = SetupPage { l, error: e.message.clone(), household, username };
-            let body = page.render().map_err(|e| PageError(Error::internal(anyhow::anyhow!("{e}"))))?;
-            let mut resp = HttpResponse::build(e.status);
-            if let Some(s) = e.retry_after {
-                resp.insert_header((header::RETRY_AFTER, s.to_string()));
-            }
-            Ok(resp.content_type("text/html; charset=utf-8").body(body))
+            let page = SetupPage {
+                l,
+                error: e.message.clone(),
+                household,
+                username,
+            };
+            form_again(&page, &e)
         }
         Err(e) => Err(e.into()),
     }
@@ -319,11 +397,22 @@ struct LoginQuery {
 async fn login_page(state: web::Data<AppState>, q: web::Query<LoginQuery>) -> PageResult {
     let to = sign_in_location(&state).await?;
     if to == "/setup" {
-        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/setup")).finish());
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/setup"))
+            .finish());
     }
     let l = layout(&state, None, "Sign in", "").await?;
-    let notice = if q.setup.is_some() { "Your household is ready. Sign in with the account you just made.".into() } else { String::new() };
-    render(&LoginPage { l, error: String::new(), notice, username: String::new() })
+    let notice = if q.setup.is_some() {
+        "Your household is ready. Sign in with the account you just made.".into()
+    } else {
+        String::new()
+    };
+    render(&LoginPage {
+        l,
+        error: String::new(),
+        notice,
+        username: String::new(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -332,9 +421,15 @@ struct LoginForm {
     password: String,
 }
 
-async fn login_post(state: web::Data<AppState>, req: HttpRequest, form: web::Form<LoginForm>) -> PageResult {
+async fn login_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> PageResult {
     if !same_origin(&req) {
-        return Err(Error::forbidden("csrf_check_failed", "this form did not come from this hub").into());
+        return Err(
+            Error::forbidden("csrf_check_failed", "this form did not come from this hub").into(),
+        );
     }
     let form = form.into_inner();
     match api::do_login(&state, &req, &form.username, form.password, "cookie").await {
@@ -344,18 +439,23 @@ async fn login_post(state: web::Data<AppState>, req: HttpRequest, form: web::For
             c.set_secure(true);
             c.set_http_only(true);
             c.set_same_site(actix_web::cookie::SameSite::Strict);
-            c.set_max_age(actix_web::cookie::time::Duration::seconds(s.expires_at - state.now()));
-            Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).cookie(c).finish())
+            c.set_max_age(actix_web::cookie::time::Duration::seconds(
+                s.expires_at - state.now(),
+            ));
+            Ok(HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/"))
+                .cookie(c)
+                .finish())
         }
         Err(e) if e.status.is_client_error() => {
             let l = layout(&state, None, "Sign in", "").await?;
-            let page = LoginPage { l, error: e.message.clone(), notice: String::new(), username: form.username };
-            let body = page.render().map_err(|e| PageError(Error::internal(anyhow::anyhow!("{e}"))))?;
-            let mut resp = HttpResponse::build(e.status);
-            if let Some(s) = e.retry_after {
-                resp.insert_header((header::RETRY_AFTER, s.to_string()));
-            }
-            Ok(resp.content_type("text/html; charset=utf-8").body(body))
+            let page = LoginPage {
+                l,
+                error: e.message.clone(),
+                notice: String::new(),
+                username: form.username,
+            };
+            form_again(&page, &e)
         }
         Err(e) => Err(e.into()),
     }

@@ -1,0 +1,324 @@
+// Hearth browser end-to-end test: a real Chromium (fake microphone) against
+// a real hub. Started by tests/integration/browser.rs with:
+//   HUB_URL, USERNAME, PASSWORD, TOY_ID, TOY_CERT, TOY_KEY, CA_FILE, FAKE_WAV
+//   optional: PAIR_ID, PAIR_CODE (a second toy waiting for confirmation),
+//             EXPECT_REAL_AUDIO=1 (check durations and the Ogg container).
+// Prints one line per step; exits non-zero on the first failure.
+import fs from 'node:fs';
+import https from 'node:https';
+import { chromium } from 'playwright-core';
+import { AxeBuilder } from '@axe-core/playwright';
+
+const env = (k, d) => {
+  const v = process.env[k] ?? d;
+  if (v === undefined) throw new Error(`missing env ${k}`);
+  return v;
+};
+const HUB = env('HUB_URL');
+const USER = env('USERNAME');
+const PASS = env('PASSWORD');
+const TOY = env('TOY_ID');
+const FAKE_WAV = env('FAKE_WAV');
+const REAL_AUDIO = process.env.EXPECT_REAL_AUDIO === '1';
+const tls = {
+  cert: fs.readFileSync(env('TOY_CERT')),
+  key: fs.readFileSync(env('TOY_KEY')),
+  ca: fs.readFileSync(env('CA_FILE')),
+  servername: 'localhost',
+};
+
+const step = (msg) => console.log(`ok   ${msg}`);
+const fail = (msg) => { throw new Error(msg); };
+const assert = (cond, msg) => { if (!cond) fail(msg); };
+
+// ---- the toy, over mutual TLS --------------------------------------------
+function toy(method, path, { body, headers } = {}) {
+  const url = new URL(path, HUB);
+  return new Promise((resolve, reject) => {
+    const req = https.request({
+      method, host: url.hostname, port: url.port, path: url.pathname + url.search,
+      headers: { ...(headers || {}), ...(body ? { 'content-length': body.length } : {}) },
+      ...tls,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const buf = Buffer.concat(chunks);
+        let json = null;
+        if ((res.headers['content-type'] || '').includes('json')) {
+          try { json = JSON.parse(buf.toString('utf8')); } catch { json = null; }
+        }
+        resolve({ status: res.statusCode, headers: res.headers, body: buf, json });
+      });
+    });
+    req.on('error', reject);
+    req.setTimeout(30000, () => req.destroy(new Error(`${method} ${path}: timeout`)));
+    if (body) req.write(body);
+    req.end();
+  });
+}
+
+// ---- accessibility --------------------------------------------------------
+const axeResults = [];
+async function axe(page, label) {
+  const r = await new AxeBuilder({ page }).analyze();
+  axeResults.push([label, r.violations.length]);
+  if (r.violations.length) {
+    for (const v of r.violations) {
+      console.log(`axe  ${label}: ${v.id} (${v.impact}): ${v.help}`);
+      for (const n of v.nodes.slice(0, 5)) console.log(`       ${n.target.join(' ')}: ${n.failureSummary.replace(/\n/g, ' ')}`);
+    }
+    fail(`axe: ${r.violations.length} violation(s) on ${label}`);
+  }
+  step(`axe: 0 violations on ${label} (${r.passes.length} rules passed)`);
+}
+
+// Console errors and CSP refusals fail the run.
+const pageErrors = [];
+let current = null; // the main page, for failure reports
+function watch(page, name) {
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageErrors.push(`${name}: console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => pageErrors.push(`${name}: pageerror: ${e.message}`));
+}
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: [
+      '--headless', '--no-sandbox',
+      '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+      `--use-file-for-fake-audio-capture=${FAKE_WAV}`,
+      '--autoplay-policy=no-user-gesture-required',
+      '--disable-background-networking', '--disable-component-update',
+      '--no-first-run', '--disable-sync', '--ignore-certificate-errors',
+    ],
+  });
+  try {
+    const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 390, height: 844 } });
+    await ctx.grantPermissions(['microphone'], { origin: HUB });
+    const page = await ctx.newPage();
+    current = page;
+    watch(page, 'toy page');
+    page.on('dialog', (d) => d.accept());
+    page.setDefaultTimeout(15000);
+
+    // --- sign in
+    await page.goto(`${HUB}/login`);
+    await axe(page, '/login');
+    await page.fill('#username', 'nobody');
+    await page.fill('#password', 'wrong password here');
+    await Promise.all([page.waitForLoadState('load'), page.click('button[type=submit]')]);
+    assert(await page.locator('.error[role=alert]').count() === 1, 'a wrong password shows an error');
+    await axe(page, '/login (error)');
+    await page.fill('#username', USER);
+    await page.fill('#password', PASS);
+    await Promise.all([page.waitForURL(`${HUB}/`), page.click('button[type=submit]')]);
+    step('signed in');
+    assert(await page.locator('meta[name=csrf-token]').getAttribute('content'), 'csrf meta present');
+    await axe(page, '/');
+
+    // --- toys page (and pairing a second toy through the UI when offered)
+    await page.goto(`${HUB}/toys`);
+    await page.locator(`#paired-list li[data-toy="${TOY}"]`).waitFor();
+    await page.locator('#paired-list li').first().locator('.badge').waitFor();
+    assert(await page.locator('#paired-empty').isHidden(), 'paired-empty hidden when toys exist');
+    if (process.env.PAIR_ID) {
+      const card = page.locator(`#pending-list li[data-pairing="${process.env.PAIR_ID}"]`);
+      await card.waitFor();
+      assert(await page.locator('#pending-empty').isHidden(), 'pending-empty hidden');
+      const input = card.locator('input[name=code]');
+      assert(await input.getAttribute('inputmode') === 'numeric', 'code input numeric');
+      assert(await input.getAttribute('autocomplete') === 'one-time-code', 'code input one-time-code');
+      await axe(page, '/toys (pending)');
+      const wrong = process.env.PAIR_CODE === '000000' ? '111111' : '000000';
+      await input.fill(wrong);
+      await card.locator('button[type=submit]').click();
+      await card.locator('[data-attempts].is-error').waitFor();
+      const t = await card.locator('[data-attempts]').textContent();
+      assert(/Attempts left: \d+/.test(t), `attempts_left shown (got "${t}")`);
+      step(`wrong code refused: "${t.trim()}"`);
+      await input.fill(process.env.PAIR_CODE);
+      await card.locator('button[type=submit]').click();
+      await card.waitFor({ state: 'detached' });
+      await page.locator('#paired-list li').nth(1).waitFor();
+      await page.locator('#pending-empty').waitFor({ state: 'visible' });
+      step('second toy paired from the toys page (list re-rendered live)');
+    }
+    await axe(page, '/toys');
+
+    // --- account
+    await page.goto(`${HUB}/account`);
+    await page.locator('#sessions li').first().waitFor();
+    assert(await page.locator('#sessions [data-session]').count() >= 1, 'sessions listed');
+    await page.fill('#current_password', 'not my password at all');
+    await page.fill('#new_password', 'a brand new long passphrase');
+    await page.click('[data-password] button[type=submit]');
+    await page.locator('#status.is-error').waitFor();
+    step(`password change with a wrong current password refused: "${(await page.textContent('#status')).trim()}"`);
+    await page.locator('#retention').selectOption('forever');
+    await page.click('[data-household] button[type=submit]');
+    await page.locator('#status.is-ok').waitFor();
+    const hh = await page.evaluate(async () => (await fetch('/api/v1/household')).json());
+    assert(hh.retention_days === null, `retention set to keep forever (got ${JSON.stringify(hh)})`);
+    await page.locator('#retention').selectOption('30');
+    await page.click('[data-household] button[type=submit]');
+    await page.waitForFunction(async () => (await (await fetch('/api/v1/household')).json()).retention_days === 30);
+    step('household retention changed to forever and back to 30 days from the account page');
+    await axe(page, '/account');
+
+    // --- certificate help (public)
+    await page.goto(`${HUB}/help/certificate`);
+    await axe(page, '/help/certificate');
+
+    // --- a home page open in a second tab, to watch it update live
+    const home = await ctx.newPage();
+    watch(home, 'home page');
+    home.setDefaultTimeout(15000);
+    await home.goto(`${HUB}/`);
+
+    // --- the toy page: record and send
+    await page.goto(`${HUB}/toys/${TOY}`);
+    await axe(page, `/toys/${TOY} (empty)`);
+    const rec = page.locator('[data-record]');
+    await rec.click();
+    await page.locator('[data-record][aria-pressed=true]').waitFor();
+    const recStarted = Date.now();
+    await page.waitForFunction(() => /Recording 0:01 of 2:00/.test(document.querySelector('[data-rec-time]').textContent));
+    step('elapsed time shown while recording');
+    // Stop as soon as the page says 3 s were captured.
+    await page.evaluate(() => new Promise((resolve) => {
+      const t = setInterval(() => {
+        if (/Recording 0:03/.test(document.querySelector('[data-rec-time]').textContent)) {
+          clearInterval(t);
+          document.querySelector('[data-record]').click();
+          resolve();
+        }
+      }, 20);
+    }));
+    await page.locator('[data-preview]:not([hidden])').waitFor();
+    const wallSecs = (Date.now() - recStarted) / 1000;
+    const src = await page.getAttribute('[data-preview]', 'src');
+    assert(src && src.startsWith('blob:'), 'preview is a blob: URL');
+    const previewSecs = await page.evaluate(() => new Promise((resolve) => {
+      const a = document.querySelector('[data-preview]');
+      if (a.readyState >= 1 && isFinite(a.duration)) resolve(a.duration);
+      else a.addEventListener('loadedmetadata', () => resolve(a.duration), { once: true });
+    }));
+    const uploaded = page.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith(`/api/v1/toys/${TOY}/messages`));
+    await page.click('[data-send]');
+    const h = await (await uploaded).allHeaders();
+    assert(h['content-type'] === 'audio/wav', `sent as audio/wav (got ${h['content-type']})`);
+    assert(/^[A-Za-z0-9._-]{1,64}$/.test(h['idempotency-key'] || ''), 'Idempotency-Key sent');
+    assert(h['x-csrf-token'], 'X-CSRF-Token sent');
+    step(`recorded ${previewSecs.toFixed(2)} s (preview) in ${wallSecs.toFixed(2)} s of wall time`);
+    assert(previewSecs > 2.5 && previewSecs < 4.5, `recorded about 3 s (got ${previewSecs.toFixed(2)} s)`);
+    await page.waitForFunction(() => /^Sent/.test(document.querySelector('#status').textContent));
+    await page.locator('#timeline li.bubble.to_toy').first().waitFor();
+    assert(await page.locator('#no-messages').isHidden(), 'empty note hidden once a message exists');
+    const sentId = await page.locator('#timeline li.bubble.to_toy').first().getAttribute('data-id');
+    step(`sent; bubble ${sentId} shown with state ${await page.locator(`#msg-${sentId}`).getAttribute('data-state')}`);
+
+    if (!REAL_AUDIO) {
+      const r = await page.request.get(`${HUB}/api/v1/messages/${sentId}/audio`);
+      const body = await r.body();
+      const ch = body.readUInt16LE(22), rate = body.readUInt32LE(24), bits = body.readUInt16LE(34), bytes = body.readUInt32LE(40);
+      assert(body.subarray(0, 4).toString('latin1') === 'RIFF' && ch === 1 && bits === 16 && bytes === body.length - 44,
+        `uploaded a 16-bit mono WAV (ch ${ch}, bits ${bits}, data ${bytes}, total ${body.length})`);
+      step(`uploaded WAV: ${rate} Hz mono 16-bit, ${(bytes / 2 / rate).toFixed(2)} s`);
+    }
+
+    // --- the toy fetches, plays and reports it
+    const inbox = await toy('GET', '/toy/v1/inbox?wait=10');
+    assert(inbox.status === 200, `inbox: ${inbox.status} ${inbox.body}`);
+    const msgs = inbox.json.messages;
+    assert(msgs.length === 1 && msgs[0].id === sentId, `inbox holds the one message (${JSON.stringify(msgs)})`);
+    const dur = msgs[0].duration_ms;
+    if (REAL_AUDIO) assert(dur >= 2500 && dur <= 4000, `duration_ms 2500..4000 (got ${dur})`);
+    step(`toy inbox: 1 message, duration_ms ${dur}${REAL_AUDIO ? '' : ' (placeholder audio module: not checked)'}`);
+    const audio = await toy('GET', msgs[0].audio);
+    assert(audio.status === 200, `audio: ${audio.status}`);
+    if (REAL_AUDIO) assert(audio.body.subarray(0, 4).toString('latin1') === 'OggS', 'audio is Ogg');
+    step(`toy audio: ${audio.body.length} bytes, ${audio.headers['content-type']}, starts ${JSON.stringify(audio.body.subarray(0, 4).toString('latin1'))}`);
+    await page.locator(`#msg-${sentId}[data-state=delivered]`).waitFor();
+    step('page shows delivered live');
+    const played = await toy('POST', `/toy/v1/messages/${sentId}/played`);
+    assert(played.status === 204, `played: ${played.status}`);
+    await page.locator(`#msg-${sentId}[data-state=played]`).waitFor();
+    const ticks = await page.textContent(`#msg-${sentId} [data-ticks]`);
+    assert(ticks.includes('✓✓') && ticks.includes('played'), `played ticks (got "${ticks}")`);
+    step(`page shows played live: "${ticks.trim()}"`);
+
+    // --- keep toggle
+    await page.click(`#msg-${sentId} [data-keep]`);
+    await page.locator(`#msg-${sentId} [data-keep][aria-pressed=true]`).waitFor();
+    step('keep toggled');
+
+    // --- the toy records; the open pages show it without reload
+    const clip = fs.readFileSync(FAKE_WAV);
+    const up = await toy('POST', '/toy/v1/recordings', {
+      body: clip,
+      headers: { 'content-type': 'audio/wav', 'idempotency-key': `e2e-${Date.now()}` },
+    });
+    assert(up.status === 201, `recording upload: ${up.status} ${up.body}`);
+    const fromId = up.json.id;
+    await page.locator(`#msg-${fromId}.from_toy .badge.new`).waitFor();
+    step(`toy recording ${fromId} appeared live on the toy page, marked new`);
+    await home.locator(`#new-recordings #msg-${fromId}`).waitFor();
+    assert(await home.locator('#no-new').isHidden(), 'home empty note hidden');
+    step('and live on the home page');
+    for (const c of await page.locator('#timeline canvas.wave').all()) {
+      const w = await c.evaluate((e) => e.width);
+      assert(w > 0, 'waveform canvas drawn');
+    }
+    await axe(page, `/toys/${TOY} (with messages)`);
+    await axe(home, '/ (with a new recording)');
+
+    // --- hearing it clears "new" here and removes it from the home list
+    await page.click(`#msg-${fromId} [data-play]`);
+    await page.locator(`#msg-${fromId} .badge.new`).waitFor({ state: 'detached' });
+    await home.locator(`#new-recordings #msg-${fromId}`).waitFor({ state: 'detached' });
+    step('played by the parent: no longer new (page and home)');
+
+    // --- delete a message
+    await page.click(`#msg-${fromId} [data-delete]`);
+    await page.locator(`#msg-${fromId}`).waitFor({ state: 'detached' });
+    step('message deleted');
+
+    // --- rename
+    await page.fill('#toy-name', 'Bear the Brave');
+    await page.click('[data-rename] button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('main h1').textContent === 'Bear the Brave');
+    step('renamed');
+
+    // --- sign out
+    await page.click('[data-logout]');
+    await page.waitForURL(`${HUB}/login`);
+    const after = await page.goto(`${HUB}/account`);
+    assert(after.url().endsWith('/login'), `signed out (now at ${after.url()})`);
+    step('signed out');
+
+    const csp = pageErrors.filter((e) => /Content Security Policy|Refused to/i.test(e));
+    if (pageErrors.length) console.log(pageErrors.map((e) => `note ${e}`).join('\n'));
+    assert(csp.length === 0, `CSP violations: ${csp.join('; ')}`);
+    const uncaught = pageErrors.filter((e) => e.includes('pageerror'));
+    assert(uncaught.length === 0, `uncaught script errors: ${uncaught.join('; ')}`);
+    console.log(`axe summary: ${axeResults.map(([l, n]) => `${l}=${n}`).join(', ')}`);
+    console.log('PASS browser end-to-end');
+  } catch (e) {
+    if (current) {
+      const text = await current.locator('main').innerText().catch(() => '');
+      console.log(`page ${current.url()}: ${text.slice(0, 600).replace(/\n+/g, ' | ')}`);
+    }
+    throw e;
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((e) => {
+  console.log(`FAIL ${e.message}`);
+  if (pageErrors.length) console.log(pageErrors.join('\n'));
+  process.exit(1);
+});
