@@ -139,10 +139,13 @@ impl Application {
         } else {
             let code = setup::load_or_create(&config.data_dir)
                 .context("cannot write the setup-code file")?;
+            let port = match config.listen.port() {
+                443 => String::new(),
+                p => format!(":{p}"),
+            };
             tracing::info!(
-                "no account exists yet: open https://{}:{}/setup",
-                config.mdns.host_name,
-                config.listen.port()
+                "no account exists yet: open https://{}{port}/setup",
+                config.mdns.host_name
             );
             tracing::info!("setup code: {code}");
             Some(code)

@@ -65,6 +65,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `hearth-toy man` prints the man page (used by packaging); it needs no --state.
+    if std::env::args().nth(1).as_deref() == Some("man") {
+        use clap::CommandFactory;
+        let man = clap_mangen::Man::new(Cli::command());
+        return match man.render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write the man page: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
