@@ -134,11 +134,16 @@ pub async fn store_upload(state: &AppState, up: Upload) -> Result<(u16, serde_js
             return Ok((200, v));
         }
     }
-    let (kind, body) = (up.kind, up.body.clone());
-    let clip = tokio::task::spawn_blocking(move || audio::ingest(kind, &body))
-        .await
-        .map_err(|e| Error::internal(anyhow::anyhow!("audio worker failed: {e}")))?
-        .map_err(audio_error)?;
+    let (kind, body, direction) = (up.kind, up.body.clone(), up.direction);
+    // Towards a toy, everything is re-encoded with the limiter (a child's
+    // ear is at stake); children's recordings keep their Opus packets.
+    let clip = tokio::task::spawn_blocking(move || match direction {
+        Direction::ToToy => audio::ingest(kind, &body),
+        Direction::FromToy => audio::ingest_recording(kind, &body),
+    })
+    .await
+    .map_err(|e| Error::internal(anyhow::anyhow!("audio worker failed: {e}")))?
+    .map_err(audio_error)?;
     let public_id = hex::encode(rand::random::<[u8; 16]>());
     let answer = json!({"id": public_id, "duration_ms": clip.duration_ms});
     let answer_text = answer.to_string();

@@ -145,6 +145,47 @@ pub fn ingest(kind: AudioKind, body: &[u8]) -> Result<Clip, AudioError> {
     ingest_pcm(pcm, input_rate)
 }
 
+/// For children's recordings from toys: a mono Ogg Opus upload that
+/// decodes cleanly is kept as sent (no re-encoding, which costs a Pi about
+/// 150 ms of CPU per 10 s clip and a generation of quality); its loudness is
+/// brought towards [`TARGET_LUFS`] through the OpusHead output gain, which
+/// every decoder applies, limited so the loudest sample stays at or below
+/// [`TRUE_PEAK_CAP_DBTP`] and the boost at [`MAX_GAIN_DB`]. WAV and stereo
+/// Ogg go through [`ingest`].
+pub fn ingest_recording(kind: AudioKind, body: &[u8]) -> Result<Clip, AudioError> {
+    if kind == AudioKind::Wav || body.is_empty() {
+        return ingest(kind, body);
+    }
+    let (pcm, head) = ogg_opus::decode(body)?;
+    if head.channels != 1 {
+        return ingest_pcm(pcm, head.input_sample_rate);
+    }
+    let duration_ms = duration_ms(pcm.samples.len() as u64, pcm.sample_rate);
+    if too_long(pcm.samples.len() as u64, pcm.sample_rate) {
+        return Err(AudioError::TooLong { duration_ms });
+    }
+    let loudness = process::integrated_loudness(&pcm)?;
+    let peak = pcm.samples.iter().fold(0f32, |m, s| m.max(s.abs()));
+    let mut gain_db = if loudness.is_finite() && loudness > -70.0 {
+        (TARGET_LUFS - loudness).min(MAX_GAIN_DB)
+    } else {
+        0.0
+    };
+    if peak > 0.0 {
+        gain_db = gain_db.min(TRUE_PEAK_CAP_DBTP - 20.0 * f64::from(peak).log10());
+    }
+    let total = f64::from(head.output_gain) + gain_db * 256.0;
+    let gain_q78 = total
+        .round()
+        .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
+    let ogg = ogg_opus::remux_with_gain(body, gain_q78)?;
+    Ok(Clip {
+        ogg,
+        duration_ms,
+        peaks: process::peaks(&pcm.samples),
+    })
+}
+
 /// Everything after decoding: duration, resampling, loudness, peaks and
 /// encoding. `input_rate` only goes into the OpusHead, for information.
 pub(crate) fn ingest_pcm(pcm: Pcm, input_rate: u32) -> Result<Clip, AudioError> {

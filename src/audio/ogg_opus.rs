@@ -307,6 +307,46 @@ fn last_granule(body: &[u8], serial: u32) -> Option<u64> {
     None
 }
 
+/// Writes a validated Ogg Opus stream again with its packets, pages and
+/// granule positions unchanged, but a new stream serial and the OpusHead
+/// output gain set to `gain_q78` (dB in Q7.8, RFC 7845 section 5.1).
+/// Decoders apply that gain, so loudness changes without re-encoding.
+pub(crate) fn remux_with_gain(body: &[u8], gain_q78: i16) -> Result<Vec<u8>, AudioError> {
+    let io_fail =
+        |e: std::io::Error| AudioError::invalid(format!("the Ogg stream could not be built ({e})"));
+    let mut reader = PacketReader::new(Cursor::new(body));
+    let serial: u32 = rand::random();
+    let mut writer = PacketWriter::new(Vec::with_capacity(body.len() + 64));
+    let mut index = 0u64;
+    while let Some(mut packet) = reader.read_packet().map_err(ogg_error)? {
+        let mut data = std::mem::take(&mut packet.data);
+        if index == 0 {
+            if data.len() < 19 {
+                return Err(AudioError::invalid(format!(
+                    "the OpusHead packet is too short; {SEND}"
+                )));
+            }
+            data[16..18].copy_from_slice(&gain_q78.to_le_bytes());
+        }
+        let info = if packet.last_in_stream() {
+            PacketWriteEndInfo::EndStream
+        } else if packet.last_in_page() {
+            PacketWriteEndInfo::EndPage
+        } else {
+            PacketWriteEndInfo::NormalPacket
+        };
+        // Header pages carry granule 0; a page's granule is that of the
+        // last packet ending on it, which the reader reports for every
+        // packet of the page.
+        let granule = if index < 2 { 0 } else { packet.absgp_page() };
+        writer
+            .write_packet(data, serial, info, granule)
+            .map_err(io_fail)?;
+        index += 1;
+    }
+    Ok(writer.into_inner())
+}
+
 /// Encodes mono PCM at a libopus rate (8, 12, 16, 24 or 48 kHz) as an Ogg
 /// Opus stream. `input_rate` is recorded in the OpusHead for information.
 pub(crate) fn encode(pcm: &Pcm, input_rate: u32) -> Result<Vec<u8>, AudioError> {

@@ -641,3 +641,105 @@ proptest! {
         let _ = ogg_to_wav(&b);
     }
 }
+
+/// The audio packets (after OpusHead and OpusTags) of an Ogg Opus stream.
+fn audio_packets(ogg: &[u8]) -> Vec<Vec<u8>> {
+    let mut r = ogg::PacketReader::new(std::io::Cursor::new(ogg));
+    let mut v = Vec::new();
+    while let Some(p) = r.read_packet().expect("readable") {
+        v.push(p.data);
+    }
+    v.split_off(2)
+}
+
+fn peak_dbfs(pcm: &Pcm) -> f64 {
+    let peak = pcm.samples.iter().fold(0f32, |m, s| m.max(s.abs()));
+    20.0 * f64::from(peak).log10()
+}
+
+#[test]
+fn recordings_keep_their_opus_packets_and_gain_sets_loudness() {
+    let quiet = speech_like(48_000, 3.0, 0.05);
+    let ogg = ogg_opus::encode(
+        &Pcm {
+            sample_rate: 48_000,
+            samples: quiet.clone(),
+        },
+        48_000,
+    )
+    .expect("encode");
+    let before = loudness(&decode_ogg_opus(&ogg).expect("decodes"));
+    let clip = ingest_recording(AudioKind::OggOpus, &ogg).expect("a valid recording");
+    assert_eq!(
+        audio_packets(&clip.ogg),
+        audio_packets(&ogg),
+        "no re-encoding"
+    );
+    assert_eq!(clip.duration_ms, 3000);
+    let out = decode_ogg_opus(&clip.ogg).expect("decodes");
+    assert_eq!(
+        out.samples.len(),
+        quiet.len(),
+        "duration exact to the sample"
+    );
+    let after = loudness(&out);
+    assert!(
+        after > before + 3.0,
+        "a quiet recording is turned up: {before:.1} -> {after:.1} LUFS"
+    );
+    let peak = peak_dbfs(&out);
+    assert!(
+        (after - TARGET_LUFS).abs() <= 1.0
+            || (peak - TRUE_PEAK_CAP_DBTP).abs() <= 0.2
+            || (after - before - MAX_GAIN_DB).abs() <= 0.5,
+        "at the target loudness, or held by the peak cap or the gain cap: {before:.1} -> {after:.1} LUFS, peak {peak:.2} dBFS"
+    );
+    assert!(peak <= TRUE_PEAK_CAP_DBTP + 0.1, "peak {peak:.2} dBFS");
+    if tool("opusinfo") {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rec.opus");
+        std::fs::write(&path, &clip.ogg).expect("write");
+        let info = Command::new("opusinfo")
+            .arg(&path)
+            .output()
+            .expect("opusinfo");
+        let text = String::from_utf8_lossy(&info.stdout).to_string()
+            + &String::from_utf8_lossy(&info.stderr);
+        assert!(
+            info.status.success() && !text.contains("WARNING") && !text.contains("ERROR"),
+            "{text}"
+        );
+    } else {
+        println!("skipped: the opusinfo check needs opus-tools");
+    }
+}
+
+#[test]
+fn loud_recordings_are_turned_down_without_re_encoding() {
+    let loud = speech_like(48_000, 2.0, 0.9);
+    let ogg = ogg_opus::encode(
+        &Pcm {
+            sample_rate: 48_000,
+            samples: loud,
+        },
+        48_000,
+    )
+    .expect("encode");
+    let clip = ingest_recording(AudioKind::OggOpus, &ogg).expect("a valid recording");
+    assert_eq!(audio_packets(&clip.ogg), audio_packets(&ogg));
+    let out = decode_ogg_opus(&clip.ogg).expect("decodes");
+    assert!(peak_dbfs(&out) <= TRUE_PEAK_CAP_DBTP + 0.1);
+    assert!(loudness(&out) <= TARGET_LUFS + 1.0);
+    // Broken input is still refused, and a WAV still goes the full way.
+    assert!(matches!(
+        ingest_recording(AudioKind::OggOpus, &ogg[..ogg.len() / 2]),
+        Err(AudioError::Invalid(_))
+    ));
+    let wav = wav16(16_000, 1, &speech_like(16_000, 1.0, 0.1));
+    assert_eq!(
+        ingest_recording(AudioKind::Wav, &wav)
+            .expect("wav")
+            .duration_ms,
+        1000
+    );
+}
