@@ -21,6 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::speech_like;
+
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use futures_util::future::join_all;
 use hearth::audio::{self, AudioKind, Pcm};
@@ -46,30 +49,6 @@ const STARTS: usize = 10;
 const PAIR_BATCH: usize = 8;
 
 // ---------------------------------------------------------------- helpers
-
-/// Deterministic speech-like mono signal (same family as benches/encode.rs).
-fn speech_like(rate: u32, n: usize) -> Vec<f32> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut phase = 0f32;
-    (0..n)
-        .map(|i| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let noise = (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
-            let t = i as f32 / rate as f32;
-            let pitch = 140.0 + 40.0 * (t * 1.3).sin() + 20.0 * (t * 3.1).sin();
-            phase += pitch / rate as f32;
-            phase -= phase.floor();
-            let mut voiced = 0f32;
-            for h in 1..=12 {
-                voiced += (std::f32::consts::TAU * phase * h as f32).sin() / h as f32;
-            }
-            let syllable = (std::f32::consts::PI * t * 4.0).sin().abs();
-            0.1 * (0.6 * voiced * syllable * syllable + 0.02 * noise)
-        })
-        .collect()
-}
 
 /// A 16 kHz mono 16-bit WAV of `seconds` of speech-like signal.
 fn wav(seconds: usize) -> Vec<u8> {
