@@ -856,3 +856,25 @@ async fn headless_user_administration() {
     assert_eq!(r.status(), 401, "passwd ends the user's sessions");
     h.login("dad", "saffron tugboat meadow").await;
 }
+
+#[test]
+fn unusable_data_dir_is_explained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").expect("write");
+    let config = dir.path().join("hearth.toml");
+    std::fs::write(&config, "version = 1\n").expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["serve", "--no-mdns", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(file.join("data"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("data directory") && err.contains("--data-dir"),
+        "{err}"
+    );
+}
