@@ -37,21 +37,9 @@ async fn setup_flow_codes_throttling_and_file() {
     } else {
         "0000-0000"
     };
-    let r = hub
-        .anon()
-        .post(hub.url("/api/v1/setup"))
-        .json(&body(wrong))
-        .send()
-        .await
-        .expect("req");
+    let r = hub.post_json("/api/v1/setup", &body(wrong)).await;
     assert_eq!(r.status(), 403);
-    let r = hub
-        .anon()
-        .post(hub.url("/api/v1/setup"))
-        .json(&body(code))
-        .send()
-        .await
-        .expect("req");
+    let r = hub.post_json("/api/v1/setup", &body(code)).await;
     assert_eq!(
         r.status(),
         429,
@@ -61,32 +49,14 @@ async fn setup_flow_codes_throttling_and_file() {
     hub.clock.advance(time::Duration::seconds(5));
     // The password rule applies at setup.
     let weak = json!({"setup_code": code, "household": "Fernhill", "username": "mum", "password": "qazwsxedcrfv"});
-    let r = hub
-        .anon()
-        .post(hub.url("/api/v1/setup"))
-        .json(&weak)
-        .send()
-        .await
-        .expect("req");
+    let r = hub.post_json("/api/v1/setup", &weak).await;
     assert_eq!(r.status(), 422);
-    let r = hub
-        .anon()
-        .post(hub.url("/api/v1/setup"))
-        .json(&body(code))
-        .send()
-        .await
-        .expect("req");
+    let r = hub.post_json("/api/v1/setup", &body(code)).await;
     assert_eq!(r.status(), 201);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["username"], "mum");
     assert!(!path.exists(), "the setup-code file is removed after setup");
-    let r = hub
-        .anon()
-        .post(hub.url("/api/v1/setup"))
-        .json(&body(code))
-        .send()
-        .await
-        .expect("req");
+    let r = hub.post_json("/api/v1/setup", &body(code)).await;
     assert_eq!(r.status(), 409);
 }
 

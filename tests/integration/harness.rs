@@ -97,6 +97,16 @@ impl Hub {
         client(self.tls(None))
     }
 
+    /// Posts JSON anonymously (no credentials).
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.anon()
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// A client presenting a client certificate.
     pub fn with_cert(&self, cert_pem: &str, key_pem: &str) -> reqwest::Client {
         client(self.tls(Some((cert_pem, key_pem))))
