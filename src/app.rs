@@ -7,8 +7,7 @@
 //! got, so tests can ask for `127.0.0.1:0`.
 
 use std::net::TcpListener;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -17,13 +16,11 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::Context;
 
-use crate::auth::setup;
-use crate::auth::throttle::Throttle;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::discovery::{Discovery, DiscoveryOptions, HubAdvert};
-use crate::error::Error;
-use crate::events::Events;
+use crate::error::{Code, Error};
+use crate::events::{Events, PageEvent, ToyChange};
 use crate::http::{self, RouteInfo, Routes};
 use crate::pairing::Pairings;
 use crate::pki::HubPki;
@@ -46,26 +43,6 @@ pub fn route_table() -> Vec<RouteInfo> {
     r.list
 }
 
-fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create the data directory {}; create it or choose another with --data-dir", dir.display()))?;
-    }
-    let probe = dir.join(".write-test");
-    std::fs::write(&probe, b"")
-        .and_then(|_| std::fs::remove_file(&probe))
-        .with_context(|| format!("the data directory {} is not writable by this user; fix its owner or choose another with --data-dir", dir.display()))?;
-    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "the data directory is readable by other users; chmod 700 it");
-    }
-    Ok(())
-}
-
 fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).map_err(|e| match e.kind() {
         std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
@@ -80,16 +57,12 @@ fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
     let e = Error::not_found(format!("nothing here: {} {}", req.method(), req.path()));
-    if req.path().starts_with("/api/") || req.path().starts_with("/toy/") {
-        e.to_json_response()
-    } else {
-        e.to_html_response()
-    }
+    http::error_response(&req, &e)
 }
 
 fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    Error::bad_request(
-        "invalid_query",
+    Error::new(
+        Code::InvalidQuery,
         format!("the query string is not valid: {err}"),
     )
     .into()
@@ -100,9 +73,7 @@ fn form_error(err: actix_web::error::UrlencodedError, _: &HttpRequest) -> actix_
         actix_web::error::UrlencodedError::Overflow { .. } => {
             Error::too_large("the form is too large").into()
         }
-        other => {
-            Error::bad_request("invalid_form", format!("the form is not valid: {other}")).into()
-        }
+        other => Error::new(Code::InvalidForm, format!("the form is not valid: {other}")).into(),
     }
 }
 
@@ -118,9 +89,10 @@ impl Application {
 
     /// Builds with the given clock (tests move time with a manual one).
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        prepare_data_dir(&config.data_dir)?;
-        let data_dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        let data_dir = crate::datadir::DataDir::new(&config.data_dir);
+        data_dir.prepare()?;
+        let root = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&root))
             .await?
             .context("cannot open the database")?;
         let names = crate::pki::server_names(
@@ -133,12 +105,9 @@ impl Application {
             .await?
             .context("cannot prepare the hub's certificates")?;
         let has_admin = store.read(store::users::any_admin).await?;
-        let setup_code = if has_admin {
-            let _ = setup::remove(&config.data_dir);
-            None
-        } else {
-            let code = setup::load_or_create(&config.data_dir)
-                .context("cannot write the setup-code file")?;
+        let setup_code = crate::accounts::setup_code_at_start(&data_dir, has_admin)
+            .context("cannot write the setup-code file")?;
+        if let Some(code) = &setup_code {
             let port = match config.listen.port() {
                 443 => String::new(),
                 p => format!(":{p}"),
@@ -148,8 +117,7 @@ impl Application {
                 config.mdns.host_name
             );
             tracing::info!("setup code: {code}");
-            Some(code)
-        };
+        }
         let listener = bind(config.listen, "the HTTPS")?;
         let port = listener.local_addr()?.port();
         let household = store
@@ -191,16 +159,14 @@ impl Application {
             clock,
             events: Events::new(),
             pairings: Pairings::default(),
-            login_account_throttle: Throttle::new(5),
-            login_addr_throttle: Throttle::new(20),
-            setup_throttle: Throttle::new(1),
-            setup_code: Mutex::new(setup_code),
+            accounts: crate::accounts::Accounts::new(setup_code),
             discovery,
         });
         let st = state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(st.clone())
+                .app_data(http::HtmlErrors(crate::web::errors::html_response))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(
                     web::FormConfig::default()
@@ -319,23 +285,20 @@ async fn relay_discovery(
     use tokio::sync::broadcast::error::RecvError;
     loop {
         let (change, toy_id) = match rx.recv().await {
-            Ok(DiscoveryEvent::Appeared(t)) => ("discovered", t.toy_id),
-            Ok(DiscoveryEvent::Updated(t)) => ("discovered", t.toy_id),
-            Ok(DiscoveryEvent::Gone(id)) => ("gone", id),
+            Ok(DiscoveryEvent::Appeared(t)) => (ToyChange::Discovered, t.toy_id),
+            Ok(DiscoveryEvent::Updated(t)) => (ToyChange::Discovered, t.toy_id),
+            Ok(DiscoveryEvent::Gone(id)) => (ToyChange::Gone, id),
             Err(RecvError::Lagged(_)) => continue,
             Err(RecvError::Closed) => return,
         };
-        events.publish(
-            "toy",
-            serde_json::json!({"change": change, "toy_id": toy_id}),
-        );
+        events.publish(PageEvent::toy(change, &toy_id));
     }
 }
 
 /// Retention sweep, session purge and the online/offline tracker.
 async fn background_jobs(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
-    let mut online = std::collections::HashSet::<String>::new();
+    let mut tracker = crate::toys::Tracker::default();
     let mut n: u64 = 0;
     loop {
         tick.tick().await;
@@ -344,30 +307,12 @@ async fn background_jobs(state: web::Data<AppState>) {
             if let Err(e) = crate::messaging::retention_sweep(&state).await {
                 tracing::warn!(error = %e, "retention sweep failed");
             }
-            let (now, idle) = (
-                state.now(),
-                (state.config.sessions.idle_minutes * 60) as i64,
-            );
-            let _ = state
-                .store
-                .write(move |tx| store::sessions::purge_expired(tx, now, idle))
-                .await;
-        }
-        if let Ok(listing) = crate::web::api::toys_listing(&state).await {
-            let now_online: std::collections::HashSet<String> = listing["paired"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|t| t["online"].as_bool() == Some(true))
-                .filter_map(|t| t["toy_id"].as_str().map(str::to_owned))
-                .collect();
-            for gone in online.difference(&now_online) {
-                state.events.publish(
-                    "toy",
-                    serde_json::json!({"change": "offline", "toy_id": gone}),
-                );
+            if let Err(e) = crate::accounts::purge_sessions(&state).await {
+                tracing::warn!(error = %e, "session purge failed");
             }
-            online = now_online;
+        }
+        if let Err(e) = tracker.tick(&state).await {
+            tracing::warn!(error = %e, "the online/offline tracker failed");
         }
     }
 }

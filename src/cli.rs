@@ -9,9 +9,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
+use crate::accounts;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Overrides};
 use crate::domain::{DisplayName, Role, Username};
-use crate::store::{self, Store};
+use crate::error::{Code, Error};
+use crate::store::{Store, audit};
 
 /// Where the package puts the configuration; used when no --config is given and it exists.
 pub const PACKAGE_CONFIG: &str = "/etc/hearth/hearth.toml";
@@ -169,7 +172,9 @@ fn refuse_foreign_owner(dir: &std::path::Path) -> anyhow::Result<()> {
 
 fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     anyhow::ensure!(
-        cfg.data_dir.join("hearth.db").exists(),
+        crate::datadir::DataDir::new(&cfg.data_dir)
+            .database()
+            .exists(),
         "there is no database in {}; start the hub once (hearth serve) or pass the right --data-dir",
         cfg.data_dir.display()
     );
@@ -177,13 +182,25 @@ fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     Ok(Store::open(&cfg.data_dir)?)
 }
 
+/// An account use case's refusal as a command-line error: its message,
+/// with the password rule's refusals said as such.
+fn refused(e: Error) -> anyhow::Error {
+    match e.code {
+        Code::WeakPassword => anyhow::anyhow!("password refused: {}", e.message),
+        Code::InternalError | Code::StorageFull => anyhow::Error::new(e),
+        _ => anyhow::anyhow!("{}", e.message),
+    }
+}
+
 fn user_command(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
     let store = open_store(cfg)?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let household = store
-        .read_blocking(store::household::get)?
-        .map(|h| h.name)
-        .unwrap_or_default();
+    let now = SystemClock.unix();
+    // The account use cases run their database work on blocking threads;
+    // a small runtime of this thread hosts them.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
     match action {
         UserAction::Add {
             username,
@@ -194,33 +211,32 @@ fn user_command(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
             let role = Role::parse(&role)?;
             let display = DisplayName::parse(display_name.as_deref().unwrap_or(username.as_str()))?;
             let pw = read_password(&format!("Password for {username}: "))?;
-            crate::auth::password::check_rule(&pw, username.as_str(), &household)
-                .map_err(|e| anyhow::anyhow!("password refused: {e}"))?;
-            let hash = crate::auth::password::hash(&pw)?;
-            let id = store.write_blocking(|tx| {
-                store::users::insert(tx, username.as_str(), display.as_str(), role, &hash, now)
-            })?;
-            anyhow::ensure!(id.is_some(), "the username {username} is taken");
+            rt.block_on(accounts::add_user(
+                &store, now, &username, &display, role, pw,
+            ))
+            .map_err(refused)?;
             println!("added {username} ({})", role.as_str());
         }
         UserAction::Passwd { username } => {
             let username = Username::parse(&username)?;
-            let name = username.to_string();
-            let user = store
-                .read_blocking(|c| store::users::by_username(c, &name))?
-                .with_context(|| format!("there is no user {username}"))?;
+            let user = rt
+                .block_on(accounts::user(&store, &username))
+                .map_err(refused)?;
             let pw = read_password(&format!("New password for {username}: "))?;
-            crate::auth::password::check_rule(&pw, username.as_str(), &household)
-                .map_err(|e| anyhow::anyhow!("password refused: {e}"))?;
-            let hash = crate::auth::password::hash(&pw)?;
-            let ended = store.write_blocking(|tx| {
-                store::users::set_password_hash(tx, user.id, &hash)?;
-                store::sessions::delete_others(tx, user.id, None)
-            })?;
+            let ended = rt
+                .block_on(accounts::set_password(
+                    &store,
+                    now,
+                    audit::SYSTEM,
+                    &user,
+                    pw,
+                    None,
+                ))
+                .map_err(refused)?;
             println!("password of {username} changed; {ended} sessions ended");
         }
         UserAction::List => {
-            for u in store.read_blocking(store::users::list)? {
+            for u in rt.block_on(accounts::users(&store)).map_err(refused)? {
                 println!("{}\t{}\t{}", u.username, u.role.as_str(), u.display_name);
             }
         }

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use x509_parser::prelude::FromDer;
 
 use crate::config::Config;
+use crate::datadir::DataDir;
 
 /// Free space below which the hub may soon refuse recordings (507).
 const MIN_FREE_BYTES: u64 = 200 << 20;
@@ -92,8 +93,8 @@ pub fn run(cfg: &Config) -> ExitCode {
 
 fn check_files(r: &mut Report, cfg: &Config) {
     let dir = &cfg.data_dir;
-    for name in ["ca.key", "server.key", "setup-code"] {
-        let p = dir.join(name);
+    let layout = DataDir::new(dir);
+    for p in layout.secret_files() {
         if let Ok(m) = std::fs::metadata(&p) {
             let mode = m.permissions().mode() & 0o777;
             if mode != 0o600 {
@@ -104,7 +105,7 @@ fn check_files(r: &mut Report, cfg: &Config) {
             }
         }
     }
-    match std::fs::read(dir.join("server.crt")) {
+    match std::fs::read(layout.server_cert()) {
         Err(_) => r.warn(
             "no server certificate yet",
             "start the hub once; it makes its certificates on the first start",
@@ -145,13 +146,20 @@ fn check_files(r: &mut Report, cfg: &Config) {
                     }
                 }
                 _ => r.fail(
-                    "server.crt is not a readable certificate",
-                    "move server.crt and server.key away and restart the hub",
+                    &format!(
+                        "{} is not a readable certificate",
+                        layout.server_cert().display()
+                    ),
+                    &format!(
+                        "move {} and {} away and restart the hub",
+                        layout.server_cert().display(),
+                        layout.server_key().display()
+                    ),
                 ),
             }
         }
     }
-    let db = dir.join("hearth.db");
+    let db = layout.database();
     if !db.exists() {
         r.warn("no database yet", "start the hub once");
         return;
@@ -160,7 +168,10 @@ fn check_files(r: &mut Report, cfg: &Config) {
         Ok(None) => r.ok("database integrity_check passed"),
         Ok(Some(msg)) => r.fail(
             &format!("the database is damaged: {msg}"),
-            "stop the hub and restore /var/lib/hearth/hearth.db from a backup",
+            &format!(
+                "stop the hub and restore {} from a backup",
+                layout.database().display()
+            ),
         ),
         Err(e) => r.fail(
             &format!("the database cannot be opened: {e}"),

@@ -369,9 +369,68 @@ impl Role {
     }
 }
 
+/// How a session was opened: a browser cookie (CSRF applies) or an API
+/// bearer token. A token is accepted only the way it was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// The `/login` form's cookie.
+    Cookie,
+    /// `POST /api/v1/login`'s token.
+    Bearer,
+}
+
+impl SessionKind {
+    /// The stored and wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cookie => "cookie",
+            Self::Bearer => "bearer",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        match s {
+            "cookie" => Ok(Self::Cookie),
+            "bearer" => Ok(Self::Bearer),
+            _ => Err(invalid("a session kind is cookie or bearer")),
+        }
+    }
+}
+
+/// Whose `Idempotency-Key`s a key is looked up among: one parent's, or one
+/// toy's (by row id), so two senders never replay each other's answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdempotencyScope {
+    /// A household member's uploads.
+    User(i64),
+    /// A toy's recordings.
+    Toy(i64),
+}
+
+impl std::fmt::Display for IdempotencyScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::User(id) => write!(f, "user:{id}"),
+            Self::Toy(id) => write!(f, "toy:{id}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vocabularies_keep_their_stored_forms() {
+        for k in [SessionKind::Cookie, SessionKind::Bearer] {
+            assert_eq!(SessionKind::parse(k.as_str()), Ok(k));
+        }
+        assert!(SessionKind::parse("token").is_err());
+        assert_eq!(IdempotencyScope::User(3).to_string(), "user:3");
+        assert_eq!(IdempotencyScope::Toy(4).to_string(), "toy:4");
+    }
 
     #[test]
     fn pairing_code_matches_protocol_test_vector() {

@@ -1,5 +1,7 @@
-//! The one error type of the hub's HTTP surfaces, with stable snake_case
-//! codes, mapped once to JSON (`/api`, `/toy`) and once to HTML (pages).
+//! The one error type of the hub's use cases and surfaces: a [`Code`] from
+//! one list (which also chooses the HTTP status), a message, a cause, the
+//! log-once rule and the JSON body. The HTML page for the same error is
+//! drawn by `web`; this module renders no HTML.
 //!
 //! A server-side failure (5xx) gets a request id: the full error chain is
 //! logged once with that id and the person sees only the id, never the
@@ -10,15 +12,203 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::domain::Invalid;
 use crate::store::StoreError;
+
+/// Every error code the hub answers with: the stable snake_case wire name
+/// of `{"error": {"code"}}` and, in one `match`, its HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// The body could not be read.
+    BadBody,
+    /// The JSON body does not parse or has unknown fields.
+    InvalidJson,
+    /// A value that a domain type refused.
+    InvalidInput,
+    /// The query string does not parse.
+    InvalidQuery,
+    /// The form does not parse.
+    InvalidForm,
+    /// `format` is neither `ogg` nor `wav`.
+    InvalidFormat,
+    /// A malformed `Idempotency-Key`.
+    InvalidIdempotencyKey,
+    /// A bad `limit`.
+    InvalidLimit,
+    /// A bad `before`.
+    InvalidBefore,
+    /// A battery outside 0 to 100.
+    InvalidBattery,
+    /// A firmware text too long or not printable.
+    InvalidFirmware,
+    /// A pairing request that breaks the protocol.
+    InvalidPairingRequest,
+    /// A session id that is not a number.
+    InvalidSessionId,
+    /// A bad long-poll `wait`.
+    InvalidWait,
+    /// No or bad credentials.
+    Unauthorized,
+    /// The caller's role is too low.
+    Forbidden,
+    /// A state change without the page's CSRF token or from another origin.
+    CsrfCheckFailed,
+    /// A client outside the home network.
+    OutsideHomeNetwork,
+    /// A certificate of a toy that is no longer paired.
+    ToyNotPaired,
+    /// The current password is wrong.
+    WrongPassword,
+    /// The setup code is wrong.
+    WrongSetupCode,
+    /// Nothing there.
+    NotFound,
+    /// A toy with this id is paired.
+    AlreadyPaired,
+    /// The toy's nonce was revealed already.
+    AlreadyRevealed,
+    /// The first admin exists.
+    AlreadySetUp,
+    /// The pairing is not waiting for this step.
+    PairingNotReady,
+    /// The body is too large.
+    PayloadTooLarge,
+    /// The content type is not accepted.
+    UnsupportedMediaType,
+    /// The toy's nonce does not match its commitment.
+    CommitmentMismatch,
+    /// The audio does not decode or breaks a rule.
+    InvalidAudio,
+    /// A pairing code that is not six digits.
+    InvalidCode,
+    /// A bad household name.
+    InvalidHousehold,
+    /// A bad toy or household name.
+    InvalidName,
+    /// A retention period out of range.
+    InvalidRetention,
+    /// A bad username.
+    InvalidUsername,
+    /// Asked for something not available yet.
+    NotSupported,
+    /// A password the rule refuses.
+    WeakPassword,
+    /// The pairing code the parent typed is wrong.
+    WrongCode,
+    /// Throttled; `Retry-After` says how long.
+    TooManyRequests,
+    /// Something failed inside the hub.
+    InternalError,
+    /// The disk is full.
+    StorageFull,
+}
+
+impl Code {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadBody => "bad_body",
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidInput => "invalid_input",
+            Self::InvalidQuery => "invalid_query",
+            Self::InvalidForm => "invalid_form",
+            Self::InvalidFormat => "invalid_format",
+            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::InvalidLimit => "invalid_limit",
+            Self::InvalidBefore => "invalid_before",
+            Self::InvalidBattery => "invalid_battery",
+            Self::InvalidFirmware => "invalid_firmware",
+            Self::InvalidPairingRequest => "invalid_pairing_request",
+            Self::InvalidSessionId => "invalid_session_id",
+            Self::InvalidWait => "invalid_wait",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::CsrfCheckFailed => "csrf_check_failed",
+            Self::OutsideHomeNetwork => "outside_home_network",
+            Self::ToyNotPaired => "toy_not_paired",
+            Self::WrongPassword => "wrong_password",
+            Self::WrongSetupCode => "wrong_setup_code",
+            Self::NotFound => "not_found",
+            Self::AlreadyPaired => "already_paired",
+            Self::AlreadyRevealed => "already_revealed",
+            Self::AlreadySetUp => "already_set_up",
+            Self::PairingNotReady => "pairing_not_ready",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::CommitmentMismatch => "commitment_mismatch",
+            Self::InvalidAudio => "invalid_audio",
+            Self::InvalidCode => "invalid_code",
+            Self::InvalidHousehold => "invalid_household",
+            Self::InvalidName => "invalid_name",
+            Self::InvalidRetention => "invalid_retention",
+            Self::InvalidUsername => "invalid_username",
+            Self::NotSupported => "not_supported",
+            Self::WeakPassword => "weak_password",
+            Self::WrongCode => "wrong_code",
+            Self::TooManyRequests => "too_many_requests",
+            Self::InternalError => "internal_error",
+            Self::StorageFull => "storage_full",
+        }
+    }
+
+    /// The HTTP status of every answer with this code: the one place it is chosen.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadBody
+            | Self::InvalidJson
+            | Self::InvalidInput
+            | Self::InvalidQuery
+            | Self::InvalidForm
+            | Self::InvalidFormat
+            | Self::InvalidIdempotencyKey
+            | Self::InvalidLimit
+            | Self::InvalidBefore
+            | Self::InvalidBattery
+            | Self::InvalidFirmware
+            | Self::InvalidPairingRequest
+            | Self::InvalidSessionId
+            | Self::InvalidWait => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden
+            | Self::CsrfCheckFailed
+            | Self::OutsideHomeNetwork
+            | Self::ToyNotPaired
+            | Self::WrongPassword
+            | Self::WrongSetupCode => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::AlreadyPaired
+            | Self::AlreadyRevealed
+            | Self::AlreadySetUp
+            | Self::PairingNotReady => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::CommitmentMismatch
+            | Self::InvalidAudio
+            | Self::InvalidCode
+            | Self::InvalidHousehold
+            | Self::InvalidName
+            | Self::InvalidRetention
+            | Self::InvalidUsername
+            | Self::NotSupported
+            | Self::WeakPassword
+            | Self::WrongCode => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+        }
+    }
+
+    /// An error with this code whose message is what a domain type said.
+    pub fn invalid(self, e: Invalid) -> Error {
+        Error::new(self, e.0)
+    }
+}
 
 /// An error answered to a client.
 #[derive(Debug)]
 pub struct Error {
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// A stable snake_case code for programs.
-    pub code: &'static str,
+    /// What went wrong, for programs; it decides the HTTP status.
+    pub code: Code,
     /// A sentence a person can act on.
     pub message: String,
     /// Seconds for a `Retry-After` header (429).
@@ -29,14 +219,13 @@ pub struct Error {
     pub source: Option<anyhow::Error>,
 }
 
-/// Shorthand for results of request handlers.
+/// Shorthand for results of request handlers and use cases.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// An error with the given status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with the given code and message.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
             retry_after: None,
@@ -45,53 +234,34 @@ impl Error {
         }
     }
 
-    /// `400`.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
+    /// The HTTP status (from the code).
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     /// `401`: no or bad credentials.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-    }
-
-    /// `403`.
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, code, message)
+        Self::new(Code::Unauthorized, message)
     }
 
     /// `404`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-
-    /// `409`.
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, message)
+        Self::new(Code::NotFound, message)
     }
 
     /// `413`.
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+        Self::new(Code::PayloadTooLarge, message)
     }
 
     /// `415`.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            message,
-        )
-    }
-
-    /// `422`.
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+        Self::new(Code::UnsupportedMediaType, message)
     }
 
     /// `429` with `Retry-After`.
     pub fn too_many(message: impl Into<String>, retry_after_secs: u64) -> Self {
-        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message);
+        let mut e = Self::new(Code::TooManyRequests, message);
         e.retry_after = Some(retry_after_secs.max(1));
         e
     }
@@ -99,19 +269,14 @@ impl Error {
     /// `507`.
     pub fn storage_full() -> Self {
         Self::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "storage_full",
+            Code::StorageFull,
             "the hub's storage is full; a parent must delete old messages or free disk space",
         )
     }
 
     /// `500` with a cause that is logged, not shown.
     pub fn internal(source: anyhow::Error) -> Self {
-        let mut e = Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "something went wrong on the hub",
-        );
+        let mut e = Self::new(Code::InternalError, "something went wrong on the hub");
         e.source = Some(source);
         e
     }
@@ -124,7 +289,7 @@ impl Error {
 
     /// For a 5xx: logs the full chain once and returns the request id to show.
     fn log_once(&self) -> Option<String> {
-        if !self.status.is_server_error() {
+        if !self.status().is_server_error() {
             return None;
         }
         let id = hex::encode(rand::random::<[u8; 6]>());
@@ -137,15 +302,19 @@ impl Error {
         Some(id)
     }
 
-    fn shown_message(&self, request_id: Option<&str>) -> String {
-        match request_id {
+    /// The message a person may see. For a 5xx this logs the full chain
+    /// once and adds the request id; call it once per answer.
+    pub fn shown_message(&self) -> String {
+        match self.log_once() {
             Some(id) => format!("{} (request id {id})", self.message),
             None => self.message.clone(),
         }
     }
 
-    fn base_response(&self) -> actix_web::HttpResponseBuilder {
-        let mut b = HttpResponse::build(self.status);
+    /// A response with the status, `Retry-After` and `Cache-Control: no-store`;
+    /// the surface adds the body.
+    pub fn response_builder(&self) -> actix_web::HttpResponseBuilder {
+        let mut b = HttpResponse::build(self.status());
         if let Some(secs) = self.retry_after {
             b.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
@@ -155,26 +324,12 @@ impl Error {
 
     /// The JSON form: `{"error": {"code", "message"}}` plus any extra field.
     pub fn to_json_response(&self) -> HttpResponse {
-        let id = self.log_once();
         let mut body =
-            json!({"error": {"code": self.code, "message": self.shown_message(id.as_deref())}});
+            json!({"error": {"code": self.code.as_str(), "message": self.shown_message()}});
         if let (Some((k, v)), Some(obj)) = (&self.extra, body.as_object_mut()) {
             obj.insert((*k).to_owned(), v.clone());
         }
-        self.base_response().json(body)
-    }
-
-    /// The HTML form, rendered with the site's error page.
-    pub fn to_html_response(&self) -> HttpResponse {
-        let id = self.log_once();
-        let html = crate::web::pages::render_error_page(
-            self.status.as_u16(),
-            self.status.canonical_reason().unwrap_or("Error"),
-            &self.shown_message(id.as_deref()),
-        );
-        self.base_response()
-            .content_type("text/html; charset=utf-8")
-            .body(html)
+        self.response_builder().json(body)
     }
 }
 
@@ -183,8 +338,8 @@ impl std::fmt::Display for Error {
         write!(
             f,
             "{} ({}): {}",
-            self.status.as_u16(),
-            self.code,
+            self.status().as_u16(),
+            self.code.as_str(),
             self.message
         )
     }
@@ -192,7 +347,7 @@ impl std::fmt::Display for Error {
 
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -209,34 +364,16 @@ impl From<StoreError> for Error {
     }
 }
 
-impl From<crate::domain::Invalid> for Error {
-    fn from(e: crate::domain::Invalid) -> Self {
-        Self::bad_request("invalid_input", e.0)
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
-/// The same error for page handlers: rendered as HTML.
-#[derive(Debug)]
-pub struct PageError(pub Error);
-
-impl std::fmt::Display for PageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl ResponseError for PageError {
-    fn status_code(&self) -> StatusCode {
-        self.0.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        self.0.to_html_response()
-    }
-}
-
-impl<E: Into<Error>> From<E> for PageError {
-    fn from(e: E) -> Self {
-        Self(e.into())
+impl From<Invalid> for Error {
+    fn from(e: Invalid) -> Self {
+        Code::InvalidInput.invalid(e)
     }
 }

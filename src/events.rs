@@ -8,7 +8,125 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, broadcast};
 
-/// An event for parents' pages.
+/// What changed about a toy, for `event: toy` (the wire names of
+/// `docs/api.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToyChange {
+    /// An unpaired toy appeared (or changed) on the network.
+    Discovered,
+    /// It left the network.
+    Gone,
+    /// A pairing started, moved on or ended without pairing.
+    Pairing,
+    /// A pairing completed.
+    Paired,
+    /// A parent renamed it.
+    Updated,
+    /// A parent removed it.
+    Removed,
+    /// It reported battery or firmware.
+    Status,
+    /// It called the hub after a quiet spell.
+    Online,
+    /// It has been quiet too long.
+    Offline,
+}
+
+impl ToyChange {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Discovered => "discovered",
+            Self::Gone => "gone",
+            Self::Pairing => "pairing",
+            Self::Paired => "paired",
+            Self::Updated => "updated",
+            Self::Removed => "removed",
+            Self::Status => "status",
+            Self::Online => "online",
+            Self::Offline => "offline",
+        }
+    }
+}
+
+/// Everything open pages are told, one variant per kind of news.
+#[derive(Debug, Clone)]
+pub enum PageEvent {
+    /// `event: message` with the message's JSON (new or changed).
+    Message(serde_json::Value),
+    /// `event: message` with `{"id", "deleted": true}`.
+    MessageDeleted {
+        /// Its public id.
+        id: String,
+    },
+    /// `event: toy` with `{"change", "toy_id"?, "pairing_id"?}`.
+    Toy {
+        /// What changed.
+        change: ToyChange,
+        /// The toy, when known.
+        toy_id: Option<String>,
+        /// The pairing, for pairing news.
+        pairing_id: Option<String>,
+    },
+    /// `event: toy` with `{"change": "updated", "toy"}`: the toy's new JSON.
+    ToyUpdated(serde_json::Value),
+}
+
+impl PageEvent {
+    /// `event: toy` about one toy.
+    pub fn toy(change: ToyChange, toy_id: impl ToString) -> Self {
+        Self::Toy {
+            change,
+            toy_id: Some(toy_id.to_string()),
+            pairing_id: None,
+        }
+    }
+
+    /// `event: toy` about a pairing (and its toy, when given).
+    pub fn pairing(change: ToyChange, pairing_id: &str, toy_id: Option<String>) -> Self {
+        Self::Toy {
+            change,
+            toy_id,
+            pairing_id: Some(pairing_id.to_owned()),
+        }
+    }
+
+    /// The `event:` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Message(_) | Self::MessageDeleted { .. } => "message",
+            Self::Toy { .. } | Self::ToyUpdated(_) => "toy",
+        }
+    }
+
+    /// The `data:` JSON.
+    pub fn data(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Self::Message(m) => m.clone(),
+            Self::MessageDeleted { id } => json!({"id": id, "deleted": true}),
+            Self::Toy {
+                change,
+                toy_id,
+                pairing_id,
+            } => {
+                let mut v = json!({"change": change.as_str()});
+                if let Some(obj) = v.as_object_mut() {
+                    if let Some(t) = toy_id {
+                        obj.insert("toy_id".into(), json!(t));
+                    }
+                    if let Some(p) = pairing_id {
+                        obj.insert("pairing_id".into(), json!(p));
+                    }
+                }
+                v
+            }
+            Self::ToyUpdated(toy) => json!({"change": "updated", "toy": toy}),
+        }
+    }
+}
+
+/// An event for parents' pages, as sent on the stream.
 #[derive(Debug, Clone)]
 pub struct Event {
     /// `message` or `toy`.
@@ -41,8 +159,11 @@ impl Events {
     }
 
     /// Sends an event to every open page (no one listening is fine).
-    pub fn publish(&self, kind: &'static str, data: serde_json::Value) {
-        let _ = self.tx.send(Event { kind, data });
+    pub fn publish(&self, event: PageEvent) {
+        let _ = self.tx.send(Event {
+            kind: event.name(),
+            data: event.data(),
+        });
     }
 
     /// Listens to events.
@@ -61,5 +182,35 @@ impl Events {
     /// Wakes every long-poll of a toy (new message, or the toy was removed).
     pub fn wake_toy(&self, toy: i64) {
         self.toy_notify(toy).notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn page_events_keep_the_wire_form() {
+        let e = PageEvent::toy(ToyChange::Offline, "toy-1");
+        assert_eq!(e.name(), "toy");
+        assert_eq!(e.data(), json!({"change": "offline", "toy_id": "toy-1"}));
+        let e = PageEvent::pairing(ToyChange::Paired, "p1", Some("toy-1".into()));
+        assert_eq!(
+            e.data(),
+            json!({"change": "paired", "toy_id": "toy-1", "pairing_id": "p1"})
+        );
+        let e = PageEvent::pairing(ToyChange::Pairing, "p1", None);
+        assert_eq!(e.data(), json!({"change": "pairing", "pairing_id": "p1"}));
+        let e = PageEvent::MessageDeleted { id: "m".into() };
+        assert_eq!(
+            (e.name(), e.data()),
+            ("message", json!({"id": "m", "deleted": true}))
+        );
+        let e = PageEvent::ToyUpdated(json!({"toy_id": "toy-1"}));
+        assert_eq!(
+            e.data(),
+            json!({"change": "updated", "toy": {"toy_id": "toy-1"}})
+        );
     }
 }

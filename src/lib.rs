@@ -4,12 +4,14 @@
 //! `hearth-toy` (the reference toy) are thin layers over it. See
 //! `docs/ARCHITECTURE.md` for the map of modules and the rules between them.
 
+pub mod accounts;
 pub mod app;
 pub mod audio;
 pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod datadir;
 pub mod discovery;
 pub mod doctor;
 pub mod domain;
@@ -23,4 +25,5 @@ pub mod state;
 pub mod store;
 pub mod toy;
 pub mod toy_api;
+pub mod toys;
 pub mod web;

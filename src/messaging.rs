@@ -1,23 +1,25 @@
-//! What both surfaces do with voice messages: turn an upload into a stored
-//! clip (decode, normalise, encode off the async threads; store in one
-//! transaction; answer only after the commit), the message JSON, state
-//! changes with their events, and the retention sweep.
+//! Use cases of voice messages, shared by both surfaces: turn an upload
+//! into a stored clip (decode, normalise, encode off the async threads;
+//! store in one transaction; answer only after the commit), the message
+//! JSON, state changes, deleting and keeping with their events, and the
+//! retention sweep. Inputs and outcomes are typed; nothing here knows HTTP.
 
 use serde_json::json;
 
 use crate::audio::{self, AudioError, AudioKind};
 use crate::clock::rfc3339;
-use crate::domain::{Direction, IdempotencyKey, MessageState};
-use crate::error::{Error, Result};
+use crate::domain::{Direction, IdempotencyKey, IdempotencyScope, MessageState, Role};
+use crate::error::{Code, Error, Result};
+use crate::events::PageEvent;
 use crate::state::AppState;
-use crate::store::{self, messages::Message, toys::Toy};
+use crate::store::{self, messages::Message, toys::Toy, users::User};
 
 /// Largest upload from a parent.
 pub const PARENT_LIMIT: usize = 16 << 20;
 /// Largest upload from a toy.
 pub const TOY_LIMIT: usize = 4 << 20;
 
-/// A message's JSON, as in API.md (plus `toy_name`, `peaks`, `expires_at`).
+/// A message's JSON, as in `docs/api.md` (plus `toy_name`, `peaks`, `expires_at`).
 pub fn message_json(m: &Message, retention_days: Option<u32>) -> serde_json::Value {
     let expires_at = match (m.keep, retention_days) {
         (false, Some(d)) => Some(rfc3339(m.created_at + i64::from(d) * 86_400)),
@@ -56,12 +58,14 @@ pub async fn publish(state: &AppState, public_id: &str) -> Result<()> {
         .await?;
     if let Some(m) = m {
         let days = retention_days(state).await?;
-        state.events.publish("message", message_json(&m, days));
+        state
+            .events
+            .publish(PageEvent::Message(message_json(&m, days)));
     }
     Ok(())
 }
 
-/// Maps an audio error to its HTTP answer.
+/// The error for audio that cannot be used.
 pub fn audio_error(e: AudioError) -> Error {
     match e {
         AudioError::TooLong { duration_ms } => Error::too_large(format!(
@@ -69,41 +73,12 @@ pub fn audio_error(e: AudioError) -> Error {
             duration_ms as f64 / 1000.0,
             audio::MAX_DURATION_MS / 1000
         )),
-        AudioError::Invalid(msg) => Error::unprocessable("invalid_audio", msg),
+        AudioError::Invalid(msg) => Error::new(Code::InvalidAudio, msg),
     }
 }
 
-/// The audio kind of a request, or `415`.
-pub fn audio_kind(req: &actix_web::HttpRequest) -> Result<AudioKind> {
-    let ct = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    AudioKind::from_content_type(ct).ok_or_else(|| {
-        Error::unsupported_media_type(format!(
-            "content type {ct:?} is not accepted; send audio/wav (16-bit PCM) or audio/ogg (Ogg Opus)"
-        ))
-    })
-}
-
-/// The `Idempotency-Key` header, if any (`400` when malformed).
-pub fn idempotency_key(req: &actix_web::HttpRequest) -> Result<Option<IdempotencyKey>> {
-    match req.headers().get("idempotency-key") {
-        None => Ok(None),
-        Some(v) => {
-            let s = v.to_str().map_err(|_| {
-                Error::bad_request("invalid_idempotency_key", "Idempotency-Key must be ASCII")
-            })?;
-            IdempotencyKey::parse(s)
-                .map(Some)
-                .map_err(|e| Error::bad_request("invalid_idempotency_key", e.0))
-        }
-    }
-}
-
-/// An upload to store.
-pub struct Upload {
+/// An upload to store: typed by the surface that received it.
+pub struct Upload<B> {
     /// The toy it belongs to.
     pub toy: Toy,
     /// Which way.
@@ -115,46 +90,90 @@ pub struct Upload {
     /// Declared kind.
     pub kind: AudioKind,
     /// The body.
-    pub body: actix_web::web::Bytes,
-    /// Idempotency scope (e.g. `toy:3`) and key.
-    pub idempotency: Option<(String, IdempotencyKey)>,
+    pub body: B,
+    /// Whose keys to look the `Idempotency-Key` up among, and the key.
+    pub idempotency: Option<(IdempotencyScope, IdempotencyKey)>,
 }
 
-/// Stores an upload. Returns (status 201 or 200 for a replay, body JSON).
-pub async fn store_upload(state: &AppState, up: Upload) -> Result<(u16, serde_json::Value)> {
+/// What the sender is told about a stored clip (also what a retry with
+/// the same key is told again).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Receipt {
+    /// The message's public id.
+    pub id: String,
+    /// Its length.
+    pub duration_ms: u64,
+}
+
+/// How an upload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A new message.
+    New(Receipt),
+    /// A retry of one stored before (same key within 24 hours): nothing new.
+    Replayed(Receipt),
+}
+
+fn replayed(text: &str) -> Result<Stored> {
+    serde_json::from_str(text)
+        .map(Stored::Replayed)
+        .map_err(|e| {
+            Error::internal(anyhow::anyhow!(
+                "a stored idempotent answer is damaged: {e}"
+            ))
+        })
+}
+
+/// Stores an upload: decode, normalise and encode off the async threads,
+/// then one transaction (message + idempotency key); wakes the toy and
+/// tells open pages. Answers only after the commit.
+pub async fn store_upload<B>(state: &AppState, up: Upload<B>) -> Result<Stored>
+where
+    B: AsRef<[u8]> + Send + 'static,
+{
     let now = state.now();
     if let Some((scope, key)) = &up.idempotency {
-        let (s, k) = (scope.clone(), key.to_string());
+        let (s, k) = (*scope, key.to_string());
         if let Some(prev) = state
             .store
-            .read(move |c| store::idempotency::lookup(c, &s, k.as_str(), now))
+            .read(move |c| store::idempotency::lookup(c, s, k.as_str(), now))
             .await?
         {
-            let v: serde_json::Value = serde_json::from_str(&prev).unwrap_or_default();
-            return Ok((200, v));
+            return replayed(&prev);
         }
     }
-    let (kind, body, direction) = (up.kind, up.body.clone(), up.direction);
+    let Upload {
+        toy,
+        direction,
+        sender_user,
+        sender_name,
+        kind,
+        body,
+        idempotency,
+    } = up;
     // Towards a toy, everything is re-encoded with the limiter (a child's
     // ear is at stake); children's recordings keep their Opus packets.
     let clip = tokio::task::spawn_blocking(move || match direction {
-        Direction::ToToy => audio::ingest(kind, &body),
-        Direction::FromToy => audio::ingest_recording(kind, &body),
+        Direction::ToToy => audio::ingest(kind, body.as_ref()),
+        Direction::FromToy => audio::ingest_recording(kind, body.as_ref()),
     })
     .await
     .map_err(|e| Error::internal(anyhow::anyhow!("audio worker failed: {e}")))?
     .map_err(audio_error)?;
-    let public_id = hex::encode(rand::random::<[u8; 16]>());
-    let answer = json!({"id": public_id, "duration_ms": clip.duration_ms});
-    let answer_text = answer.to_string();
-    let pid = public_id.clone();
-    let toy_row = up.toy.id;
+    let receipt = Receipt {
+        id: hex::encode(rand::random::<[u8; 16]>()),
+        duration_ms: clip.duration_ms,
+    };
+    let answer_text = serde_json::to_string(&receipt)
+        .map_err(|e| Error::internal(anyhow::anyhow!("receipt: {e}")))?;
+    let pid = receipt.id.clone();
+    let toy_row = toy.id;
     let stored = state
         .store
         .write(move |tx| {
-            if let Some((scope, key)) = &up.idempotency {
+            if let Some((scope, key)) = &idempotency {
                 // A concurrent retry may have stored it meanwhile.
-                if let Some(prev) = store::idempotency::lookup(tx, scope, key.as_str(), now)? {
+                if let Some(prev) = store::idempotency::lookup(tx, *scope, key.as_str(), now)? {
                     return Ok(Some(prev));
                 }
             }
@@ -163,29 +182,73 @@ pub async fn store_upload(state: &AppState, up: Upload) -> Result<(u16, serde_js
                 &store::messages::NewMessage {
                     public_id: &pid,
                     toy: toy_row,
-                    direction: up.direction,
-                    sender_user: up.sender_user,
-                    sender_name: &up.sender_name,
+                    direction,
+                    sender_user,
+                    sender_name: &sender_name,
                     now,
                     duration_ms: clip.duration_ms as i64,
                     peaks: &clip.peaks,
                     audio: &clip.ogg,
                 },
             )?;
-            if let Some((scope, key)) = &up.idempotency {
-                store::idempotency::remember(tx, scope, key.as_str(), now, &answer_text)?;
+            if let Some((scope, key)) = &idempotency {
+                store::idempotency::remember(tx, *scope, key.as_str(), now, &answer_text)?;
             }
             Ok(None)
         })
         .await?;
     if let Some(prev) = stored {
-        return Ok((200, serde_json::from_str(&prev).unwrap_or_default()));
+        return replayed(&prev);
     }
-    if up.direction == Direction::ToToy {
+    if direction == Direction::ToToy {
         state.events.wake_toy(toy_row);
     }
-    publish(state, &public_id).await?;
-    Ok((201, answer))
+    publish(state, &receipt.id).await?;
+    Ok(Stored::New(receipt))
+}
+
+/// A parent deletes a message.
+pub async fn delete(state: &AppState, by: &User, public_id: &str) -> Result<()> {
+    crate::accounts::require(by, Role::Parent)?;
+    let id = public_id.to_owned();
+    let gone = state
+        .store
+        .write(move |tx| store::messages::delete(tx, &id))
+        .await?;
+    if !gone {
+        return Err(Error::not_found("no such message"));
+    }
+    state.events.publish(PageEvent::MessageDeleted {
+        id: public_id.to_owned(),
+    });
+    Ok(())
+}
+
+/// A parent keeps a message past retention (or lets it go again).
+/// Returns the message and the household's retention period.
+pub async fn set_keep(
+    state: &AppState,
+    by: &User,
+    public_id: &str,
+    keep: bool,
+) -> Result<(Message, Option<u32>)> {
+    crate::accounts::require(by, Role::Parent)?;
+    let id = public_id.to_owned();
+    let found = state
+        .store
+        .write(move |tx| store::messages::set_keep(tx, &id, keep))
+        .await?;
+    if !found {
+        return Err(Error::not_found("no such message"));
+    }
+    publish(state, public_id).await?;
+    let id = public_id.to_owned();
+    let m = state
+        .store
+        .read(move |c| store::messages::get(c, &id))
+        .await?
+        .ok_or_else(|| Error::not_found("no such message"))?;
+    Ok((m, retention_days(state).await?))
 }
 
 /// Moves a message forward (never back) and tells open pages.
@@ -225,7 +288,7 @@ pub async fn retention_sweep(state: &AppState) -> Result<usize> {
         for id in &gone {
             state
                 .events
-                .publish("message", json!({"id": id, "deleted": true}));
+                .publish(PageEvent::MessageDeleted { id: id.clone() });
         }
         tracing::info!(count = gone.len(), "retention removed old messages");
     }

@@ -8,9 +8,7 @@
 //! it nears its end.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -24,6 +22,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
 
+use crate::datadir::{DataDir, write_private_file};
 use crate::domain::{Hex32, Invalid, ToyId};
 
 /// How long a server leaf is valid. Apple platforms refuse TLS server
@@ -66,26 +65,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     }
 }
 
-/// Writes `data` to `path` with mode 0600, atomically (temporary file, fsync, rename).
-pub fn write_private_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 /// The hub's certificates and keys, loaded or made at start.
 pub struct HubPki {
     ca_key: KeyPair,
@@ -105,8 +84,9 @@ impl HubPki {
         names: &[String],
         now: OffsetDateTime,
     ) -> Result<Self, PkiError> {
-        let ca_key_path = dir.join("ca.key");
-        let ca_crt_path = dir.join("ca.crt");
+        let layout = DataDir::new(dir);
+        let ca_key_path = layout.ca_key();
+        let ca_crt_path = layout.ca_cert();
         let (ca_key, ca_pem) = if ca_key_path.exists() && ca_crt_path.exists() {
             let key_pem = std::fs::read_to_string(&ca_key_path).map_err(io_err(&ca_key_path))?;
             let crt_pem = std::fs::read_to_string(&ca_crt_path).map_err(io_err(&ca_crt_path))?;
@@ -139,8 +119,8 @@ impl HubPki {
             .map_err(|e| PkiError::Corrupt(format!("{}: {e}", ca_crt_path.display())))?;
         let ca_sha256 = Hex32::sha256(ca_der.as_ref());
 
-        let srv_key_path = dir.join("server.key");
-        let srv_crt_path = dir.join("server.crt");
+        let srv_key_path = layout.server_key();
+        let srv_crt_path = layout.server_cert();
         let wanted: BTreeSet<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
         let reuse = match (
             std::fs::read_to_string(&srv_key_path),
@@ -448,12 +428,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
         let a = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
-        for f in ["ca.key", "server.key", "ca.crt", "server.crt"] {
-            let mode = std::fs::metadata(dir.path().join(f))
-                .expect("file")
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600, "{f}");
+        let layout = DataDir::new(dir.path());
+        for f in [
+            layout.ca_key(),
+            layout.server_key(),
+            layout.ca_cert(),
+            layout.server_cert(),
+        ] {
+            let mode = std::fs::metadata(&f).expect("file").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", f.display());
         }
         let (_, leaf) =
             x509_parser::certificate::X509Certificate::from_der(a.server_chain()[0].as_ref())

@@ -1,10 +1,10 @@
 //! The services every request handler shares (store, certificates,
-//! notifier, pairings, throttles, clock, configuration), built once by
+//! notifier, pairings, accounts, clock, configuration), built once by
 //! `app` and handed to `web` and `toy_api` as actix app data.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::auth::throttle::Throttle;
+use crate::accounts::Accounts;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::discovery::Discovery;
@@ -27,14 +27,8 @@ pub struct AppState {
     pub events: Events,
     /// Pairings in progress.
     pub pairings: Pairings,
-    /// Login throttle per account (5 free failures).
-    pub login_account_throttle: Throttle,
-    /// Login throttle per source address (20 free failures: a family shares one).
-    pub login_addr_throttle: Throttle,
-    /// Setup-code throttle (every wrong code blocks, growing).
-    pub setup_throttle: Throttle,
-    /// The setup code while setup is not done.
-    pub setup_code: Mutex<Option<String>>,
+    /// Guess throttles and the setup code.
+    pub accounts: Accounts,
     /// mDNS, when on.
     pub discovery: Option<Discovery>,
 }

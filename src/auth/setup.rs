@@ -4,9 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::datadir::{DataDir, write_private_file};
+
 /// The file holding the code.
 pub fn code_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("setup-code")
+    DataDir::new(data_dir).setup_code()
 }
 
 /// A new code.
@@ -41,7 +43,7 @@ pub fn load_or_create(data_dir: &Path) -> std::io::Result<String> {
         }
     }
     let code = new_code();
-    crate::pki::write_private_file(&path, format!("{code}\n").as_bytes())?;
+    write_private_file(&path, format!("{code}\n").as_bytes())?;
     Ok(code)
 }
 

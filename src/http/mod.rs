@@ -13,8 +13,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{FromRequest, Handler, Responder, web};
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, web};
 
+use crate::audio::AudioKind;
+use crate::domain::IdempotencyKey;
+use crate::error::{Code, Error};
 use crate::state::AppState;
 
 /// Who may call a route.
@@ -83,6 +86,69 @@ impl<'a> Routes<'a> {
     }
 }
 
+/// Which surface answers a path: the JSON APIs (`/api/`, `/toy/`) or the
+/// parents' HTML pages (everything else). The one place this is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `{"error": …}` bodies.
+    Json,
+    /// The site's error page.
+    Html,
+}
+
+impl Surface {
+    /// The surface of `path`.
+    pub fn of(path: &str) -> Self {
+        if path.starts_with("/api/") || path.starts_with("/toy/") {
+            Self::Json
+        } else {
+            Self::Html
+        }
+    }
+}
+
+/// How the pages draw an error, handed in by `app` as app data so that this
+/// module needs nothing from `web`.
+#[derive(Clone, Copy)]
+pub struct HtmlErrors(pub fn(&Error) -> HttpResponse);
+
+/// An error answered in the form of the surface of the request's path.
+pub fn error_response(req: &HttpRequest, err: &Error) -> HttpResponse {
+    match (Surface::of(req.path()), req.app_data::<HtmlErrors>()) {
+        (Surface::Html, Some(html)) => (html.0)(err),
+        _ => err.to_json_response(),
+    }
+}
+
+/// The audio kind of a request's `Content-Type`, or `415`.
+pub fn audio_kind(req: &HttpRequest) -> Result<AudioKind, Error> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    AudioKind::from_content_type(ct).ok_or_else(|| {
+        Error::unsupported_media_type(format!(
+            "content type {ct:?} is not accepted; send audio/wav (16-bit PCM) or audio/ogg (Ogg Opus)"
+        ))
+    })
+}
+
+/// The `Idempotency-Key` header, if any (`400` when malformed).
+pub fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, Error> {
+    match req.headers().get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => {
+            let s = v.to_str().map_err(|_| {
+                Error::new(Code::InvalidIdempotencyKey, "Idempotency-Key must be ASCII")
+            })?;
+            IdempotencyKey::parse(s)
+                .map(Some)
+                .map_err(|e| Code::InvalidIdempotencyKey.invalid(e))
+        }
+    }
+}
+
 /// The LAN-only guard as middleware.
 pub async fn lan_guard(
     req: ServiceRequest,
@@ -109,15 +175,11 @@ pub async fn lan_guard(
             .map(|p| p.ip().to_string())
             .unwrap_or_default();
         tracing::warn!(client = %peer, path = %req.path(), "refused a client outside the home network");
-        let err = crate::error::Error::forbidden(
-            "outside_home_network",
+        let err = Error::new(
+            Code::OutsideHomeNetwork,
             "this hub only answers devices on its home network; set allow_public_clients = true in hearth.toml if you really mean to expose it",
         );
-        let resp = if req.path().starts_with("/api/") || req.path().starts_with("/toy/") {
-            err.to_json_response()
-        } else {
-            err.to_html_response()
-        };
+        let resp = error_response(req.request(), &err);
         let mut resp = req.into_response(resp.map_into_boxed_body());
         let path = resp.request().path().to_owned();
         add_security_headers(&path, resp.headers_mut());
@@ -173,7 +235,7 @@ pub async fn read_body(
 ) -> Result<web::Bytes, crate::error::Error> {
     use futures_util::StreamExt;
     let too_large = || {
-        crate::error::Error::too_large(format!(
+        Error::too_large(format!(
             "the body is larger than the {} allowed here",
             human_size(limit)
         ))
@@ -190,9 +252,8 @@ pub async fn read_body(
     }
     let mut buf = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            crate::error::Error::bad_request("bad_body", format!("the body could not be read: {e}"))
-        })?;
+        let chunk = chunk
+            .map_err(|e| Error::new(Code::BadBody, format!("the body could not be read: {e}")))?;
         if buf.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -216,8 +277,8 @@ pub const JSON_LIMIT: usize = 64 * 1024;
 /// Parses a JSON body, `400 invalid_json` with the parser's words when malformed.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, crate::error::Error> {
     serde_json::from_slice(body).map_err(|e| {
-        crate::error::Error::bad_request(
-            "invalid_json",
+        Error::new(
+            Code::InvalidJson,
             format!("the body is not the expected JSON: {e}"),
         )
     })
@@ -240,10 +301,7 @@ impl<T: serde::de::DeserializeOwned + 'static, const LIMIT: usize> FromRequest f
         let payload = web::Payload::from_request(&req, payload);
         Box::pin(async move {
             let payload = payload.await.map_err(|e| {
-                crate::error::Error::bad_request(
-                    "bad_body",
-                    format!("the body could not be read: {e}"),
-                )
+                Error::new(Code::BadBody, format!("the body could not be read: {e}"))
             })?;
             let body = read_body(&req, payload, LIMIT).await?;
             parse_json(&body).map(Json)

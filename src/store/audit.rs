@@ -1,34 +1,141 @@
-//! The audit log: who did what to which toy or account, and how it ended.
+//! The ledger (audit log): who did what to which toy or account, and how
+//! it ended. What can be recorded is the [`Action`] and [`Outcome`] lists.
 
 use rusqlite::{Connection, params};
 
 use super::{StoreResult, w};
+
+/// What was attempted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Action {
+    /// First-run setup made the household and its first admin.
+    #[serde(rename = "setup")]
+    Setup,
+    /// A password was changed (on the account page or with `hearth user passwd`).
+    #[serde(rename = "password.change")]
+    PasswordChange,
+    /// A toy asked to pair.
+    #[serde(rename = "pairing.request")]
+    PairingRequest,
+    /// A toy revealed its nonce.
+    #[serde(rename = "pairing.reveal")]
+    PairingReveal,
+    /// A parent typed the pairing code.
+    #[serde(rename = "pairing.confirm")]
+    PairingConfirm,
+    /// A parent declined a pairing.
+    #[serde(rename = "pairing.reject")]
+    PairingReject,
+    /// A parent removed a toy.
+    #[serde(rename = "toy.remove")]
+    ToyRemove,
+}
+
+impl Action {
+    const ALL: [Self; 7] = [
+        Self::Setup,
+        Self::PasswordChange,
+        Self::PairingRequest,
+        Self::PairingReveal,
+        Self::PairingConfirm,
+        Self::PairingReject,
+        Self::ToyRemove,
+    ];
+
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Setup => "setup",
+            Self::PasswordChange => "password.change",
+            Self::PairingRequest => "pairing.request",
+            Self::PairingReveal => "pairing.reveal",
+            Self::PairingConfirm => "pairing.confirm",
+            Self::PairingReject => "pairing.reject",
+            Self::ToyRemove => "toy.remove",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// How it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It happened.
+    Success,
+    /// It was refused or failed.
+    Failure,
+}
+
+impl Outcome {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Success, Self::Failure]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
+impl PartialEq<&str> for Action {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<&str> for Outcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
 
 /// An audit entry.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AuditEntry {
     /// When (Unix seconds).
     pub at: i64,
-    /// Who acted: a username, `toy:<id>` or `system`.
+    /// Who acted: a username, `toy:<id>` or `system` (the command line).
     pub actor: Option<String>,
-    /// What was attempted, e.g. `pairing.confirm`.
-    pub action: String,
-    /// What it was about, e.g. a toy id.
+    /// What was attempted.
+    pub action: Action,
+    /// What it was about, e.g. a toy id or a username.
     pub subject: Option<String>,
-    /// `success` or `failure`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: Outcome,
     /// More detail for people.
     pub detail: String,
 }
+
+/// The actor of entries written by the command line (`hearth user …`).
+pub const SYSTEM: &str = "system";
 
 /// Appends an entry.
 pub fn record(tx: &Connection, e: &AuditEntry) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO audit (at, actor, action, subject, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![e.at, e.actor, e.action, e.subject, e.outcome, e.detail],
+        params![e.at, e.actor, e.action.as_str(), e.subject, e.outcome.as_str(), e.detail],
     )
     .map_err(w)?;
     Ok(())
+}
+
+fn unknown(col: usize, what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        Box::new(std::io::Error::other(format!("unknown {what} {value:?}"))),
+    )
 }
 
 /// The newest entries first.
@@ -38,15 +145,36 @@ pub fn recent(c: &Connection, limit: u32) -> StoreResult<Vec<AuditEntry>> {
     )?;
     let v = st
         .query_map([limit], |r| {
+            let action: String = r.get(2)?;
+            let outcome: String = r.get(4)?;
             Ok(AuditEntry {
                 at: r.get(0)?,
                 actor: r.get(1)?,
-                action: r.get(2)?,
+                action: Action::parse(&action).ok_or_else(|| unknown(2, "action", &action))?,
                 subject: r.get(3)?,
-                outcome: r.get(4)?,
+                outcome: Outcome::parse(&outcome).ok_or_else(|| unknown(4, "outcome", &outcome))?,
                 detail: r.get(5)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_and_outcomes_round_trip() {
+        for a in Action::ALL {
+            assert_eq!(Action::parse(a.as_str()), Some(a));
+            assert_eq!(
+                serde_json::to_value(a).expect("json"),
+                serde_json::json!(a.as_str())
+            );
+        }
+        assert_eq!(Action::parse("pairing.guess"), None);
+        assert_eq!(Outcome::parse("success"), Some(Outcome::Success));
+        assert_eq!(Outcome::parse("maybe"), None);
+    }
 }

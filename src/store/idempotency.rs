@@ -4,15 +4,21 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreResult, w};
+use crate::domain::IdempotencyScope;
 
 /// How long a key is remembered.
 pub const KEY_LIFETIME_SECS: i64 = 24 * 3600;
 
 /// The stored answer for `key` in `scope`, if used in the last 24 hours.
-pub fn lookup(c: &Connection, scope: &str, key: &str, now: i64) -> StoreResult<Option<String>> {
+pub fn lookup(
+    c: &Connection,
+    scope: IdempotencyScope,
+    key: &str,
+    now: i64,
+) -> StoreResult<Option<String>> {
     Ok(c.query_row(
         "SELECT response FROM idempotency WHERE scope = ?1 AND key = ?2 AND created_at > ?3",
-        params![scope, key, now - KEY_LIFETIME_SECS],
+        params![scope.to_string(), key, now - KEY_LIFETIME_SECS],
         |r| r.get(0),
     )
     .optional()?)
@@ -21,7 +27,7 @@ pub fn lookup(c: &Connection, scope: &str, key: &str, now: i64) -> StoreResult<O
 /// Remembers the answer (in the same transaction as what it answers).
 pub fn remember(
     tx: &Connection,
-    scope: &str,
+    scope: IdempotencyScope,
     key: &str,
     now: i64,
     response: &str,
@@ -29,7 +35,7 @@ pub fn remember(
     tx.execute(
         "INSERT INTO idempotency (scope, key, created_at, response) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(scope, key) DO UPDATE SET created_at = excluded.created_at, response = excluded.response",
-        params![scope, key, now, response],
+        params![scope.to_string(), key, now, response],
     )
     .map_err(w)?;
     Ok(())

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreResult, w};
-use crate::domain::{Direction, MessageState};
+use crate::domain::{Direction, MessageState, ToyId};
 
 /// A message without its audio.
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub struct Message {
     /// The toy's row id.
     pub toy: i64,
     /// The toy's own id.
-    pub toy_id: String,
+    pub toy_id: ToyId,
     /// Which way.
     pub direction: Direction,
     /// Display name of the sender (a parent, or the toy's name).
@@ -46,7 +46,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         rowid: r.get(0)?,
         public_id: r.get(1)?,
         toy: r.get(2)?,
-        toy_id: r.get(3)?,
+        toy_id: super::toys::toy_id_column(r, 3)?,
         direction: Direction::parse(&dir).unwrap_or(Direction::ToToy),
         sender_name: r.get(5)?,
         sender_user: r.get(6)?,

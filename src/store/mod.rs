@@ -105,7 +105,7 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
 impl Store {
     /// Opens (creating if needed) `hearth.db` in `data_dir` and migrates it.
     pub fn open(data_dir: &Path) -> StoreResult<Self> {
-        let path = data_dir.join("hearth.db");
+        let path = crate::datadir::DataDir::new(data_dir).database();
         let mut writer = open_connection(&path)?;
         migrate(&mut writer, &path)?;
         let readers = (0..2)
@@ -297,7 +297,8 @@ mod tests {
     fn refuses_a_newer_database() {
         let dir = tempfile::tempdir().expect("tempdir");
         drop(Store::open(dir.path()).expect("open"));
-        let c = Connection::open(dir.path().join("hearth.db")).expect("raw open");
+        let c = Connection::open(crate::datadir::DataDir::new(dir.path()).database())
+            .expect("raw open");
         c.pragma_update(None, "user_version", 99).expect("bump");
         drop(c);
         let err = Store::open(dir.path()).err().expect("must refuse");

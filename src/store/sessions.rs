@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreResult, w};
+use crate::domain::SessionKind;
 
 /// A live session joined with its user.
 #[derive(Debug, Clone)]
@@ -12,8 +13,8 @@ pub struct Session {
     pub id: i64,
     /// The user's row id.
     pub user_id: i64,
-    /// `cookie` or `bearer`.
-    pub kind: String,
+    /// Cookie or bearer.
+    pub kind: SessionKind,
     /// The CSRF token bound to this session.
     pub csrf_token: String,
     /// Login time.
@@ -35,7 +36,16 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
         id: r.get(0)?,
         user_id: r.get(1)?,
-        kind: r.get(2)?,
+        kind: {
+            let k: String = r.get(2)?;
+            SessionKind::parse(&k).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    2,
+                    rusqlite::types::Type::Text,
+                    Box::new(std::io::Error::other(e.0)),
+                )
+            })?
+        },
         csrf_token: r.get(3)?,
         created_at: r.get(4)?,
         last_seen: r.get(5)?,
@@ -51,8 +61,8 @@ pub struct NewSession<'a> {
     pub token_hash: &'a [u8],
     /// Its user.
     pub user_id: i64,
-    /// `cookie` or `bearer`.
-    pub kind: &'a str,
+    /// Cookie or bearer.
+    pub kind: SessionKind,
     /// Its CSRF token.
     pub csrf_token: &'a str,
     /// Now.
@@ -70,7 +80,7 @@ pub fn insert(tx: &Connection, s: &NewSession<'_>) -> StoreResult<i64> {
     tx.execute(
         "INSERT INTO sessions (token_hash, user_id, kind, csrf_token, created_at, last_seen, expires_at, user_agent, client_ip)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
-        params![s.token_hash, s.user_id, s.kind, s.csrf_token, s.now, s.expires_at, s.user_agent, s.client_ip],
+        params![s.token_hash, s.user_id, s.kind.as_str(), s.csrf_token, s.now, s.expires_at, s.user_agent, s.client_ip],
     )
     .map_err(w)?;
     Ok(tx.last_insert_rowid())

@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreResult, w};
+use crate::domain::ToyId;
 
 /// A toy row.
 #[derive(Debug, Clone)]
@@ -10,7 +11,7 @@ pub struct Toy {
     /// Row id.
     pub id: i64,
     /// The toy's own stable id.
-    pub toy_id: String,
+    pub toy_id: ToyId,
     /// Name shown to parents.
     pub name: String,
     /// Model text from pairing.
@@ -38,7 +39,7 @@ const COLS: &str = "id, toy_id, name, model, key_fp, cert_sha256, paired_at, rem
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Toy> {
     Ok(Toy {
         id: r.get(0)?,
-        toy_id: r.get(1)?,
+        toy_id: toy_id_column(r, 1)?,
         name: r.get(2)?,
         model: r.get(3)?,
         key_fp: r.get(4)?,
@@ -52,11 +53,23 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Toy> {
     })
 }
 
+/// Reads a toy id column; one that no longer parses is a damaged row.
+pub(crate) fn toy_id_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<ToyId> {
+    let text: String = r.get(i)?;
+    ToyId::parse(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            Box::new(std::io::Error::other(e.0)),
+        )
+    })
+}
+
 /// A toy by its id, removed or not.
-pub fn by_toy_id(c: &Connection, toy_id: &str) -> StoreResult<Option<Toy>> {
+pub fn by_toy_id(c: &Connection, toy_id: &ToyId) -> StoreResult<Option<Toy>> {
     Ok(c.query_row(
         &format!("SELECT {COLS} FROM toys WHERE toy_id = ?1"),
-        [toy_id],
+        [toy_id.as_str()],
         row,
     )
     .optional()?)
@@ -85,7 +98,7 @@ pub fn list_paired(c: &Connection) -> StoreResult<Vec<Toy>> {
 /// (its conversation is kept). Only `cert_sha256` is accepted from now on.
 pub fn upsert_paired(
     tx: &Connection,
-    toy_id: &str,
+    toy_id: &ToyId,
     name: &str,
     model: &str,
     key_fp: &str,
@@ -98,33 +111,33 @@ pub fn upsert_paired(
          ON CONFLICT(toy_id) DO UPDATE SET name = excluded.name, model = excluded.model,
              key_fp = excluded.key_fp, cert_sha256 = excluded.cert_sha256,
              paired_at = excluded.paired_at, removed_at = NULL, last_seen = excluded.last_seen",
-        params![toy_id, name, model, key_fp, cert_sha256, now],
+        params![toy_id.as_str(), name, model, key_fp, cert_sha256, now],
     )
     .map_err(w)?;
-    Ok(
-        tx.query_row("SELECT id FROM toys WHERE toy_id = ?1", [toy_id], |r| {
-            r.get(0)
-        })?,
-    )
+    Ok(tx.query_row(
+        "SELECT id FROM toys WHERE toy_id = ?1",
+        [toy_id.as_str()],
+        |r| r.get(0),
+    )?)
 }
 
 /// Unpairs a toy: its certificate is refused from now on. True when it was paired.
-pub fn remove(tx: &Connection, toy_id: &str, now: i64) -> StoreResult<bool> {
+pub fn remove(tx: &Connection, toy_id: &ToyId, now: i64) -> StoreResult<bool> {
     Ok(tx
         .execute(
             "UPDATE toys SET removed_at = ?1, cert_sha256 = NULL WHERE toy_id = ?2 AND removed_at IS NULL",
-            params![now, toy_id],
+            params![now, toy_id.as_str()],
         )
         .map_err(w)?
         == 1)
 }
 
 /// Renames a paired toy. True when it exists.
-pub fn rename(tx: &Connection, toy_id: &str, name: &str) -> StoreResult<bool> {
+pub fn rename(tx: &Connection, toy_id: &ToyId, name: &str) -> StoreResult<bool> {
     Ok(tx
         .execute(
             "UPDATE toys SET name = ?1 WHERE toy_id = ?2 AND removed_at IS NULL",
-            params![name, toy_id],
+            params![name, toy_id.as_str()],
         )
         .map_err(w)?
         == 1)

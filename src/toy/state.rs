@@ -3,15 +3,15 @@
 //! the hub's address). Both files are mode 0600 and written atomically, so
 //! a power cut leaves either the old state or the new one, never half.
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::ToyError;
 use super::client::HubAddress;
+use crate::datadir::{PRIVATE_FILE_MODE, create_private_dir, write_private_file};
 use crate::domain::{DisplayName, Hex32, ToyId};
-use crate::pki::{check_csr, csr_for_key_pem, make_toy_key_and_csr, write_private_file};
+use crate::pki::{check_csr, csr_for_key_pem, make_toy_key_and_csr};
 
 const KEY_FILE: &str = "toy.key";
 const STATE_FILE: &str = "toy.json";
@@ -60,11 +60,7 @@ impl ToyState {
     /// and `toy.json` when missing. A new toy's id is `toy-<8 hex of its key
     /// fingerprint>` and its name `Toy <4 hex>`.
     pub fn open(dir: &Path) -> Result<Self, ToyError> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| local(dir, e))?;
+        create_private_dir(dir).map_err(|e| local(dir, e))?;
         let key_path = dir.join(KEY_FILE);
         let key_pem = match std::fs::read_to_string(&key_path) {
             Ok(k) => k,
@@ -137,7 +133,7 @@ impl ToyState {
     fn tighten_key_mode(&mut self) {
         use std::os::unix::fs::PermissionsExt;
         let path = self.dir.join(KEY_FILE);
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(PRIVATE_FILE_MODE));
     }
 
     /// Writes `toy.json` atomically, mode 0600.

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::state::AppState;
 use crate::store::{self, toys::Toy as ToyRow};
 
@@ -52,25 +52,12 @@ async fn identify(req: HttpRequest) -> Result<Toy, Error> {
         .read(move |c| store::toys::by_cert(c, &hash))
         .await?;
     let Some(row) = row else {
-        return Err(Error::forbidden(
-            "toy_not_paired",
+        return Err(Error::new(
+            Code::ToyNotPaired,
             "this certificate is no longer valid: the toy was removed or paired again; pair it again",
         ));
     };
-    let now = state.now();
-    if row.last_seen.is_none_or(|s| now - s >= 30) {
-        let (id, was_online) = (row.id, row.last_seen.is_some_and(|s| now - s < 120));
-        state
-            .store
-            .write(move |tx| store::toys::touch(tx, id, now))
-            .await?;
-        if !was_online {
-            state.events.publish(
-                "toy",
-                serde_json::json!({"change": "online", "toy_id": row.toy_id}),
-            );
-        }
-    }
+    crate::toys::called(&state, &row).await?;
     Ok(Toy { row })
 }
 

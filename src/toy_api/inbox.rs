@@ -1,4 +1,4 @@
-//! The toy's messages (PROTOCOL.md section 4): the inbox with long-poll,
+//! The toy's messages (`docs/toy-protocol.md` section 4): the inbox with long-poll,
 //! audio download (marks delivered), played, and the child's recordings
 //! with idempotency keys.
 
@@ -11,10 +11,10 @@ use serde_json::json;
 
 use super::identity::Toy;
 use crate::clock::rfc3339;
-use crate::domain::{Direction, MessageState};
-use crate::error::{Error, Result};
-use crate::http::{Access, Routes, read_body};
-use crate::messaging::{self, TOY_LIMIT, Upload};
+use crate::domain::{Direction, IdempotencyScope, MessageState};
+use crate::error::{Code, Error, Result};
+use crate::http::{self, Access, Routes, read_body};
+use crate::messaging::{self, Stored, TOY_LIMIT, Upload};
 use crate::state::AppState;
 use crate::store;
 
@@ -78,7 +78,10 @@ async fn inbox(
     let wait = match q.wait.as_deref() {
         None => 0,
         Some(s) => s.parse::<u64>().ok().filter(|n| *n <= 60).ok_or_else(|| {
-            Error::bad_request("invalid_wait", "wait is a number of seconds from 0 to 60")
+            Error::new(
+                Code::InvalidWait,
+                "wait is a number of seconds from 0 to 60",
+            )
         })?,
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
@@ -98,8 +101,8 @@ async fn inbox(
             return Ok(HttpResponse::Ok().json(json!({"messages": list})));
         }
         if !still_paired(&state, &toy).await? {
-            return Err(Error::forbidden(
-                "toy_not_paired",
+            return Err(Error::new(
+                Code::ToyNotPaired,
                 "this toy was removed by a parent; pair it again",
             ));
         }
@@ -150,10 +153,10 @@ async fn recording(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let kind = messaging::audio_kind(&req)?;
-    let key = messaging::idempotency_key(&req)?;
+    let kind = http::audio_kind(&req)?;
+    let key = http::idempotency_key(&req)?;
     let body = read_body(&req, payload, TOY_LIMIT).await?;
-    let (status, answer) = messaging::store_upload(
+    let stored = messaging::store_upload(
         &state,
         Upload {
             direction: Direction::FromToy,
@@ -161,14 +164,13 @@ async fn recording(
             sender_name: toy.row.name.clone(),
             kind,
             body,
-            idempotency: key.map(|k| (format!("toy:{}", toy.row.id), k)),
+            idempotency: key.map(|k| (IdempotencyScope::Toy(toy.row.id), k)),
             toy: toy.row,
         },
     )
     .await?;
-    Ok(if status == 201 {
-        HttpResponse::Created().json(answer)
-    } else {
-        HttpResponse::Ok().json(answer)
+    Ok(match stored {
+        Stored::New(r) => HttpResponse::Created().json(r),
+        Stored::Replayed(r) => HttpResponse::Ok().json(r),
     })
 }

@@ -1,4 +1,4 @@
-//! `/toy/v1`, the toy protocol (PROTOCOL.md): pairing (no client
+//! `/toy/v1`, the toy protocol (`docs/toy-protocol.md`): pairing (no client
 //! certificate needed), then everything else behind the [`identity::Toy`]
 //! extractor, which accepts only the current certificate of a paired toy.
 //!
@@ -13,10 +13,9 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::{Access, Json, Routes};
 use crate::state::AppState;
-use crate::store;
 use identity::Toy;
 
 /// Registers the toy API.
@@ -47,28 +46,6 @@ async fn status(
     toy: Toy,
     Json(b): Json<StatusBody>,
 ) -> Result<HttpResponse> {
-    if b.battery.is_some_and(|x| x > 100) {
-        return Err(Error::bad_request(
-            "invalid_battery",
-            "battery is a percentage from 0 to 100",
-        ));
-    }
-    if b.firmware
-        .as_ref()
-        .is_some_and(|f| f.len() > 128 || f.chars().any(char::is_control))
-    {
-        return Err(Error::bad_request(
-            "invalid_firmware",
-            "firmware is at most 128 bytes of printable text",
-        ));
-    }
-    let (id, now) = (toy.row.id, state.now());
-    state
-        .store
-        .write(move |tx| store::toys::set_status(tx, id, b.battery, b.firmware.as_deref(), now))
-        .await?;
-    state
-        .events
-        .publish("toy", json!({"change": "status", "toy_id": toy.row.toy_id}));
+    crate::toys::report_status(&state, &toy.row, b.battery, b.firmware).await?;
     Ok(HttpResponse::NoContent().finish())
 }

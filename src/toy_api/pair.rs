@@ -1,4 +1,4 @@
-//! Pairing endpoints of the toy protocol (PROTOCOL.md section 3, steps 1,
+//! Pairing endpoints of the toy protocol (`docs/toy-protocol.md` section 3, steps 1,
 //! 2 and 4). No client certificate is needed; every rule and edge case of
 //! the section is answered here, and every outcome is audited.
 
@@ -8,11 +8,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::domain::{DisplayName, Hex32, ToyId};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
+use crate::events::{PageEvent, ToyChange};
 use crate::http::{Access, Json, Routes};
 use crate::pairing::{self, PairError, Request, Status};
 use crate::state::AppState;
-use crate::store::{self, audit::AuditEntry};
+use crate::store::{self, audit::Action, audit::AuditEntry, audit::Outcome};
 
 /// Largest pairing request.
 pub const PAIR_LIMIT: usize = 16 * 1024;
@@ -45,22 +46,22 @@ struct PairBody {
 }
 
 fn bad(msg: impl Into<String>) -> Error {
-    Error::bad_request("invalid_pairing_request", msg)
+    Error::new(Code::InvalidPairingRequest, msg)
 }
 
 async fn audit(
     state: &AppState,
-    action: &str,
+    action: Action,
     toy: Option<String>,
-    outcome: &str,
+    outcome: Outcome,
     detail: String,
 ) -> Result<()> {
     let entry = AuditEntry {
         at: state.now(),
         actor: toy.as_ref().map(|t| format!("toy:{t}")),
-        action: action.into(),
+        action,
         subject: toy,
-        outcome: outcome.into(),
+        outcome,
         detail,
     };
     state
@@ -81,15 +82,15 @@ async fn start(
     }
     let commitment = Hex32::parse("commitment", &b.commitment).map_err(|e| bad(e.0))?;
     let csr = crate::pki::check_csr(&b.csr).map_err(|e| bad(e.0))?;
-    let id = toy_id.to_string();
+    let id = toy_id.clone();
     let paired = state
         .store
         .read(move |c| store::toys::by_toy_id(c, &id))
         .await?
         .is_some_and(|t| t.removed_at.is_none());
     if paired {
-        return Err(Error::conflict(
-            "already_paired",
+        return Err(Error::new(
+            Code::AlreadyPaired,
             "a toy with this id is already paired; a parent must remove it on the Toys page first",
         ));
     }
@@ -106,9 +107,9 @@ async fn start(
         Err(PairError::TooMany) => {
             audit(
                 &state,
-                "pairing.request",
+                Action::PairingRequest,
                 Some(toy_id.to_string()),
-                "failure",
+                Outcome::Failure,
                 "too many pairings pending".into(),
             )
             .await?;
@@ -125,16 +126,17 @@ async fn start(
     };
     audit(
         &state,
-        "pairing.request",
+        Action::PairingRequest,
         Some(toy_id.to_string()),
-        "success",
+        Outcome::Success,
         detail,
     )
     .await?;
-    state.events.publish(
-        "toy",
-        json!({"change": "pairing", "pairing_id": pairing_id, "toy_id": toy_id}),
-    );
+    state.events.publish(PageEvent::pairing(
+        ToyChange::Pairing,
+        &pairing_id,
+        Some(toy_id.to_string()),
+    ));
     Ok(HttpResponse::Created().json(json!({
         "pairing_id": pairing_id,
         "hub_nonce": hex::encode(hub_nonce),
@@ -164,27 +166,27 @@ async fn reveal(
         Ok(()) => {
             state
                 .events
-                .publish("toy", json!({"change": "pairing", "pairing_id": id}));
+                .publish(PageEvent::pairing(ToyChange::Pairing, &id, None));
             Ok(HttpResponse::Ok().json(json!({"status": "awaiting_confirmation"})))
         }
         Err(PairError::NotFound) => Err(Error::not_found(
             "no such pairing: it expired or was replaced; start again",
         )),
-        Err(PairError::WrongState(m)) => Err(Error::conflict("already_revealed", m)),
+        Err(PairError::WrongState(m)) => Err(Error::new(Code::AlreadyRevealed, m)),
         Err(PairError::CommitmentMismatch) => {
             audit(
                 &state,
-                "pairing.reveal",
+                Action::PairingReveal,
                 toy,
-                "failure",
+                Outcome::Failure,
                 "nonce did not match the commitment; pairing discarded".into(),
             )
             .await?;
             state
                 .events
-                .publish("toy", json!({"change": "pairing", "pairing_id": id}));
-            Err(Error::unprocessable(
-                "commitment_mismatch",
+                .publish(PageEvent::pairing(ToyChange::Pairing, &id, None));
+            Err(Error::new(
+                Code::CommitmentMismatch,
                 "SHA-256 of toy_nonce does not equal the commitment; the pairing is discarded, start again",
             ))
         }

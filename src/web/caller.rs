@@ -9,12 +9,13 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::http::{Method, StatusCode, header};
-use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::http::{Method, header};
+use actix_web::{FromRequest, HttpRequest, web};
 
+use super::errors::PageError;
 use crate::auth::tokens::{self, SESSION_COOKIE};
-use crate::domain::Role;
-use crate::error::Error;
+use crate::domain::{Role, SessionKind};
+use crate::error::{Code, Error};
 use crate::state::AppState;
 use crate::store::{self, sessions::Session, users::User};
 
@@ -32,17 +33,7 @@ pub struct Caller {
 impl Caller {
     /// Refuses with `403` unless the caller has at least `role`.
     pub fn require(&self, role: Role) -> Result<(), Error> {
-        if self.user.role >= role {
-            Ok(())
-        } else {
-            Err(Error::forbidden(
-                "forbidden",
-                format!(
-                    "this needs the {} role; ask a household admin",
-                    role.as_str()
-                ),
-            ))
-        }
+        crate::accounts::require(&self.user, role)
     }
 }
 
@@ -132,7 +123,7 @@ async fn authenticate(req: HttpRequest, csrf_form_token: Option<String>) -> Resu
     let Some((session, user)) = found else {
         return Err(Error::unauthorized("this session has ended; sign in again"));
     };
-    let kind_ok = (session.kind == "cookie") == via_cookie;
+    let kind_ok = (session.kind == SessionKind::Cookie) == via_cookie;
     if !kind_ok || session.expires_at <= now || session.last_seen + idle <= now {
         return Err(Error::unauthorized("this session has ended; sign in again"));
     }
@@ -145,8 +136,8 @@ async fn authenticate(req: HttpRequest, csrf_form_token: Option<String>) -> Resu
             .or(csrf_form_token)
             .unwrap_or_default();
         if !tokens::tokens_equal(&sent, &session.csrf_token) || !same_origin(&req) {
-            return Err(Error::forbidden(
-                "csrf_check_failed",
+            return Err(Error::new(
+                Code::CsrfCheckFailed,
                 "this request did not come from a Hearth page; reload the page and try again",
             ));
         }
@@ -180,42 +171,6 @@ impl FromRequest for Caller {
 #[derive(Debug, Clone)]
 pub struct PageCaller(pub Caller);
 
-/// The answer of a page to someone not signed in.
-#[derive(Debug)]
-pub enum PageAuthError {
-    /// Go to the login page (or setup, before the first admin exists).
-    Redirect(String),
-    /// Anything else, as an HTML error page.
-    Other(Error),
-}
-
-impl std::fmt::Display for PageAuthError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Redirect(to) => write!(f, "redirect to {to}"),
-            Self::Other(e) => e.fmt(f),
-        }
-    }
-}
-
-impl ResponseError for PageAuthError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            Self::Redirect(_) => StatusCode::SEE_OTHER,
-            Self::Other(e) => e.status,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        match self {
-            Self::Redirect(to) => HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, to.as_str()))
-                .finish(),
-            Self::Other(e) => e.to_html_response(),
-        }
-    }
-}
-
 /// Where someone not signed in should go.
 pub async fn sign_in_location(state: &AppState) -> Result<String, Error> {
     let setup_done = state.store.read(store::users::any_admin).await?;
@@ -227,29 +182,27 @@ pub async fn sign_in_location(state: &AppState) -> Result<String, Error> {
 }
 
 impl FromRequest for PageCaller {
-    type Error = PageAuthError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, PageAuthError>>>>;
+    type Error = PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, PageError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
             match authenticate(req.clone(), None).await {
                 Ok(c) => Ok(PageCaller(c)),
-                Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                Err(e) if e.code == Code::Unauthorized => {
                     let state =
                         req.app_data::<web::Data<AppState>>()
                             .cloned()
                             .ok_or_else(|| {
-                                PageAuthError::Other(Error::internal(anyhow::anyhow!(
+                                PageError::Error(Error::internal(anyhow::anyhow!(
                                     "app state missing"
                                 )))
                             })?;
-                    let to = sign_in_location(&state)
-                        .await
-                        .map_err(PageAuthError::Other)?;
-                    Err(PageAuthError::Redirect(to))
+                    let to = sign_in_location(&state).await.map_err(PageError::Error)?;
+                    Err(PageError::Redirect(to))
                 }
-                Err(e) => Err(PageAuthError::Other(e)),
+                Err(e) => Err(PageError::Error(e)),
             }
         })
     }

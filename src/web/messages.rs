@@ -7,12 +7,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::caller::Caller;
-use crate::domain::{Direction, MessageState, Role, ToyId};
-use crate::error::{Error, Result};
-use crate::http::{Access, Json, Routes, read_body};
-use crate::messaging::{self, PARENT_LIMIT, Upload};
+use crate::domain::{Direction, IdempotencyScope, MessageState, Role};
+use crate::error::{Code, Error, Result};
+use crate::http::{self, Access, Json, Routes, read_body};
+use crate::messaging::{self, PARENT_LIMIT, Stored, Upload};
 use crate::state::AppState;
 use crate::store;
+use crate::toys;
 
 /// Registers the routes of this file.
 pub fn register(r: &mut Routes<'_>) {
@@ -38,18 +39,6 @@ pub fn register(r: &mut Routes<'_>) {
     r.add(Method::PATCH, "/api/v1/messages/{id}", Access::User, patch);
 }
 
-async fn paired_toy(state: &AppState, toy_id: &str) -> Result<store::toys::Toy> {
-    let id = ToyId::parse(toy_id)
-        .map_err(|_| Error::not_found("no such toy"))?
-        .to_string();
-    state
-        .store
-        .read(move |c| store::toys::by_toy_id(c, &id))
-        .await?
-        .filter(|t| t.removed_at.is_none())
-        .ok_or_else(|| Error::not_found("no such paired toy"))
-}
-
 async fn send(
     state: web::Data<AppState>,
     caller: Caller,
@@ -58,11 +47,11 @@ async fn send(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     caller.require(Role::Parent)?;
-    let toy = paired_toy(&state, &path).await?;
-    let kind = messaging::audio_kind(&req)?;
-    let key = messaging::idempotency_key(&req)?;
+    let toy = toys::paired_toy(&state, &path).await?;
+    let kind = http::audio_kind(&req)?;
+    let key = http::idempotency_key(&req)?;
     let body = read_body(&req, payload, PARENT_LIMIT).await?;
-    let (status, answer) = messaging::store_upload(
+    let stored = messaging::store_upload(
         &state,
         Upload {
             toy,
@@ -71,14 +60,13 @@ async fn send(
             sender_name: caller.user.display_name.clone(),
             kind,
             body,
-            idempotency: key.map(|k| (format!("user:{}", caller.user.id), k)),
+            idempotency: key.map(|k| (IdempotencyScope::User(caller.user.id), k)),
         },
     )
     .await?;
-    Ok(if status == 201 {
-        HttpResponse::Created().json(answer)
-    } else {
-        HttpResponse::Ok().json(answer)
+    Ok(match stored {
+        Stored::New(r) => HttpResponse::Created().json(r),
+        Stored::Replayed(r) => HttpResponse::Ok().json(r),
     })
 }
 
@@ -102,12 +90,10 @@ async fn list(
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| {
-                Error::bad_request("invalid_limit", "limit is a number from 1 to 200")
-            })?,
+            .ok_or_else(|| Error::new(Code::InvalidLimit, "limit is a number from 1 to 200"))?,
     };
     let toy = match &q.toy {
-        Some(t) => Some(paired_toy(&state, t).await?.id),
+        Some(t) => Some(toys::paired_toy(&state, t).await?.id),
         None => None,
     };
     let before = match &q.before {
@@ -119,8 +105,8 @@ async fn list(
                 .await?;
             Some(
                 m.ok_or_else(|| {
-                    Error::bad_request(
-                        "invalid_before",
+                    Error::new(
+                        Code::InvalidBefore,
                         "before must be the id of a listed message",
                     )
                 })?
@@ -158,7 +144,7 @@ async fn audio(
     let wav = match q.format.as_deref() {
         None | Some("ogg") => false,
         Some("wav") => true,
-        Some(_) => return Err(Error::bad_request("invalid_format", "format is ogg or wav")),
+        Some(_) => return Err(Error::new(Code::InvalidFormat, "format is ogg or wav")),
     };
     let id2 = id.clone();
     let found = state
@@ -193,19 +179,7 @@ async fn delete(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.require(Role::Parent)?;
-    let id = path.into_inner();
-    let id2 = id.clone();
-    let gone = state
-        .store
-        .write(move |tx| store::messages::delete(tx, &id2))
-        .await?;
-    if !gone {
-        return Err(Error::not_found("no such message"));
-    }
-    state
-        .events
-        .publish("message", json!({"id": id, "deleted": true}));
+    messaging::delete(&state, &caller.user, &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -221,23 +195,6 @@ async fn patch(
     path: web::Path<String>,
     Json(p): Json<MessagePatch>,
 ) -> Result<HttpResponse> {
-    caller.require(Role::Parent)?;
-    let id = path.into_inner();
-    let id2 = id.clone();
-    let found = state
-        .store
-        .write(move |tx| store::messages::set_keep(tx, &id2, p.keep))
-        .await?;
-    if !found {
-        return Err(Error::not_found("no such message"));
-    }
-    messaging::publish(&state, &id).await?;
-    let id3 = id.clone();
-    let m = state
-        .store
-        .read(move |c| store::messages::get(c, &id3))
-        .await?
-        .ok_or_else(|| Error::not_found("no such message"))?;
-    let days = messaging::retention_days(&state).await?;
+    let (m, days) = messaging::set_keep(&state, &caller.user, &path, p.keep).await?;
     Ok(HttpResponse::Ok().json(messaging::message_json(&m, days)))
 }

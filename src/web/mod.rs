@@ -7,6 +7,7 @@
 pub mod api;
 pub mod assets;
 pub mod caller;
+pub mod errors;
 pub mod events;
 pub mod messages;
 pub mod pages;

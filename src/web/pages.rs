@@ -9,15 +9,18 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::api::{self, SetupBody};
+use super::api;
 use super::caller::{PageCaller, same_origin, sign_in_location};
+use super::errors::PageError;
+use crate::accounts::{self, SetupForm};
 use crate::auth::tokens::SESSION_COOKIE;
 use crate::clock::rfc3339;
-use crate::domain::Direction;
-use crate::error::{Error, PageError};
+use crate::domain::{Direction, SessionKind};
+use crate::error::{Code, Error};
 use crate::http::{Access, Routes};
 use crate::state::AppState;
 use crate::store;
+use crate::toys::{self, ToyStatus};
 
 type PageResult = Result<HttpResponse, PageError>;
 
@@ -57,10 +60,10 @@ fn html(body: String) -> HttpResponse {
 /// A form page shown again with the error that refused it, keeping the
 /// error's status and `Retry-After`.
 fn form_again(page: &impl Template, e: &Error) -> PageResult {
-    let body = page
-        .render()
-        .map_err(|err| PageError(Error::internal(anyhow::anyhow!("template failed: {err}"))))?;
-    let mut resp = HttpResponse::build(e.status);
+    let body = page.render().map_err(|err| {
+        PageError::Error(Error::internal(anyhow::anyhow!("template failed: {err}")))
+    })?;
+    let mut resp = HttpResponse::build(e.status());
     if let Some(s) = e.retry_after {
         resp.insert_header((header::RETRY_AFTER, s.to_string()));
     }
@@ -70,7 +73,7 @@ fn form_again(page: &impl Template, e: &Error) -> PageResult {
 fn render(t: &impl Template) -> PageResult {
     t.render()
         .map(html)
-        .map_err(|e| PageError(Error::internal(anyhow::anyhow!("template failed: {e}"))))
+        .map_err(|e| PageError::Error(Error::internal(anyhow::anyhow!("template failed: {e}"))))
 }
 
 async fn layout(
@@ -105,7 +108,7 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
-/// The HTML error page (used by the error type's HTML mapping).
+/// The HTML error page (drawn by `errors::html_response`).
 pub fn render_error_page(status: u16, reason: &str, message: &str) -> String {
     let l = Layout {
         title: format!("{status} {reason}"),
@@ -138,15 +141,14 @@ pub struct ToyView {
     pub battery: String,
 }
 
-fn toy_views(state: &AppState, toys: &[store::toys::Toy]) -> Vec<ToyView> {
-    let now = state.now();
+fn toy_views(toys: &[ToyStatus]) -> Vec<ToyView> {
     toys.iter()
-        .map(|t| {
-            let j = api::toy_json(state, t, now);
+        .map(|s| {
+            let t = &s.toy;
             ToyView {
-                toy_id: t.toy_id.clone(),
+                toy_id: t.toy_id.to_string(),
                 name: t.name.clone(),
-                online: j["online"].as_bool().unwrap_or(false),
+                online: s.online,
                 last_seen: t.last_seen.map(rfc3339).unwrap_or_default(),
                 battery: t
                     .battery
@@ -184,7 +186,7 @@ pub struct MessageView {
 fn message_view(m: &store::messages::Message, days: Option<u32>) -> MessageView {
     MessageView {
         id: m.public_id.clone(),
-        toy_id: m.toy_id.clone(),
+        toy_id: m.toy_id.to_string(),
         direction: m.direction.as_str(),
         from: m.sender_name.clone(),
         created_at: rfc3339(m.created_at),
@@ -215,7 +217,7 @@ struct HomePage {
 
 async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
     let l = layout(&state, Some(&caller), "Home", "home").await?;
-    let toys = state.store.read(store::toys::list_paired).await?;
+    let toys = toys::paired(&state).await?;
     let msgs = state
         .store
         .read(|c| store::messages::list(c, None, None, 50))
@@ -231,7 +233,7 @@ async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
     let pending = state.pairings.pending(state.now()).len();
     render(&HomePage {
         l,
-        toys: toy_views(&state, &toys),
+        toys: toy_views(&toys),
         new_recordings,
         pending,
     })
@@ -246,10 +248,10 @@ struct ToysPage {
 
 async fn toys_page(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
     let l = layout(&state, Some(&caller), "Toys", "toys").await?;
-    let toys = state.store.read(store::toys::list_paired).await?;
+    let toys = toys::paired(&state).await?;
     render(&ToysPage {
         l,
-        toys: toy_views(&state, &toys),
+        toys: toy_views(&toys),
     })
 }
 
@@ -266,23 +268,16 @@ async fn toy_page(
     caller: PageCaller,
     path: web::Path<String>,
 ) -> PageResult {
-    let id = path.into_inner();
-    let id2 = id.clone();
-    let toy = state
-        .store
-        .read(move |c| store::toys::by_toy_id(c, &id2))
-        .await?
-        .filter(|t| t.removed_at.is_none())
-        .ok_or_else(|| Error::not_found("no such paired toy"))?;
-    let row = toy.id;
+    let status = toys::status(&state, &path).await?;
+    let row = status.toy.id;
     let mut msgs = state
         .store
         .read(move |c| store::messages::list(c, Some(row), None, 100))
         .await?;
     msgs.reverse();
     let days = crate::messaging::retention_days(&state).await?;
-    let l = layout(&state, Some(&caller), &toy.name, "toys").await?;
-    let toy = toy_views(&state, std::slice::from_ref(&toy)).remove(0);
+    let l = layout(&state, Some(&caller), &status.toy.name, "toys").await?;
+    let toy = toy_views(std::slice::from_ref(&status)).remove(0);
     render(&ToyPage {
         l,
         toy,
@@ -353,20 +348,22 @@ async fn setup_page(state: web::Data<AppState>) -> PageResult {
 async fn setup_post(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<SetupBody>,
+    form: web::Form<SetupForm>,
 ) -> PageResult {
     if !same_origin(&req) {
-        return Err(
-            Error::forbidden("csrf_check_failed", "this form did not come from this hub").into(),
-        );
+        return Err(Error::new(
+            Code::CsrfCheckFailed,
+            "this form did not come from this hub",
+        )
+        .into());
     }
     let form = form.into_inner();
     let (household, username) = (form.household.clone(), form.username.clone());
-    match api::do_setup(&state, &req, form).await {
+    match accounts::set_up(&state, &api::client(&req), form).await {
         Ok(_) => Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, "/login?setup=done"))
             .finish()),
-        Err(e) if e.status.is_client_error() && e.status.as_u16() != 409 => {
+        Err(e) if e.status().is_client_error() && e.code != Code::AlreadySetUp => {
             let l = layout(&state, None, "Set up Hearth", "").await?;
             let page = SetupPage {
                 l,
@@ -427,12 +424,23 @@ async fn login_post(
     form: web::Form<LoginForm>,
 ) -> PageResult {
     if !same_origin(&req) {
-        return Err(
-            Error::forbidden("csrf_check_failed", "this form did not come from this hub").into(),
-        );
+        return Err(Error::new(
+            Code::CsrfCheckFailed,
+            "this form did not come from this hub",
+        )
+        .into());
     }
     let form = form.into_inner();
-    match api::do_login(&state, &req, &form.username, form.password, "cookie").await {
+    let client = api::client(&req);
+    match accounts::sign_in(
+        &state,
+        &client,
+        &form.username,
+        form.password,
+        SessionKind::Cookie,
+    )
+    .await
+    {
         Ok(s) => {
             let mut c = actix_web::cookie::Cookie::new(SESSION_COOKIE, s.token);
             c.set_path("/");
@@ -447,7 +455,7 @@ async fn login_post(
                 .cookie(c)
                 .finish())
         }
-        Err(e) if e.status.is_client_error() => {
+        Err(e) if e.status().is_client_error() => {
             let l = layout(&state, None, "Sign in", "").await?;
             let page = LoginPage {
                 l,

@@ -1,0 +1,640 @@
+//! Use cases of household accounts: first-run setup, signing in and out,
+//! changing a password, sessions, users and the household itself.
+//!
+//! This module owns the guess throttles and the setup code ([`Accounts`]).
+//! Each act opens its own transaction and writes its ledger entry; callers
+//! (the web surface, the command line) only parse and render, so `hearth
+//! user passwd` and the account page change a password through
+//! [`set_password`] and leave the same entry. Nothing here knows HTTP.
+
+use std::sync::Mutex;
+
+use crate::auth::throttle::Throttle;
+use crate::auth::{password, setup, tokens};
+use crate::datadir::DataDir;
+use crate::domain::{DisplayName, Role, SessionKind, Username};
+use crate::error::{Code, Error, Result};
+use crate::state::AppState;
+use crate::store::audit::{self, Action, AuditEntry, Outcome};
+use crate::store::household::Household;
+use crate::store::sessions::Session;
+use crate::store::users::User;
+use crate::store::{self, Store};
+
+/// The throttles of guesses and the setup code, shared by every request.
+pub struct Accounts {
+    /// Sign-in failures per account (5 free).
+    login_account: Throttle,
+    /// Sign-in failures per source address (20 free: a family shares one).
+    login_addr: Throttle,
+    /// Wrong setup codes (every one blocks, growing).
+    setup: Throttle,
+    /// The setup code while setup is not done.
+    setup_code: Mutex<Option<String>>,
+}
+
+impl Accounts {
+    /// Fresh throttles; `setup_code` is the code of a hub without an admin.
+    pub fn new(setup_code: Option<String>) -> Self {
+        Self {
+            login_account: Throttle::new(5),
+            login_addr: Throttle::new(20),
+            setup: Throttle::new(1),
+            setup_code: Mutex::new(setup_code),
+        }
+    }
+}
+
+/// Makes or removes the setup code at start: a hub with an admin has none;
+/// one without keeps the code of its file across restarts.
+pub fn setup_code_at_start(dir: &DataDir, has_admin: bool) -> std::io::Result<Option<String>> {
+    if has_admin {
+        let _ = setup::remove(dir.root());
+        Ok(None)
+    } else {
+        setup::load_or_create(dir.root()).map(Some)
+    }
+}
+
+/// Who is asking, as the surface saw it (for throttling and the sessions list).
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// The source address as text.
+    pub ip: String,
+    /// What the client called itself (at most 200 characters).
+    pub user_agent: String,
+}
+
+/// `1 second`, `5 seconds`.
+fn seconds(n: u64) -> String {
+    if n == 1 {
+        "1 second".into()
+    } else {
+        format!("{n} seconds")
+    }
+}
+
+/// Runs argon2 off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(anyhow::anyhow!("worker failed: {e}")))
+}
+
+fn already_set_up() -> Error {
+    Error::new(
+        Code::AlreadySetUp,
+        "this hub is already set up; sign in instead",
+    )
+}
+
+/// What first-run setup needs.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupForm {
+    /// The one-time code.
+    pub setup_code: String,
+    /// Household name.
+    pub household: String,
+    /// First admin's username.
+    pub username: String,
+    /// First admin's password.
+    pub password: String,
+}
+
+/// First-run setup: checks the code (throttled), makes the household and
+/// its first admin, forgets the code. Returns the admin's username.
+pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Result<Username> {
+    let now = state.now();
+    let accounts = &state.accounts;
+    if state.store.read(store::users::any_admin).await? {
+        return Err(already_set_up());
+    }
+    let keys = ["setup", client.ip.as_str()];
+    if let Some(wait) = accounts.setup.check(&keys, now) {
+        return Err(Error::too_many(
+            format!("too many wrong setup codes; wait {}", seconds(wait)),
+            wait,
+        ));
+    }
+    let expected = accounts
+        .setup_code
+        .lock()
+        .ok()
+        .and_then(|g| g.clone())
+        .unwrap_or_default();
+    let given = setup::normalise(&form.setup_code);
+    if expected.is_empty() || !tokens::tokens_equal(&given, &expected) {
+        accounts.setup.fail(&keys, now);
+        tracing::warn!(client = %client.ip, "wrong setup code");
+        return Err(Error::new(
+            Code::WrongSetupCode,
+            "that setup code is wrong; read it from the hub's log or its setup-code file",
+        ));
+    }
+    let household = DisplayName::parse(&form.household)
+        .map_err(|e| Error::new(Code::InvalidHousehold, format!("household name: {e}")))?;
+    let username = Username::parse(&form.username).map_err(|e| Code::InvalidUsername.invalid(e))?;
+    password::check_rule(&form.password, username.as_str(), household.as_str())
+        .map_err(|e| Code::WeakPassword.invalid(e))?;
+    let pw = form.password;
+    let hash = blocking(move || password::hash(&pw))
+        .await?
+        .map_err(Error::internal)?;
+    let (hh, un) = (household.to_string(), username.to_string());
+    let created = state
+        .store
+        .write(move |tx| {
+            if store::users::any_admin(tx)? {
+                return Ok(false);
+            }
+            if store::household::get(tx)?.is_none() {
+                store::household::create(tx, &hh, now)?;
+            }
+            store::users::insert(tx, &un, &un, Role::Admin, &hash, now)?;
+            audit::record(
+                tx,
+                &AuditEntry {
+                    at: now,
+                    actor: Some(un.clone()),
+                    action: Action::Setup,
+                    subject: None,
+                    outcome: Outcome::Success,
+                    detail: format!("household {hh:?} created"),
+                },
+            )?;
+            Ok(true)
+        })
+        .await?;
+    if !created {
+        return Err(already_set_up());
+    }
+    if let Ok(mut g) = accounts.setup_code.lock() {
+        *g = None;
+    }
+    if let Err(e) = setup::remove(&state.config.data_dir) {
+        tracing::warn!(error = %e, "could not remove the setup-code file");
+    }
+    if let Some(d) = &state.discovery {
+        let _ = d.rename(household.as_str());
+    }
+    tracing::info!(username = %username, "setup done; the first admin exists");
+    Ok(username)
+}
+
+/// A new session.
+pub struct NewSession {
+    /// The secret token.
+    pub token: String,
+    /// Absolute end (Unix seconds).
+    pub expires_at: i64,
+}
+
+fn account_key(username: &str) -> String {
+    format!("user:{username}")
+}
+
+/// Checks credentials with throttling (per account and per address) and
+/// opens a session of `kind`; rehashes a password stored with old parameters.
+pub async fn sign_in(
+    state: &AppState,
+    client: &Client,
+    username: &str,
+    pw: String,
+    kind: SessionKind,
+) -> Result<NewSession> {
+    let now = state.now();
+    let accounts = &state.accounts;
+    let ip = client.ip.clone();
+    let name = Username::parse(username)
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    let account_key = account_key(&name);
+    let addr_key = format!("addr:{ip}");
+    let wait = [
+        accounts.login_account.check(&[&account_key], now),
+        accounts.login_addr.check(&[&addr_key], now),
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+    if let Some(wait) = wait {
+        return Err(Error::too_many(
+            format!("too many failed sign-ins; wait {}", seconds(wait)),
+            wait,
+        ));
+    }
+    let lookup = name.clone();
+    let user = state
+        .store
+        .read(move |c| store::users::by_username(c, &lookup))
+        .await?;
+    let pw_for_check = pw.clone();
+    let verdict = match user.clone() {
+        Some(u) => blocking(move || password::verify(&pw_for_check, &u.password_hash)).await?,
+        None => {
+            blocking(move || password::verify_dummy(&pw_for_check)).await?;
+            false
+        }
+    };
+    let Some(user) = user.filter(|_| verdict) else {
+        accounts.login_account.fail(&[&account_key], now);
+        accounts.login_addr.fail(&[&addr_key], now);
+        tracing::info!(client = %ip, username = %name, "failed sign-in");
+        return Err(Error::unauthorized("wrong username or password"));
+    };
+    accounts.login_account.succeed(&account_key);
+    let rehash = if password::needs_rehash(&user.password_hash) {
+        Some(
+            blocking(move || password::hash(&pw))
+                .await?
+                .map_err(Error::internal)?,
+        )
+    } else {
+        None
+    };
+    let token = tokens::new_token();
+    let csrf = tokens::new_token();
+    let expires_at = now + (state.config.sessions.absolute_hours * 3600) as i64;
+    let (hash, ua, uid) = (
+        tokens::token_hash(&token),
+        client.user_agent.clone(),
+        user.id,
+    );
+    state
+        .store
+        .write(move |tx| {
+            if let Some(h) = rehash {
+                store::users::set_password_hash(tx, uid, &h)?;
+            }
+            store::sessions::insert(
+                tx,
+                &store::sessions::NewSession {
+                    token_hash: &hash,
+                    user_id: uid,
+                    kind,
+                    csrf_token: &csrf,
+                    now,
+                    expires_at,
+                    user_agent: &ua,
+                    client_ip: &ip,
+                },
+            )
+        })
+        .await?;
+    tracing::info!(username = %user.username, kind = kind.as_str(), "signed in");
+    Ok(NewSession { token, expires_at })
+}
+
+/// Ends one session (signing out).
+pub async fn sign_out(state: &AppState, session: &Session) -> Result<()> {
+    let id = session.id;
+    state
+        .store
+        .write(move |tx| store::sessions::delete(tx, id))
+        .await?;
+    Ok(())
+}
+
+/// A signed-in member changes their own password: the current one is
+/// checked (throttled like a sign-in), then [`set_password`] keeps only the
+/// session in use. Returns how many other sessions ended.
+pub async fn change_password(
+    state: &AppState,
+    user: &User,
+    session: &Session,
+    current: String,
+    new: String,
+) -> Result<usize> {
+    let now = state.now();
+    let key = account_key(&user.username);
+    let throttle = &state.accounts.login_account;
+    if let Some(wait) = throttle.check(&[&key], now) {
+        return Err(Error::too_many(
+            format!("too many wrong passwords; wait {}", seconds(wait)),
+            wait,
+        ));
+    }
+    let stored = user.password_hash.clone();
+    if !blocking(move || password::verify(&current, &stored)).await? {
+        throttle.fail(&[&key], now);
+        return Err(Error::new(
+            Code::WrongPassword,
+            "the current password is wrong",
+        ));
+    }
+    set_password(
+        &state.store,
+        now,
+        &user.username,
+        user,
+        new,
+        Some(session.id),
+    )
+    .await
+}
+
+/// Sets `user`'s password after the password rule, ends their sessions
+/// except `keep`, and records `password.change` by `actor`, in one
+/// transaction. The one way a password changes (web page and command line).
+pub async fn set_password(
+    store: &Store,
+    now: i64,
+    actor: &str,
+    user: &User,
+    new: String,
+    keep: Option<i64>,
+) -> Result<usize> {
+    let household = store
+        .read(store::household::get)
+        .await?
+        .map(|h| h.name)
+        .unwrap_or_default();
+    password::check_rule(&new, &user.username, &household)
+        .map_err(|e| Code::WeakPassword.invalid(e))?;
+    let hash = blocking(move || password::hash(&new))
+        .await?
+        .map_err(Error::internal)?;
+    let (uid, name, actor) = (user.id, user.username.clone(), actor.to_owned());
+    let ended = store
+        .write(move |tx| {
+            store::users::set_password_hash(tx, uid, &hash)?;
+            let n = store::sessions::delete_others(tx, uid, keep)?;
+            audit::record(
+                tx,
+                &AuditEntry {
+                    at: now,
+                    actor: Some(actor),
+                    action: Action::PasswordChange,
+                    subject: Some(name),
+                    outcome: Outcome::Success,
+                    detail: format!("{n} other sessions ended"),
+                },
+            )?;
+            Ok(n)
+        })
+        .await?;
+    Ok(ended)
+}
+
+/// Adds a household member (the command line's `user add`).
+pub async fn add_user(
+    store: &Store,
+    now: i64,
+    username: &Username,
+    display: &DisplayName,
+    role: Role,
+    pw: String,
+) -> Result<()> {
+    let household = store
+        .read(store::household::get)
+        .await?
+        .map(|h| h.name)
+        .unwrap_or_default();
+    password::check_rule(&pw, username.as_str(), &household)
+        .map_err(|e| Code::WeakPassword.invalid(e))?;
+    let hash = blocking(move || password::hash(&pw))
+        .await?
+        .map_err(Error::internal)?;
+    let (un, dn) = (username.to_string(), display.to_string());
+    let id = store
+        .write(move |tx| store::users::insert(tx, &un, &dn, role, &hash, now))
+        .await?;
+    if id.is_none() {
+        return Err(Error::new(
+            Code::InvalidUsername,
+            format!("the username {username} is taken"),
+        ));
+    }
+    Ok(())
+}
+
+/// A member by username.
+pub async fn user(store: &Store, username: &Username) -> Result<User> {
+    let name = username.to_string();
+    store
+        .read(move |c| store::users::by_username(c, &name))
+        .await?
+        .ok_or_else(|| Error::not_found(format!("there is no user {username}")))
+}
+
+/// Every member.
+pub async fn users(store: &Store) -> Result<Vec<User>> {
+    Ok(store.read(store::users::list).await?)
+}
+
+/// A member's sessions, newest first.
+pub async fn sessions(state: &AppState, user: &User) -> Result<Vec<Session>> {
+    let uid = user.id;
+    Ok(state
+        .store
+        .read(move |c| store::sessions::list_for_user(c, uid))
+        .await?)
+}
+
+/// Ends one of a member's own sessions.
+pub async fn end_session(state: &AppState, user: &User, id: i64) -> Result<()> {
+    let uid = user.id;
+    let gone = state
+        .store
+        .write(move |tx| store::sessions::delete_for_user(tx, uid, id))
+        .await?;
+    if gone {
+        Ok(())
+    } else {
+        Err(Error::not_found("no such session of yours"))
+    }
+}
+
+/// Forgets sessions past their absolute end or idle limit.
+pub async fn purge_sessions(state: &AppState) -> Result<usize> {
+    let (now, idle) = (
+        state.now(),
+        (state.config.sessions.idle_minutes * 60) as i64,
+    );
+    Ok(state
+        .store
+        .write(move |tx| store::sessions::purge_expired(tx, now, idle))
+        .await?)
+}
+
+/// The household.
+pub async fn household(state: &AppState) -> Result<Household> {
+    state
+        .store
+        .read(store::household::get)
+        .await?
+        .ok_or_else(|| Error::not_found("the hub is not set up yet"))
+}
+
+/// A change to the household: absent fields stay.
+#[derive(Debug, Default)]
+pub struct HouseholdChange {
+    /// A new name.
+    pub name: Option<String>,
+    /// Days, or `Some(None)` for keep forever.
+    pub retention_days: Option<Option<u32>>,
+}
+
+/// An admin renames the household (and its mDNS instance) or sets retention.
+pub async fn change_household(
+    state: &AppState,
+    by: &User,
+    change: HouseholdChange,
+) -> Result<Household> {
+    require(by, Role::Admin)?;
+    let name = change
+        .name
+        .as_deref()
+        .map(DisplayName::parse)
+        .transpose()
+        .map_err(|e| Code::InvalidName.invalid(e))?;
+    if let Some(Some(d)) = change.retention_days {
+        if !(1..=3650).contains(&d) {
+            return Err(Error::new(
+                Code::InvalidRetention,
+                "retention_days is 1 to 3650, or null to keep forever",
+            ));
+        }
+    }
+    let (n2, retention) = (name.clone(), change.retention_days);
+    state
+        .store
+        .write(move |tx| {
+            if let Some(n) = &n2 {
+                store::household::rename(tx, n.as_str())?;
+            }
+            if let Some(r) = retention {
+                store::household::set_retention(tx, r)?;
+            }
+            Ok(())
+        })
+        .await?;
+    if let (Some(n), Some(d)) = (&name, &state.discovery) {
+        if let Err(e) = d.rename(n.as_str()) {
+            tracing::warn!(error = %e, "could not rename the mDNS advertisement");
+        }
+    }
+    household(state).await
+}
+
+/// Refuses unless `user` has at least `role`.
+pub fn require(user: &User, role: Role) -> Result<()> {
+    if user.role >= role {
+        Ok(())
+    } else {
+        Err(Error::new(
+            Code::Forbidden,
+            format!(
+                "this needs the {} role; ask a household admin",
+                role.as_str()
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with_user(dir: &std::path::Path) -> (Store, User) {
+        let store = Store::open(dir).expect("open");
+        let hash = password::hash("saffron tugboat meadow").expect("hash");
+        let user = store
+            .write_blocking(|tx| {
+                store::household::create(tx, "Home", 0)?;
+                store::users::insert(tx, "dad", "Dad", Role::Parent, &hash, 0)?;
+                store::sessions::insert(
+                    tx,
+                    &store::sessions::NewSession {
+                        token_hash: b"h1",
+                        user_id: 1,
+                        kind: SessionKind::Bearer,
+                        csrf_token: "c",
+                        now: 0,
+                        expires_at: 100,
+                        user_agent: "",
+                        client_ip: "",
+                    },
+                )?;
+                store::users::by_username(tx, "dad")
+            })
+            .expect("seed")
+            .expect("user");
+        (store, user)
+    }
+
+    #[tokio::test]
+    async fn a_command_line_password_change_leaves_the_ledger_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, user) = store_with_user(dir.path());
+        let ended = set_password(
+            &store,
+            42,
+            audit::SYSTEM,
+            &user,
+            "copper lantern orchard".into(),
+            None,
+        )
+        .await
+        .expect("changed");
+        assert_eq!(ended, 1, "the one session ended");
+        let entries = store.read(|c| audit::recent(c, 10)).await.expect("ledger");
+        let e = entries.first().expect("an entry");
+        assert_eq!(e.action, Action::PasswordChange);
+        assert_eq!(e.outcome, Outcome::Success);
+        assert_eq!(e.at, 42);
+        assert_eq!(e.actor.as_deref(), Some("system"));
+        assert_eq!(e.subject.as_deref(), Some("dad"));
+        assert_eq!(e.detail, "1 other sessions ended");
+        let stored = user_by(&store, "dad").await;
+        assert!(password::verify(
+            "copper lantern orchard",
+            &stored.password_hash
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_weak_password_changes_nothing_and_records_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, user) = store_with_user(dir.path());
+        let err = set_password(&store, 1, "dad", &user, "password1234".into(), None)
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code, Code::WeakPassword);
+        assert!(
+            store
+                .read(|c| audit::recent(c, 10))
+                .await
+                .expect("ledger")
+                .is_empty()
+        );
+        let stored = user_by(&store, "dad").await;
+        assert!(password::verify(
+            "saffron tugboat meadow",
+            &stored.password_hash
+        ));
+    }
+
+    async fn user_by(store: &Store, name: &str) -> User {
+        user(store, &Username::parse(name).expect("name"))
+            .await
+            .expect("user")
+    }
+
+    #[test]
+    fn roles_are_required_in_order() {
+        let u = User {
+            id: 1,
+            username: "gran".into(),
+            display_name: "Gran".into(),
+            role: Role::Relative,
+            password_hash: String::new(),
+        };
+        assert_eq!(
+            require(&u, Role::Parent).expect_err("refused").code,
+            Code::Forbidden
+        );
+        assert!(require(&u, Role::Relative).is_ok());
+    }
+}

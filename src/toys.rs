@@ -1,0 +1,492 @@
+//! Use cases of toys: what counts as online (written once, [`online`]),
+//! the listing and status of toys, renaming and removing, a parent's
+//! confirmation or rejection of a pairing, a toy's calls and status
+//! reports, and the online/offline [`Tracker`] of the background job.
+//!
+//! Each act opens its transaction, writes its ledger entry and publishes its
+//! page event. Nothing here knows HTTP.
+
+use std::collections::HashSet;
+
+use serde_json::json;
+
+use crate::clock::rfc3339;
+use crate::discovery::SeenToy;
+use crate::domain::{DisplayName, PairingCode, Role, ToyId};
+use crate::error::{Code, Error, Result};
+use crate::events::{PageEvent, ToyChange};
+use crate::pairing::{PairError, Pairing};
+use crate::state::AppState;
+use crate::store::audit::{self, Action, AuditEntry, Outcome};
+use crate::store::toys::Toy;
+use crate::store::users::User;
+use crate::store::{self};
+
+/// A toy that called the hub less than this many seconds ago is online.
+pub const ONLINE_WINDOW_SECS: i64 = 120;
+
+/// A toy called the hub within [`ONLINE_WINDOW_SECS`] before `now`.
+pub fn recently_seen(last_seen: Option<i64>, now: i64) -> bool {
+    last_seen.is_some_and(|s| now - s < ONLINE_WINDOW_SECS)
+}
+
+/// The online rule: a toy is online when mDNS sees it on the network or it
+/// called the hub recently.
+pub fn online(toy: &Toy, on_network: bool, now: i64) -> bool {
+    on_network || recently_seen(toy.last_seen, now)
+}
+
+/// A paired toy with its online state at one moment.
+#[derive(Debug, Clone)]
+pub struct ToyStatus {
+    /// Its row.
+    pub toy: Toy,
+    /// Online now.
+    pub online: bool,
+}
+
+impl ToyStatus {
+    /// The toy's JSON (`docs/api.md`): also the data of `event: toy` `updated`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let t = &self.toy;
+        json!({
+            "toy_id": t.toy_id,
+            "name": t.name,
+            "model": t.model,
+            "online": self.online,
+            "last_seen": t.last_seen.map(rfc3339),
+            "battery": t.battery,
+            "firmware": t.firmware,
+            "child": t.child_name,
+        })
+    }
+}
+
+/// Applies the online rule to a row, asking mDNS whether the toy is up.
+pub fn status_of(state: &AppState, toy: Toy, now: i64) -> ToyStatus {
+    let up = state
+        .discovery
+        .as_ref()
+        .is_some_and(|d| d.is_up(&toy.toy_id));
+    ToyStatus {
+        online: online(&toy, up, now),
+        toy,
+    }
+}
+
+/// Every toy a parent may see: unpaired ones on the network, pairings
+/// waiting, paired ones.
+pub struct Listing {
+    /// Seen by mDNS and not paired here.
+    pub discovered: Vec<SeenToy>,
+    /// Pairings in progress.
+    pub pending: Vec<Pairing>,
+    /// Paired toys, by name.
+    pub paired: Vec<ToyStatus>,
+}
+
+/// The paired toys with their online state.
+pub async fn paired(state: &AppState) -> Result<Vec<ToyStatus>> {
+    let now = state.now();
+    let rows = state.store.read(store::toys::list_paired).await?;
+    Ok(rows.into_iter().map(|t| status_of(state, t, now)).collect())
+}
+
+/// The listing of the Toys page and `GET /api/v1/toys`.
+pub async fn listing(state: &AppState) -> Result<Listing> {
+    let now = state.now();
+    let paired = paired(state).await?;
+    let ids: HashSet<&ToyId> = paired.iter().map(|t| &t.toy.toy_id).collect();
+    let discovered = state
+        .discovery
+        .as_ref()
+        .map(|d| d.seen())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| !ids.contains(&s.toy_id))
+        .collect();
+    let pending = state.pairings.pending(now);
+    Ok(Listing {
+        discovered,
+        pending,
+        paired,
+    })
+}
+
+/// One paired toy (not removed), by its id as typed in a path.
+pub async fn paired_toy(state: &AppState, toy_id: &str) -> Result<Toy> {
+    let id = ToyId::parse(toy_id).map_err(|_| Error::not_found("no such toy"))?;
+    state
+        .store
+        .read(move |c| store::toys::by_toy_id(c, &id))
+        .await?
+        .filter(|t| t.removed_at.is_none())
+        .ok_or_else(|| Error::not_found("no such paired toy"))
+}
+
+/// One paired toy with its online state.
+pub async fn status(state: &AppState, toy_id: &str) -> Result<ToyStatus> {
+    let toy = paired_toy(state, toy_id).await?;
+    Ok(status_of(state, toy, state.now()))
+}
+
+/// A parent renames a toy (`child` is not available yet).
+pub async fn rename(
+    state: &AppState,
+    by: &User,
+    toy_id: &str,
+    name: Option<String>,
+    child: Option<String>,
+) -> Result<ToyStatus> {
+    crate::accounts::require(by, Role::Parent)?;
+    let toy_id = ToyId::parse(toy_id).map_err(|_| Error::not_found("no such toy"))?;
+    let name = name
+        .as_deref()
+        .map(DisplayName::parse)
+        .transpose()
+        .map_err(|e| Code::InvalidName.invalid(e))?;
+    if child.is_some() {
+        return Err(Error::new(
+            Code::NotSupported,
+            "assigning a child is not available yet",
+        ));
+    }
+    let toy = state
+        .store
+        .write(move |tx| {
+            if let Some(n) = &name {
+                if !store::toys::rename(tx, &toy_id, n.as_str())? {
+                    return Ok(None);
+                }
+            }
+            store::toys::by_toy_id(tx, &toy_id).map(|t| t.filter(|t| t.removed_at.is_none()))
+        })
+        .await?
+        .ok_or_else(|| Error::not_found("no such paired toy"))?;
+    let status = status_of(state, toy, state.now());
+    state
+        .events
+        .publish(PageEvent::ToyUpdated(status.to_json()));
+    Ok(status)
+}
+
+/// A parent removes (unpairs) a toy: its certificate is refused from now
+/// on, and a toy waiting in a long-poll learns it at once.
+pub async fn remove(state: &AppState, by: &User, toy_id: &str) -> Result<()> {
+    crate::accounts::require(by, Role::Parent)?;
+    let toy_id = ToyId::parse(toy_id).map_err(|_| Error::not_found("no such toy"))?;
+    let now = state.now();
+    let (id, actor) = (toy_id.clone(), by.username.clone());
+    let removed = state
+        .store
+        .write(move |tx| {
+            let row = store::toys::by_toy_id(tx, &id)?;
+            let removed = store::toys::remove(tx, &id, now)?;
+            if removed {
+                audit::record(
+                    tx,
+                    &AuditEntry {
+                        at: now,
+                        actor: Some(actor),
+                        action: Action::ToyRemove,
+                        subject: Some(id.to_string()),
+                        outcome: Outcome::Success,
+                        detail: "unpaired; its certificate is refused from now on".into(),
+                    },
+                )?;
+            }
+            Ok(row.filter(|_| removed))
+        })
+        .await?;
+    let Some(row) = removed else {
+        return Err(Error::not_found("no such paired toy"));
+    };
+    state.events.wake_toy(row.id);
+    state
+        .events
+        .publish(PageEvent::toy(ToyChange::Removed, &toy_id));
+    Ok(())
+}
+
+/// The answer to a refused pairing step of a parent.
+pub fn pair_error(e: PairError) -> Error {
+    match e {
+        PairError::NotFound => Error::not_found(
+            "no such pairing: it expired or was replaced; ask the toy to start again",
+        ),
+        PairError::WrongState(msg) => Error::new(Code::PairingNotReady, msg),
+        PairError::TooMany => Error::too_many("too many pairings are waiting", 60),
+        PairError::CommitmentMismatch => Error::new(
+            Code::CommitmentMismatch,
+            "the toy's nonce does not match its commitment",
+        ),
+        PairError::WrongCode { attempts_left } => {
+            let msg = if attempts_left == 0 {
+                "wrong code; that was the last attempt, so the pairing is rejected. Start pairing again on the toy".to_owned()
+            } else {
+                format!(
+                    "wrong code; check the code the toy announced ({attempts_left} attempts left)"
+                )
+            };
+            Error::new(Code::WrongCode, msg).with_extra("attempts_left", json!(attempts_left))
+        }
+    }
+}
+
+async fn record(state: &AppState, entry: AuditEntry) -> Result<()> {
+    state
+        .store
+        .write(move |tx| audit::record(tx, &entry))
+        .await?;
+    Ok(())
+}
+
+/// A parent types the code a toy announced: on a match the toy's
+/// certificate is issued and the toy is stored as paired, in one
+/// transaction with its ledger entry; any failure rolls the pairing back so
+/// the parent can try again. A wrong code is recorded too.
+pub async fn confirm_pairing(
+    state: &AppState,
+    by: &User,
+    pairing_id: &str,
+    code: &str,
+) -> Result<ToyId> {
+    crate::accounts::require(by, Role::Parent)?;
+    let code = PairingCode::parse(code).map_err(|e| Code::InvalidCode.invalid(e))?;
+    let now = state.now();
+    let actor = by.username.clone();
+    let approval = match state
+        .pairings
+        .confirm(pairing_id, &code, state.pki.ca_der(), now)
+    {
+        Ok(a) => a,
+        Err(e) => {
+            if let PairError::WrongCode { attempts_left } = e {
+                let toy = state
+                    .pairings
+                    .get(pairing_id, now)
+                    .map(|p| p.request.toy_id.to_string());
+                record(
+                    state,
+                    AuditEntry {
+                        at: now,
+                        actor: Some(actor.clone()),
+                        action: Action::PairingConfirm,
+                        subject: toy,
+                        outcome: Outcome::Failure,
+                        detail: if attempts_left == 0 {
+                            "wrong code; third attempt, pairing rejected".into()
+                        } else {
+                            format!("wrong code; {attempts_left} attempts left")
+                        },
+                    },
+                )
+                .await?;
+                state
+                    .events
+                    .publish(PageEvent::pairing(ToyChange::Pairing, pairing_id, None));
+            }
+            return Err(pair_error(e));
+        }
+    };
+    let req = approval.request.clone();
+    let issued = state
+        .pki
+        .issue_toy_cert(&req.csr, &req.toy_id, state.clock.now());
+    let (der, pem) = match issued {
+        Ok(x) => x,
+        Err(e) => {
+            state.pairings.abort_approval(&approval.id, now);
+            return Err(Error::internal(anyhow::Error::new(e)));
+        }
+    };
+    let cert_hash = crate::pki::cert_sha256(&der);
+    let (toy_id, name, model, fp) = (
+        req.toy_id.clone(),
+        req.name.to_string(),
+        req.model.clone(),
+        req.csr.key_fp().to_hex(),
+    );
+    let stored = state
+        .store
+        .write(move |tx| {
+            if store::toys::by_toy_id(tx, &toy_id)?.is_some_and(|t| t.removed_at.is_none()) {
+                return Ok(false);
+            }
+            store::toys::upsert_paired(tx, &toy_id, &name, &model, &fp, &cert_hash, now)?;
+            audit::record(
+                tx,
+                &AuditEntry {
+                    at: now,
+                    actor: Some(actor),
+                    action: Action::PairingConfirm,
+                    subject: Some(toy_id.to_string()),
+                    outcome: Outcome::Success,
+                    detail: format!("paired; key sha256 {fp}"),
+                },
+            )?;
+            Ok(true)
+        })
+        .await;
+    match stored {
+        Ok(true) => {}
+        Ok(false) => {
+            state.pairings.abort_approval(&approval.id, now);
+            return Err(Error::new(
+                Code::AlreadyPaired,
+                "a toy with this id is already paired; remove it first",
+            ));
+        }
+        Err(e) => {
+            state.pairings.abort_approval(&approval.id, now);
+            return Err(e.into());
+        }
+    }
+    state.pairings.finish_approval(&approval.id, pem, now);
+    state.events.publish(PageEvent::pairing(
+        ToyChange::Paired,
+        &approval.id,
+        Some(req.toy_id.to_string()),
+    ));
+    Ok(req.toy_id)
+}
+
+/// A parent declines a pairing.
+pub async fn reject_pairing(state: &AppState, by: &User, pairing_id: &str) -> Result<()> {
+    crate::accounts::require(by, Role::Parent)?;
+    let now = state.now();
+    let toy = state.pairings.reject(pairing_id, now).map_err(pair_error)?;
+    record(
+        state,
+        AuditEntry {
+            at: now,
+            actor: Some(by.username.clone()),
+            action: Action::PairingReject,
+            subject: Some(toy.to_string()),
+            outcome: Outcome::Failure,
+            detail: "a parent declined the pairing".into(),
+        },
+    )
+    .await?;
+    state
+        .events
+        .publish(PageEvent::pairing(ToyChange::Pairing, pairing_id, None));
+    Ok(())
+}
+
+/// A paired toy called the hub: remember when (at most every 30 seconds,
+/// to spare the SD card) and tell pages when it comes back after a quiet
+/// spell. mDNS does not count here: the call itself is the news.
+pub async fn called(state: &AppState, toy: &Toy) -> Result<()> {
+    let now = state.now();
+    if toy.last_seen.is_none_or(|s| now - s >= 30) {
+        let (id, was_online) = (toy.id, recently_seen(toy.last_seen, now));
+        state
+            .store
+            .write(move |tx| store::toys::touch(tx, id, now))
+            .await?;
+        if !was_online {
+            state
+                .events
+                .publish(PageEvent::toy(ToyChange::Online, &toy.toy_id));
+        }
+    }
+    Ok(())
+}
+
+/// A toy reports its battery (0 to 100) and firmware text.
+pub async fn report_status(
+    state: &AppState,
+    toy: &Toy,
+    battery: Option<u8>,
+    firmware: Option<String>,
+) -> Result<()> {
+    if battery.is_some_and(|x| x > 100) {
+        return Err(Error::new(
+            Code::InvalidBattery,
+            "battery is a percentage from 0 to 100",
+        ));
+    }
+    if firmware
+        .as_ref()
+        .is_some_and(|f| f.len() > 128 || f.chars().any(char::is_control))
+    {
+        return Err(Error::new(
+            Code::InvalidFirmware,
+            "firmware is at most 128 bytes of printable text",
+        ));
+    }
+    let (id, now) = (toy.id, state.now());
+    state
+        .store
+        .write(move |tx| store::toys::set_status(tx, id, battery, firmware.as_deref(), now))
+        .await?;
+    state
+        .events
+        .publish(PageEvent::toy(ToyChange::Status, &toy.toy_id));
+    Ok(())
+}
+
+/// Remembers which paired toys were online at the last look, to tell pages
+/// when one goes offline.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    online: HashSet<ToyId>,
+}
+
+impl Tracker {
+    /// Looks again: publishes `offline` for each toy online before and not
+    /// now. Returns the toys that went offline.
+    pub async fn tick(&mut self, state: &AppState) -> Result<Vec<ToyId>> {
+        let now_online: HashSet<ToyId> = paired(state)
+            .await?
+            .into_iter()
+            .filter(|t| t.online)
+            .map(|t| t.toy.toy_id)
+            .collect();
+        let gone: Vec<ToyId> = self.online.difference(&now_online).cloned().collect();
+        for id in &gone {
+            state.events.publish(PageEvent::toy(ToyChange::Offline, id));
+        }
+        self.online = now_online;
+        Ok(gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+
+    fn toy(last_seen: Option<i64>) -> Toy {
+        Toy {
+            id: 1,
+            toy_id: ToyId::parse("toy-1").expect("id"),
+            name: "Bear".into(),
+            model: String::new(),
+            key_fp: String::new(),
+            cert_sha256: None,
+            paired_at: 0,
+            removed_at: None,
+            last_seen,
+            battery: None,
+            firmware: None,
+            child_name: None,
+        }
+    }
+
+    #[test]
+    fn online_at_its_boundaries_with_an_injected_clock() {
+        let clock = ManualClock::default();
+        let seen = clock.unix();
+        let t = toy(Some(seen));
+        assert!(online(&t, false, clock.unix()), "just called");
+        clock.advance(time::Duration::seconds(ONLINE_WINDOW_SECS - 1));
+        assert!(online(&t, false, clock.unix()), "119 s after its call");
+        clock.advance(time::Duration::seconds(1));
+        assert!(!online(&t, false, clock.unix()), "120 s after its call");
+        assert!(online(&t, true, clock.unix()), "mDNS sees it");
+        assert!(!online(&toy(None), false, clock.unix()), "never called");
+        assert!(online(&toy(None), true, clock.unix()));
+    }
+}
