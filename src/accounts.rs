@@ -3,7 +3,7 @@
 //!
 //! This module owns the guess throttles and the setup code ([`Accounts`]).
 //! Each act opens its own transaction and writes its ledger entry; callers
-//! (the web surface, the command line) only parse and render, so `hearth
+//! (the parents' pages and API, the command line) only parse and render, so `hearth
 //! user passwd` and the account page change a password through
 //! [`set_password`] and leave the same entry. Nothing here knows HTTP.
 
@@ -336,7 +336,7 @@ pub async fn change_password(
 
 /// Sets `user`'s password after the password rule, ends their sessions
 /// except `keep`, and records `password.change` by `actor`, in one
-/// transaction. The one way a password changes (web page and command line).
+/// transaction. The one way a password changes (account page and command line).
 pub async fn set_password(
     store: &Store,
     now: i64,

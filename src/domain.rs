@@ -22,7 +22,7 @@ fn invalid(msg: impl Into<String>) -> Invalid {
 }
 
 /// True for the characters allowed in toy ids and idempotency keys:
-/// `A-Z a-z 0-9 . _ -` (PROTOCOL.md sections 1 and 4).
+/// `A-Z a-z 0-9 . _ -` (`docs/toy-protocol.md` sections 1 and 4).
 fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
@@ -78,7 +78,7 @@ string_newtype!(
 );
 
 impl ToyId {
-    /// Checks a toy id against PROTOCOL.md section 1.
+    /// Checks a toy id against `docs/toy-protocol.md` section 1.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         parse_token("a toy id", s).map(Self)
     }
@@ -90,7 +90,7 @@ string_newtype!(
 );
 
 impl IdempotencyKey {
-    /// Checks an idempotency key against PROTOCOL.md section 4.
+    /// Checks an idempotency key against `docs/toy-protocol.md` section 4.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         parse_token("Idempotency-Key", s).map(Self)
     }
@@ -150,7 +150,7 @@ impl DisplayName {
     }
 
     /// The name cut to at most `max` bytes at a character boundary (mDNS
-    /// instance names are at most 63 bytes, PROTOCOL.md section 1).
+    /// instance names are at most 63 bytes, `docs/toy-protocol.md` section 1).
     pub fn truncated_bytes(&self, max: usize) -> &str {
         let mut end = self.0.len().min(max);
         while !self.0.is_char_boundary(end) {
@@ -194,7 +194,7 @@ impl fmt::Debug for Hex32 {
     }
 }
 
-/// A six-digit pairing code (PROTOCOL.md section 3).
+/// A six-digit pairing code (`docs/toy-protocol.md` section 3).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PairingCode([u8; 6]);
 
@@ -214,7 +214,7 @@ impl PairingCode {
         Ok(Self(out))
     }
 
-    /// Computes the code both sides derive (PROTOCOL.md section 3, step 3).
+    /// Computes the code both sides derive (`docs/toy-protocol.md` section 3, step 3).
     pub fn compute(
         ca_der: &[u8],
         toy_spki_der: &[u8],

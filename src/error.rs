@@ -1,7 +1,7 @@
 //! The one error type of the hub's use cases and surfaces: a [`Code`] from
 //! one list (which also chooses the HTTP status), a message, a cause, the
 //! log-once rule and the JSON body. The HTML page for the same error is
-//! drawn by `web`; this module renders no HTML.
+//! drawn by the pages' surface; this module renders no HTML.
 //!
 //! A server-side failure (5xx) gets a request id: the full error chain is
 //! logged once with that id and the person sees only the id, never the

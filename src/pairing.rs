@@ -1,4 +1,4 @@
-//! Pending pairings (PROTOCOL.md section 3): the in-memory state machine
+//! Pending pairings (`docs/toy-protocol.md` section 3): the in-memory state machine
 //! shared by the toy API (request, reveal, poll) and the parents' API
 //! (list, confirm, reject).
 //!

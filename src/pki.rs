@@ -294,7 +294,7 @@ pub fn cert_names(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<S
     out
 }
 
-/// The names the server leaf must cover (PROTOCOL.md section 2).
+/// The names the server leaf must cover (`docs/toy-protocol.md` section 2).
 pub fn server_names(host_name: &str, listen: IpAddr, extra: &[String]) -> Vec<String> {
     let mut v = vec![host_name.to_owned(), "localhost".into(), "127.0.0.1".into()];
     if !listen.is_unspecified() && !listen.is_loopback() {

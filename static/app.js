@@ -185,21 +185,25 @@
     return p;
   }
 
+  // The one bubble is templates/bubble.html, rendered empty into
+  // <template id="bubble-template">; live messages get a filled clone.
+  const bubbleTemplate = document.getElementById('bubble-template');
   function buildBubble(m) {
-    const li = el('li', { class: 'bubble ' + m.direction, id: 'msg-' + m.id, 'data-id': m.id, 'data-state': m.state });
-    const secs = ((m.duration_ms || 0) / 1000).toFixed(1);
-    li.append(
-      el('p', { class: 'meta' },
-        el('strong', { text: m.from || '' }), ' · ',
-        el('time', { datetime: m.created_at, text: fmtTime(m.created_at) }),
-        ' · ' + secs + ' s ',
-        el('span', { class: 'ticks', 'data-ticks': true })),
-      el('canvas', { class: 'wave', width: '240', height: '36', 'data-peaks': (m.peaks || []).join(','), 'aria-hidden': 'true' }),
-      el('div', { class: 'actions' },
-        el('button', { type: 'button', 'data-play': m.id, text: 'Play' }),
-        el('button', { type: 'button', 'data-keep': m.id, 'aria-pressed': m.keep ? 'true' : 'false', text: m.keep ? 'Kept' : 'Keep' }),
-        el('button', { type: 'button', class: 'danger', 'data-delete': m.id, text: 'Delete' })),
-      expiryNode(m));
+    const li = bubbleTemplate.content.firstElementChild.cloneNode(true);
+    li.className = 'bubble ' + m.direction;
+    li.id = 'msg-' + m.id;
+    li.dataset.id = m.id;
+    $('.meta strong', li).textContent = m.from || '';
+    const time = $('.meta time', li);
+    time.setAttribute('datetime', m.created_at);
+    time.textContent = fmtTime(m.created_at);
+    $('[data-duration]', li).textContent = ((m.duration_ms || 0) / 1000).toFixed(1);
+    $('canvas.wave', li).dataset.peaks = (m.peaks || []).join(',');
+    for (const action of ['play', 'keep', 'delete']) $('[data-' + action + ']', li).setAttribute('data-' + action, m.id);
+    const keep = $('[data-keep]', li);
+    keep.setAttribute('aria-pressed', m.keep ? 'true' : 'false');
+    keep.textContent = m.keep ? 'Kept' : 'Keep';
+    $('[data-expiry]', li).replaceWith(expiryNode(m));
     setBubbleState(li, m.state);
     return li;
   }

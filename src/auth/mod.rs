@@ -2,7 +2,7 @@
 //! throttling of logins and setup codes, and the one-time setup code.
 //!
 //! Everything slow here (argon2) is called from blocking threads by the
-//! web layer; nothing in this module touches the async runtime.
+//! use cases; nothing in this module touches the async runtime.
 
 pub mod password;
 pub mod setup;

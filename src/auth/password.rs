@@ -1,5 +1,5 @@
 //! Passwords: Argon2id (m=19456 KiB, t=2, p=1) and the password rule of
-//! API.md: 12 to 1024 characters, not a common or breached password, not
+//! `docs/api.md`: 12 to 1024 characters, not a common or breached password, not
 //! containing the username or the household name.
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};

@@ -55,7 +55,7 @@ struct Advertised {
 impl Discovery {
     /// Starts advertising `advert` and browsing for toys.
     ///
-    /// Fails when the advert breaks PROTOCOL.md section 1 (empty name, a host
+    /// Fails when the advert breaks `docs/toy-protocol.md` section 1 (empty name, a host
     /// name that is not `something.local`), when a named interface does not
     /// exist, or when the mDNS engine cannot start. Network trouble after the
     /// start is logged, never returned.

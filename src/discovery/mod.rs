@@ -1,4 +1,4 @@
-//! mDNS / DNS-SD discovery (PROTOCOL.md section 1), built on `mdns-sd`.
+//! mDNS / DNS-SD discovery (`docs/toy-protocol.md` section 1), built on `mdns-sd`.
 //!
 //! The hub side ([`Discovery`]) advertises `_hearth._tcp` with the hub's host
 //! name and its A/AAAA records, browses `_hearth-toy._tcp` and keeps a live
@@ -79,7 +79,7 @@ pub struct HubRecord {
     /// The household's name (the DNS-SD instance name, unescaped).
     pub instance: String,
     /// The SRV target without its trailing dot, e.g. `hearth.local`; the
-    /// hub's certificate must cover it (PROTOCOL.md section 2).
+    /// hub's certificate must cover it (`docs/toy-protocol.md` section 2).
     pub host: String,
     /// At least one address: IPv4 first, then IPv6. An IPv6 link-local
     /// address here has lost its scope (interface), see the module gaps.
@@ -142,7 +142,7 @@ pub enum DiscoveryError {
          (`ip link` lists the interfaces)"
     )]
     NoSuchInterface(String),
-    /// What we were asked to advertise breaks PROTOCOL.md section 1.
+    /// What we were asked to advertise breaks `docs/toy-protocol.md` section 1.
     #[error("cannot advertise this on the network: {0}")]
     InvalidAdvert(#[from] Invalid),
     /// `find_hub` saw no valid hub record in time.

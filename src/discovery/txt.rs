@@ -1,4 +1,4 @@
-//! The TXT rules of PROTOCOL.md section 1, applied to raw `key=value`
+//! The TXT rules of `docs/toy-protocol.md` section 1, applied to raw `key=value`
 //! strings: building the hub's and a toy's TXT records, and checking the
 //! records we receive.
 //!
@@ -21,7 +21,7 @@ use super::{API_PATH, ToyRecord};
 /// Longest `key=value` string (RFC 6763 section 6.1: one length byte).
 pub const MAX_ENTRY_BYTES: usize = 255;
 
-/// Longest `model` value in bytes (PROTOCOL.md section 1).
+/// Longest `model` value in bytes (`docs/toy-protocol.md` section 1).
 pub const MAX_MODEL_BYTES: usize = 64;
 
 fn invalid(msg: impl Into<String>) -> Invalid {
@@ -98,7 +98,7 @@ fn check_version(entries: &Entries<'_>) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Checks a toy's TXT record (PROTOCOL.md section 1).
+/// Checks a toy's TXT record (`docs/toy-protocol.md` section 1).
 ///
 /// `v`, `id` and `fp` are required; `v` must be `1`, `id` a valid toy id and
 /// `fp` 64 hex characters. `model` (at most 64 bytes) and `paired` (`0` or

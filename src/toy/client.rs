@@ -1,6 +1,6 @@
 //! HTTP to the hub: where it is ([`HubAddress`]), how its answers and
 //! failures become [`ToyError`]s, and the paired toy API ([`ToyClient`],
-//! PROTOCOL.md section 4).
+//! `docs/toy-protocol.md` section 4).
 //!
 //! The toy connects to the address mDNS gave (or `--hub`) while TLS checks
 //! the host name (the SRV target or `--hub-name`): reqwest's `resolve`

@@ -7,7 +7,7 @@
 //! are size-capped, parsed into types and checked; nothing panics on them.
 //!
 //! **Architecture Invariant:** this module talks to the hub only through the
-//! toy protocol (PROTOCOL.md); it never reaches into the hub's own modules
+//! toy protocol (`docs/toy-protocol.md`); it never reaches into the hub's own modules
 //! (`store`, `web`, `toy_api`), so it stays a faithful example for firmware
 //! authors.
 

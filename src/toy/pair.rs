@@ -1,4 +1,4 @@
-//! Pairing, the toy's side of PROTOCOL.md section 3: commit to a nonce,
+//! Pairing, the toy's side of `docs/toy-protocol.md` section 3: commit to a nonce,
 //! reveal it, compute and announce the six-digit code, poll until a parent
 //! confirms, check what the hub sent, and keep it.
 //!

@@ -1,4 +1,4 @@
-//! The two TLS client configurations of a toy (PROTOCOL.md sections 2 and 3),
+//! The two TLS client configurations of a toy (`docs/toy-protocol.md` sections 2 and 3),
 //! both on the ring provider, TLS 1.2 and 1.3 only.
 //!
 //! - [`pairing_config`]: before pairing the toy has no trust anchor, so it

@@ -183,6 +183,25 @@ pub struct MessageView {
     pub expires_at: String,
 }
 
+impl MessageView {
+    /// The empty bubble rendered into the page's `<template>`, which
+    /// `static/app.js` clones and fills for messages that arrive live.
+    fn blank() -> Self {
+        Self {
+            id: String::new(),
+            toy_id: String::new(),
+            direction: "",
+            from: String::new(),
+            created_at: String::new(),
+            duration: String::new(),
+            state: "",
+            keep: false,
+            peaks: String::new(),
+            expires_at: String::new(),
+        }
+    }
+}
+
 fn message_view(m: &store::messages::Message, days: Option<u32>) -> MessageView {
     MessageView {
         id: m.public_id.clone(),
@@ -212,6 +231,7 @@ struct HomePage {
     l: Layout,
     toys: Vec<ToyView>,
     new_recordings: Vec<MessageView>,
+    blank: MessageView,
     pending: usize,
 }
 
@@ -235,6 +255,7 @@ async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
         l,
         toys: toy_views(&toys),
         new_recordings,
+        blank: MessageView::blank(),
         pending,
     })
 }
@@ -261,6 +282,7 @@ struct ToyPage {
     l: Layout,
     toy: ToyView,
     messages: Vec<MessageView>,
+    blank: MessageView,
 }
 
 async fn toy_page(
@@ -282,6 +304,7 @@ async fn toy_page(
         l,
         toy,
         messages: msgs.iter().map(|m| message_view(m, days)).collect(),
+        blank: MessageView::blank(),
     })
 }
 
