@@ -264,22 +264,21 @@ pub async fn sign_in(
     state
         .store
         .write(move |tx| {
+            let session = store::sessions::NewSession {
+                token_hash: &hash,
+                user_id: uid,
+                kind,
+                csrf_token: &csrf,
+                now,
+                expires_at,
+                user_agent: &ua,
+                client_ip: &ip,
+            };
+            let id = store::sessions::insert(tx, &session)?;
             if let Some(h) = rehash {
                 store::users::set_password_hash(tx, uid, &h)?;
             }
-            store::sessions::insert(
-                tx,
-                &store::sessions::NewSession {
-                    token_hash: &hash,
-                    user_id: uid,
-                    kind,
-                    csrf_token: &csrf,
-                    now,
-                    expires_at,
-                    user_agent: &ua,
-                    client_ip: &ip,
-                },
-            )
+            Ok(id)
         })
         .await?;
     tracing::info!(username = %user.username, kind = kind.as_str(), "signed in");
@@ -296,6 +295,14 @@ pub async fn sign_out(state: &AppState, session: &Session) -> Result<()> {
     Ok(())
 }
 
+/// A password change asked for by the member: the current password and the new one.
+pub struct PasswordChange {
+    /// What they typed as their current password.
+    pub current: String,
+    /// The new password.
+    pub new: String,
+}
+
 /// A signed-in member changes their own password: the current one is
 /// checked (throttled like a sign-in), then [`set_password`] keeps only the
 /// session in use. Returns how many other sessions ended.
@@ -303,11 +310,10 @@ pub async fn change_password(
     state: &AppState,
     user: &User,
     session: &Session,
-    current: String,
-    new: String,
+    change: PasswordChange,
 ) -> Result<usize> {
-    let now = state.now();
-    let key = account_key(&user.username);
+    let PasswordChange { current, new } = change;
+    let (key, now) = (account_key(&user.username), state.now());
     let throttle = &state.accounts.login_account;
     if let Some(wait) = throttle.check(&[&key], now) {
         return Err(Error::too_many(

@@ -12,6 +12,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::accounts;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Overrides};
+use crate::datadir::{DataDir, DataFile};
 use crate::domain::{DisplayName, Role, Username};
 use crate::error::{Code, Error};
 use crate::store::{Store, audit};
@@ -172,8 +173,8 @@ fn refuse_foreign_owner(dir: &std::path::Path) -> anyhow::Result<()> {
 
 fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     anyhow::ensure!(
-        crate::datadir::DataDir::new(&cfg.data_dir)
-            .database()
+        DataDir::new(&cfg.data_dir)
+            .path(DataFile::Database)
             .exists(),
         "there is no database in {}; start the hub once (hearth serve) or pass the right --data-dir",
         cfg.data_dir.display()

@@ -1,11 +1,11 @@
 //! The hub's data directory and its layout: which file holds what, the
 //! modes they must have, and the one atomic writer for private files.
 //!
-//! Every other module asks [`DataDir`] for a path instead of joining a file
-//! name itself, so the layout is written down once (`store` opens
-//! [`DataDir::database`], `pki` keeps its keys where [`DataDir`] says,
-//! `accounts` writes the setup code, `doctor` checks the modes, and the
-//! reference toy's state uses [`write_private_file`]).
+//! Every other module asks [`DataDir::path`] for a [`DataFile`] instead of
+//! joining a file name itself, so the layout is written down once (`store`
+//! opens the database, `pki` keeps its keys there, `accounts` writes the
+//! setup code, `doctor` checks the modes, and the reference toy's state
+//! uses [`write_private_file`]).
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -17,6 +17,37 @@ use anyhow::Context;
 pub const DIR_MODE: u32 = 0o700;
 /// Mode of every key, certificate and secret written there.
 pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// The files of the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataFile {
+    /// The SQLite database (its `-wal` and `-shm` sit next to it).
+    Database,
+    /// The hub CA's private key (PEM).
+    CaKey,
+    /// The hub CA's certificate (PEM).
+    CaCert,
+    /// The server leaf's private key (PEM).
+    ServerKey,
+    /// The server leaf's certificate (PEM).
+    ServerCert,
+    /// The one-time setup code, present until the first admin exists.
+    SetupCode,
+}
+
+impl DataFile {
+    /// The file's name in the directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Database => "hearth.db",
+            Self::CaKey => "ca.key",
+            Self::CaCert => "ca.crt",
+            Self::ServerKey => "server.key",
+            Self::ServerCert => "server.crt",
+            Self::SetupCode => "setup-code",
+        }
+    }
+}
 
 /// The data directory of a hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,39 +68,14 @@ impl DataDir {
         &self.root
     }
 
-    /// The SQLite database.
-    pub fn database(&self) -> PathBuf {
-        self.root.join("hearth.db")
-    }
-
-    /// The hub CA's private key (PEM).
-    pub fn ca_key(&self) -> PathBuf {
-        self.root.join("ca.key")
-    }
-
-    /// The hub CA's certificate (PEM).
-    pub fn ca_cert(&self) -> PathBuf {
-        self.root.join("ca.crt")
-    }
-
-    /// The server leaf's private key (PEM).
-    pub fn server_key(&self) -> PathBuf {
-        self.root.join("server.key")
-    }
-
-    /// The server leaf's certificate (PEM).
-    pub fn server_cert(&self) -> PathBuf {
-        self.root.join("server.crt")
-    }
-
-    /// The one-time setup code, present until the first admin exists.
-    pub fn setup_code(&self) -> PathBuf {
-        self.root.join("setup-code")
+    /// Where `file` lives.
+    pub fn path(&self, file: DataFile) -> PathBuf {
+        self.root.join(file.name())
     }
 
     /// The secrets that must be [`PRIVATE_FILE_MODE`] (checked by `doctor`).
     pub fn secret_files(&self) -> [PathBuf; 3] {
-        [self.ca_key(), self.server_key(), self.setup_code()]
+        [DataFile::CaKey, DataFile::ServerKey, DataFile::SetupCode].map(|f| self.path(f))
     }
 
     /// Creates the directory ([`DIR_MODE`]) when missing and checks that
@@ -130,7 +136,7 @@ mod tests {
     fn private_files_are_0600_and_replace_the_old_content() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = DataDir::new(dir.path());
-        let p = d.setup_code();
+        let p = d.path(DataFile::SetupCode);
         write_private_file(&p, b"one").expect("write");
         write_private_file(&p, b"two").expect("rewrite");
         assert_eq!(std::fs::read(&p).expect("read"), b"two");

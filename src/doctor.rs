@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use x509_parser::prelude::FromDer;
 
 use crate::config::Config;
-use crate::datadir::DataDir;
+use crate::datadir::{DataDir, DataFile};
 
 /// Free space below which the hub may soon refuse recordings (507).
 const MIN_FREE_BYTES: u64 = 200 << 20;
@@ -105,7 +105,7 @@ fn check_files(r: &mut Report, cfg: &Config) {
             }
         }
     }
-    match std::fs::read(layout.server_cert()) {
+    match std::fs::read(layout.path(DataFile::ServerCert)) {
         Err(_) => r.warn(
             "no server certificate yet",
             "start the hub once; it makes its certificates on the first start",
@@ -148,18 +148,18 @@ fn check_files(r: &mut Report, cfg: &Config) {
                 _ => r.fail(
                     &format!(
                         "{} is not a readable certificate",
-                        layout.server_cert().display()
+                        layout.path(DataFile::ServerCert).display()
                     ),
                     &format!(
                         "move {} and {} away and restart the hub",
-                        layout.server_cert().display(),
-                        layout.server_key().display()
+                        layout.path(DataFile::ServerCert).display(),
+                        layout.path(DataFile::ServerKey).display()
                     ),
                 ),
             }
         }
     }
-    let db = layout.database();
+    let db = layout.path(DataFile::Database);
     if !db.exists() {
         r.warn("no database yet", "start the hub once");
         return;
@@ -170,7 +170,7 @@ fn check_files(r: &mut Report, cfg: &Config) {
             &format!("the database is damaged: {msg}"),
             &format!(
                 "stop the hub and restore {} from a backup",
-                layout.database().display()
+                layout.path(DataFile::Database).display()
             ),
         ),
         Err(e) => r.fail(

@@ -409,11 +409,12 @@ pub enum IdempotencyScope {
     Toy(i64),
 }
 
-impl std::fmt::Display for IdempotencyScope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl IdempotencyScope {
+    /// The stored form: `user:<row id>` or `toy:<row id>`.
+    pub fn key(self) -> String {
         match self {
-            Self::User(id) => write!(f, "user:{id}"),
-            Self::Toy(id) => write!(f, "toy:{id}"),
+            Self::User(id) => format!("user:{id}"),
+            Self::Toy(id) => format!("toy:{id}"),
         }
     }
 }
@@ -428,8 +429,8 @@ mod tests {
             assert_eq!(SessionKind::parse(k.as_str()), Ok(k));
         }
         assert!(SessionKind::parse("token").is_err());
-        assert_eq!(IdempotencyScope::User(3).to_string(), "user:3");
-        assert_eq!(IdempotencyScope::Toy(4).to_string(), "toy:4");
+        assert_eq!(IdempotencyScope::User(3).key(), "user:3");
+        assert_eq!(IdempotencyScope::Toy(4).key(), "toy:4");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
 
-use crate::datadir::{DataDir, write_private_file};
+use crate::datadir::{DataDir, DataFile, write_private_file};
 use crate::domain::{Hex32, Invalid, ToyId};
 
 /// How long a server leaf is valid. Apple platforms refuse TLS server
@@ -85,8 +85,8 @@ impl HubPki {
         now: OffsetDateTime,
     ) -> Result<Self, PkiError> {
         let layout = DataDir::new(dir);
-        let ca_key_path = layout.ca_key();
-        let ca_crt_path = layout.ca_cert();
+        let ca_key_path = layout.path(DataFile::CaKey);
+        let ca_crt_path = layout.path(DataFile::CaCert);
         let (ca_key, ca_pem) = if ca_key_path.exists() && ca_crt_path.exists() {
             let key_pem = std::fs::read_to_string(&ca_key_path).map_err(io_err(&ca_key_path))?;
             let crt_pem = std::fs::read_to_string(&ca_crt_path).map_err(io_err(&ca_crt_path))?;
@@ -119,8 +119,8 @@ impl HubPki {
             .map_err(|e| PkiError::Corrupt(format!("{}: {e}", ca_crt_path.display())))?;
         let ca_sha256 = Hex32::sha256(ca_der.as_ref());
 
-        let srv_key_path = layout.server_key();
-        let srv_crt_path = layout.server_cert();
+        let srv_key_path = layout.path(DataFile::ServerKey);
+        let srv_crt_path = layout.path(DataFile::ServerCert);
         let wanted: BTreeSet<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
         let reuse = match (
             std::fs::read_to_string(&srv_key_path),
@@ -430,10 +430,10 @@ mod tests {
         let a = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
         let layout = DataDir::new(dir.path());
         for f in [
-            layout.ca_key(),
-            layout.server_key(),
-            layout.ca_cert(),
-            layout.server_cert(),
+            layout.path(DataFile::CaKey),
+            layout.path(DataFile::ServerKey),
+            layout.path(DataFile::CaCert),
+            layout.path(DataFile::ServerCert),
         ] {
             let mode = std::fs::metadata(&f).expect("file").permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{}", f.display());

@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::datadir::{DataDir, write_private_file};
+use crate::datadir::{DataDir, DataFile, write_private_file};
 
 /// The file holding the code.
 pub fn code_path(data_dir: &Path) -> PathBuf {
-    DataDir::new(data_dir).setup_code()
+    DataDir::new(data_dir).path(DataFile::SetupCode)
 }
 
 /// A new code.

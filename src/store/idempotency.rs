@@ -18,7 +18,7 @@ pub fn lookup(
 ) -> StoreResult<Option<String>> {
     Ok(c.query_row(
         "SELECT response FROM idempotency WHERE scope = ?1 AND key = ?2 AND created_at > ?3",
-        params![scope.to_string(), key, now - KEY_LIFETIME_SECS],
+        params![scope.key(), key, now - KEY_LIFETIME_SECS],
         |r| r.get(0),
     )
     .optional()?)
@@ -35,7 +35,7 @@ pub fn remember(
     tx.execute(
         "INSERT INTO idempotency (scope, key, created_at, response) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(scope, key) DO UPDATE SET created_at = excluded.created_at, response = excluded.response",
-        params![scope.to_string(), key, now, response],
+        params![scope.key(), key, now, response],
     )
     .map_err(w)?;
     Ok(())

@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction};
 
+use crate::datadir::{DataDir, DataFile};
+
 /// The schema, one entry per version; entry `i` brings the database from
 /// version `i` to `i + 1`. Never edit a released entry: add a new one.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
@@ -105,7 +107,7 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
 impl Store {
     /// Opens (creating if needed) `hearth.db` in `data_dir` and migrates it.
     pub fn open(data_dir: &Path) -> StoreResult<Self> {
-        let path = crate::datadir::DataDir::new(data_dir).database();
+        let path = DataDir::new(data_dir).path(DataFile::Database);
         let mut writer = open_connection(&path)?;
         migrate(&mut writer, &path)?;
         let readers = (0..2)
@@ -297,8 +299,8 @@ mod tests {
     fn refuses_a_newer_database() {
         let dir = tempfile::tempdir().expect("tempdir");
         drop(Store::open(dir.path()).expect("open"));
-        let c = Connection::open(crate::datadir::DataDir::new(dir.path()).database())
-            .expect("raw open");
+        let c =
+            Connection::open(DataDir::new(dir.path()).path(DataFile::Database)).expect("raw open");
         c.pragma_update(None, "user_version", 99).expect("bump");
         drop(c);
         let err = Store::open(dir.path()).err().expect("must refuse");

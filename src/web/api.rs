@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::caller::Caller;
-use crate::accounts::{self, Client, HouseholdChange, SetupForm};
+use crate::accounts::{self, Client, HouseholdChange, PasswordChange, SetupForm};
 use crate::auth::tokens;
 use crate::clock::rfc3339;
 use crate::domain::SessionKind;
@@ -159,14 +159,11 @@ async fn post_password(
     caller: Caller,
     Json(body): Json<PasswordBody>,
 ) -> Result<HttpResponse> {
-    let ended = accounts::change_password(
-        &state,
-        &caller.user,
-        &caller.session,
-        body.current_password,
-        body.new_password,
-    )
-    .await?;
+    let change = PasswordChange {
+        current: body.current_password,
+        new: body.new_password,
+    };
+    let ended = accounts::change_password(&state, &caller.user, &caller.session, change).await?;
     Ok(HttpResponse::Ok().json(json!({"other_sessions_ended": ended})))
 }
 
