@@ -107,7 +107,7 @@ pub struct SetupForm {
 pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Result<Username> {
     let now = state.now();
     let accounts = &state.accounts;
-    if state.store.read(store::users::any_admin).await? {
+    if is_set_up(state).await? {
         return Err(already_set_up());
     }
     let keys = ["setup", client.ip.as_str()];
@@ -283,6 +283,71 @@ pub async fn sign_in(
         .await?;
     tracing::info!(username = %user.username, kind = kind.as_str(), "signed in");
     Ok(NewSession { token, expires_at })
+}
+
+/// The live session of `token`, opened the way it is presented (`kind`),
+/// with its member: `401` when unknown, presented the other way, past its
+/// absolute end or idle for too long.
+pub async fn session(state: &AppState, token: &str, kind: SessionKind) -> Result<(User, Session)> {
+    let now = state.now();
+    let idle = (state.config.sessions.idle_minutes * 60) as i64;
+    let hash = tokens::token_hash(token);
+    let found = state
+        .store
+        .read(move |c| {
+            let Some(s) = store::sessions::by_token_hash(c, &hash)? else {
+                return Ok(None);
+            };
+            let u = store::users::by_id(c, s.user_id)?;
+            Ok(u.map(|u| (u, s)))
+        })
+        .await?;
+    let ended = || Error::unauthorized("this session has ended; sign in again");
+    let (user, session) = found.ok_or_else(ended)?;
+    if session.kind != kind || session.expires_at <= now || session.last_seen + idle <= now {
+        return Err(ended());
+    }
+    Ok((user, session))
+}
+
+/// Records that a session was used, at most once a minute to spare the SD card.
+pub async fn session_used(state: &AppState, session: &Session) -> Result<()> {
+    let now = state.now();
+    if now - session.last_seen >= 60 {
+        let id = session.id;
+        state
+            .store
+            .write(move |tx| store::sessions::touch(tx, id, now))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The session `id` of `user_id` still exists (an event stream ends with it).
+pub async fn session_alive(state: &AppState, user_id: i64, id: i64) -> Result<bool> {
+    Ok(state
+        .store
+        .read(move |c| {
+            Ok(store::sessions::list_for_user(c, user_id)?
+                .iter()
+                .any(|s| s.id == id))
+        })
+        .await?)
+}
+
+/// The first admin exists.
+pub async fn is_set_up(state: &AppState) -> Result<bool> {
+    Ok(state.store.read(store::users::any_admin).await?)
+}
+
+/// The household's name, or `Hearth` before setup.
+pub async fn household_name(state: &AppState) -> Result<String> {
+    Ok(state
+        .store
+        .read(store::household::get)
+        .await?
+        .map(|h| h.name)
+        .unwrap_or_else(|| "Hearth".into()))
 }
 
 /// Ends one session (signing out).

@@ -124,6 +124,12 @@ fn replayed(text: &str) -> Result<Stored> {
         })
 }
 
+/// The paired toy a parent may send to (by id as typed).
+pub async fn recipient(state: &AppState, by: &User, toy_id: &str) -> Result<Toy> {
+    crate::accounts::require(by, Role::Parent)?;
+    crate::toys::paired_toy(state, toy_id).await
+}
+
 /// Stores an upload: decode, normalise and encode off the async threads,
 /// then one transaction (message + idempotency key); wakes the toy and
 /// tells open pages. Answers only after the commit.
@@ -205,6 +211,168 @@ where
     }
     publish(state, &receipt.id).await?;
     Ok(Stored::New(receipt))
+}
+
+/// Which messages a parent asks for, as typed: of one toy or all, older
+/// than the message `before` (a public id), at most `limit` (1 to 200,
+/// default 50).
+#[derive(Debug, Default)]
+pub struct ListQuery {
+    /// A toy id.
+    pub toy: Option<String>,
+    /// A number from 1 to 200.
+    pub limit: Option<String>,
+    /// A message's public id.
+    pub before: Option<String>,
+}
+
+/// A page of messages for a parent, newest first, with the household's
+/// retention period.
+pub async fn list(
+    state: &AppState,
+    by: &User,
+    q: ListQuery,
+) -> Result<(Vec<Message>, Option<u32>)> {
+    crate::accounts::require(by, Role::Parent)?;
+    let limit = match &q.limit {
+        None => 50,
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| Error::new(Code::InvalidLimit, "limit is a number from 1 to 200"))?,
+    };
+    let ListQuery { toy, before, .. } = q;
+    let toy = toy.as_deref();
+    let toy = match toy {
+        Some(t) => Some(crate::toys::paired_toy(state, t).await?.id),
+        None => None,
+    };
+    let before = match before {
+        Some(b) => Some(
+            state
+                .store
+                .read(move |c| store::messages::get(c, &b))
+                .await?
+                .ok_or_else(|| {
+                    Error::new(
+                        Code::InvalidBefore,
+                        "before must be the id of a listed message",
+                    )
+                })?
+                .rowid,
+        ),
+        None => None,
+    };
+    let msgs = state
+        .store
+        .read(move |c| store::messages::list(c, toy, before, limit))
+        .await?;
+    Ok((msgs, retention_days(state).await?))
+}
+
+/// The home page's new recordings: children's recordings not yet heard,
+/// among the 50 newest messages, newest first.
+pub async fn new_recordings(state: &AppState) -> Result<(Vec<Message>, Option<u32>)> {
+    let msgs = state
+        .store
+        .read(|c| store::messages::list(c, None, None, 50))
+        .await?
+        .into_iter()
+        .filter(|m| m.direction == Direction::FromToy && m.state == MessageState::Received)
+        .collect();
+    Ok((msgs, retention_days(state).await?))
+}
+
+/// A toy's conversation page: its 100 newest messages, oldest first.
+pub async fn conversation(state: &AppState, toy: &Toy) -> Result<(Vec<Message>, Option<u32>)> {
+    let row = toy.id;
+    let mut msgs = state
+        .store
+        .read(move |c| store::messages::list(c, Some(row), None, 100))
+        .await?;
+    msgs.reverse();
+    Ok((msgs, retention_days(state).await?))
+}
+
+/// The two forms a parent can fetch audio in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioFormat {
+    /// Ogg Opus, as stored.
+    Ogg,
+    /// WAV decoded from it, for browsers that cannot play Ogg.
+    Wav,
+}
+
+/// A parent opens a message's audio in `format` (`ogg`, the default, or
+/// `wav`); a child's recording is then *heard*.
+pub async fn parent_audio(
+    state: &AppState,
+    by: &User,
+    public_id: &str,
+    format: Option<&str>,
+) -> Result<(AudioFormat, Vec<u8>)> {
+    crate::accounts::require(by, Role::Parent)?;
+    let format = match format {
+        None | Some("ogg") => AudioFormat::Ogg,
+        Some("wav") => AudioFormat::Wav,
+        Some(_) => return Err(Error::new(Code::InvalidFormat, "format is ogg or wav")),
+    };
+    let id = public_id.to_owned();
+    let found = state
+        .store
+        .read(move |c| Ok(store::messages::get(c, &id)?.zip(store::messages::audio(c, &id)?)))
+        .await?;
+    let (m, ogg) = found.ok_or_else(|| Error::not_found("no such message"))?;
+    if m.direction == Direction::FromToy {
+        advance(state, &m, MessageState::Heard).await?;
+    }
+    if format == AudioFormat::Ogg {
+        return Ok((format, ogg));
+    }
+    let wav = tokio::task::spawn_blocking(move || audio::ogg_to_wav(&ogg))
+        .await
+        .map_err(|e| Error::internal(anyhow::anyhow!("audio worker failed: {e}")))?
+        .map_err(|e| Error::internal(anyhow::anyhow!("stored audio could not be decoded: {e}")))?;
+    Ok((format, wav))
+}
+
+/// The messages waiting for a toy.
+pub async fn inbox(state: &AppState, toy: &Toy) -> Result<Vec<Message>> {
+    let id = toy.id;
+    Ok(state
+        .store
+        .read(move |c| store::messages::inbox(c, id))
+        .await?)
+}
+
+async fn own_message(state: &AppState, toy: &Toy, public_id: &str) -> Result<Message> {
+    let id = public_id.to_owned();
+    let m = state
+        .store
+        .read(move |c| store::messages::get(c, &id))
+        .await?;
+    m.filter(|m| m.toy == toy.id && m.direction == Direction::ToToy)
+        .ok_or_else(|| Error::not_found("no such message for this toy"))
+}
+
+/// A toy downloads a message for it: the message is then *delivered*.
+pub async fn toy_audio(state: &AppState, toy: &Toy, public_id: &str) -> Result<Vec<u8>> {
+    let m = own_message(state, toy, public_id).await?;
+    let id = m.public_id.clone();
+    let ogg = state
+        .store
+        .read(move |c| store::messages::audio(c, &id))
+        .await?
+        .ok_or_else(|| Error::not_found("no such message for this toy"))?;
+    advance(state, &m, MessageState::Delivered).await?;
+    Ok(ogg)
+}
+
+/// A toy played a message to the child.
+pub async fn played(state: &AppState, toy: &Toy, public_id: &str) -> Result<()> {
+    let m = own_message(state, toy, public_id).await?;
+    advance(state, &m, MessageState::Played).await
 }
 
 /// A parent deletes a message.

@@ -12,10 +12,10 @@ use serde_json::json;
 
 use crate::clock::rfc3339;
 use crate::discovery::SeenToy;
-use crate::domain::{DisplayName, PairingCode, Role, ToyId};
+use crate::domain::{DisplayName, Hex32, PairingCode, Role, ToyId};
 use crate::error::{Code, Error, Result};
 use crate::events::{PageEvent, ToyChange};
-use crate::pairing::{PairError, Pairing};
+use crate::pairing::{PairError, Pairing, Request};
 use crate::state::AppState;
 use crate::store::audit::{self, Action, AuditEntry, Outcome};
 use crate::store::toys::Toy;
@@ -374,6 +374,165 @@ pub async fn reject_pairing(state: &AppState, by: &User, pairing_id: &str) -> Re
     Ok(())
 }
 
+/// A refused pairing request of a toy.
+fn bad(msg: impl Into<String>) -> Error {
+    Error::new(Code::InvalidPairingRequest, msg)
+}
+
+/// Records an act of a toy (the actor is `toy:<id>`).
+async fn toy_record(
+    state: &AppState,
+    action: Action,
+    toy: Option<String>,
+    outcome: Outcome,
+    detail: String,
+) -> Result<()> {
+    let entry = AuditEntry {
+        at: state.now(),
+        actor: toy.as_ref().map(|t| format!("toy:{t}")),
+        action,
+        subject: toy,
+        outcome,
+        detail,
+    };
+    record(state, entry).await
+}
+
+/// A toy's pairing request, as sent (step 1).
+pub struct PairingRequest {
+    /// Its id.
+    pub toy_id: String,
+    /// Its name.
+    pub name: String,
+    /// Model text (may be empty).
+    pub model: String,
+    /// Its CSR (PEM).
+    pub csr: String,
+    /// SHA-256 of its nonce, hex.
+    pub commitment: String,
+}
+
+/// A pairing that started: what the toy needs for the next step.
+pub struct PairingStarted {
+    /// The pairing's id.
+    pub pairing_id: String,
+    /// The hub's nonce.
+    pub hub_nonce: [u8; 32],
+}
+
+/// A toy asks to pair (`docs/toy-protocol.md` section 3, step 1): every
+/// field is checked, an already paired id is refused, at most 8 wait, and
+/// the outcome is recorded.
+pub async fn request_pairing(state: &AppState, b: PairingRequest) -> Result<PairingStarted> {
+    let toy_id = ToyId::parse(&b.toy_id).map_err(|e| bad(e.0))?;
+    let name = DisplayName::parse(&b.name).map_err(|e| bad(format!("name: {e}")))?;
+    if b.model.len() > 64 || b.model.chars().any(char::is_control) {
+        return Err(bad("model is at most 64 bytes of printable text"));
+    }
+    let commitment = Hex32::parse("commitment", &b.commitment).map_err(|e| bad(e.0))?;
+    let csr = crate::pki::check_csr(&b.csr).map_err(|e| bad(e.0))?;
+    let id = toy_id.clone();
+    let paired = state
+        .store
+        .read(move |c| store::toys::by_toy_id(c, &id))
+        .await?
+        .is_some_and(|t| t.removed_at.is_none());
+    if paired {
+        return Err(Error::new(
+            Code::AlreadyPaired,
+            "a toy with this id is already paired; a parent must remove it on the Toys page first",
+        ));
+    }
+    let now = state.now();
+    let request = Request {
+        toy_id: toy_id.clone(),
+        name,
+        model: b.model,
+        csr,
+        commitment,
+    };
+    let (pairing_id, hub_nonce, replaced) = match state.pairings.start(request, now) {
+        Ok(x) => x,
+        Err(PairError::TooMany) => {
+            toy_record(
+                state,
+                Action::PairingRequest,
+                Some(toy_id.to_string()),
+                Outcome::Failure,
+                "too many pairings pending".into(),
+            )
+            .await?;
+            return Err(Error::too_many(
+                "too many pairings are waiting; try again in a few minutes",
+                60,
+            ));
+        }
+        Err(_) => return Err(Error::internal(anyhow::anyhow!("unexpected pairing state"))),
+    };
+    let detail = match &replaced {
+        Some(_) => "pairing requested (replacing an earlier request)".to_owned(),
+        None => "pairing requested".to_owned(),
+    };
+    toy_record(
+        state,
+        Action::PairingRequest,
+        Some(toy_id.to_string()),
+        Outcome::Success,
+        detail,
+    )
+    .await?;
+    state.events.publish(PageEvent::pairing(
+        ToyChange::Pairing,
+        &pairing_id,
+        Some(toy_id.to_string()),
+    ));
+    Ok(PairingStarted {
+        pairing_id,
+        hub_nonce,
+    })
+}
+
+/// A toy reveals its nonce (step 2); a nonce that does not match the
+/// commitment discards the pairing and is recorded.
+pub async fn reveal_pairing(state: &AppState, id: &str, toy_nonce: &str) -> Result<()> {
+    let nonce = Hex32::parse("toy_nonce", toy_nonce).map_err(|e| bad(e.0))?;
+    let now = state.now();
+    let toy = state
+        .pairings
+        .get(id, now)
+        .map(|p| p.request.toy_id.to_string());
+    match state.pairings.reveal(id, nonce.0, now) {
+        Ok(()) => {
+            state
+                .events
+                .publish(PageEvent::pairing(ToyChange::Pairing, id, None));
+            Ok(())
+        }
+        Err(PairError::NotFound) => Err(Error::not_found(
+            "no such pairing: it expired or was replaced; start again",
+        )),
+        Err(PairError::WrongState(m)) => Err(Error::new(Code::AlreadyRevealed, m)),
+        Err(PairError::CommitmentMismatch) => {
+            toy_record(
+                state,
+                Action::PairingReveal,
+                toy,
+                Outcome::Failure,
+                "nonce did not match the commitment; pairing discarded".into(),
+            )
+            .await?;
+            state
+                .events
+                .publish(PageEvent::pairing(ToyChange::Pairing, id, None));
+            Err(Error::new(
+                Code::CommitmentMismatch,
+                "SHA-256 of toy_nonce does not equal the commitment; the pairing is discarded, start again",
+            ))
+        }
+        Err(_) => Err(Error::internal(anyhow::anyhow!("unexpected pairing state"))),
+    }
+}
+
 /// A paired toy called the hub: remember when (at most every 30 seconds,
 /// to spare the SD card) and tell pages when it comes back after a quiet
 /// spell. mDNS does not count here: the call itself is the news.
@@ -392,6 +551,26 @@ pub async fn called(state: &AppState, toy: &Toy) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The toy still holds the pairing it had when its request began (not
+/// removed, not paired again with another certificate).
+pub async fn still_paired(state: &AppState, toy: &Toy) -> Result<bool> {
+    let id = toy.toy_id.clone();
+    let row = state
+        .store
+        .read(move |c| store::toys::by_toy_id(c, &id))
+        .await?;
+    Ok(row.is_some_and(|r| r.removed_at.is_none() && r.cert_sha256 == toy.cert_sha256))
+}
+
+/// The paired toy holding the client certificate `der`, if any.
+pub async fn by_certificate(state: &AppState, der: &[u8]) -> Result<Option<Toy>> {
+    let hash = crate::pki::cert_sha256(der);
+    Ok(state
+        .store
+        .read(move |c| store::toys::by_cert(c, &hash))
+        .await?)
 }
 
 /// A toy reports its battery (0 to 100) and firmware text.

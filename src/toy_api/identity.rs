@@ -13,7 +13,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 
 use crate::error::{Code, Error};
 use crate::state::AppState;
-use crate::store::{self, toys::Toy as ToyRow};
+use crate::store::toys::Toy as ToyRow;
 
 /// The client certificate (DER) the connection presented, if any.
 #[derive(Debug, Clone)]
@@ -46,11 +46,7 @@ async fn identify(req: HttpRequest) -> Result<Toy, Error> {
     let cert = req.conn_data::<PeerCertificate>().cloned().ok_or_else(|| {
         Error::unauthorized("this endpoint needs the client certificate the hub issued at pairing")
     })?;
-    let hash = crate::pki::cert_sha256(&cert.0);
-    let row = state
-        .store
-        .read(move |c| store::toys::by_cert(c, &hash))
-        .await?;
+    let row = crate::toys::by_certificate(&state, &cert.0).await?;
     let Some(row) = row else {
         return Err(Error::new(
             Code::ToyNotPaired,

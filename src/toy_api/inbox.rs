@@ -11,12 +11,11 @@ use serde_json::json;
 
 use super::identity::Toy;
 use crate::clock::rfc3339;
-use crate::domain::{Direction, IdempotencyScope, MessageState};
+use crate::domain::{Direction, IdempotencyScope};
 use crate::error::{Code, Error, Result};
 use crate::http::{self, Access, Routes, read_body};
 use crate::messaging::{self, Stored, TOY_LIMIT, Upload};
 use crate::state::AppState;
-use crate::store;
 
 /// Registers the routes of this file.
 pub fn register(r: &mut Routes<'_>) {
@@ -41,11 +40,8 @@ struct InboxQuery {
     wait: Option<String>,
 }
 
-async fn list_inbox(state: &AppState, toy: i64) -> Result<Vec<serde_json::Value>> {
-    let msgs = state
-        .store
-        .read(move |c| store::messages::inbox(c, toy))
-        .await?;
+async fn list_inbox(state: &AppState, toy: &Toy) -> Result<Vec<serde_json::Value>> {
+    let msgs = messaging::inbox(state, &toy.row).await?;
     Ok(msgs
         .iter()
         .map(|m| {
@@ -59,15 +55,6 @@ async fn list_inbox(state: &AppState, toy: i64) -> Result<Vec<serde_json::Value>
             })
         })
         .collect())
-}
-
-async fn still_paired(state: &AppState, toy: &Toy) -> Result<bool> {
-    let id = toy.row.toy_id.clone();
-    let row = state
-        .store
-        .read(move |c| store::toys::by_toy_id(c, &id))
-        .await?;
-    Ok(row.is_some_and(|r| r.removed_at.is_none() && r.cert_sha256 == toy.row.cert_sha256))
 }
 
 async fn inbox(
@@ -92,15 +79,15 @@ async fn inbox(
         let woken = notify.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let list = list_inbox(&state, toy.row.id).await?;
+        let list = list_inbox(&state, &toy).await?;
         if !list.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(HttpResponse::Ok().json(json!({"messages": list})));
         }
         if tokio::time::timeout_at(deadline, woken).await.is_err() {
-            let list = list_inbox(&state, toy.row.id).await?;
+            let list = list_inbox(&state, &toy).await?;
             return Ok(HttpResponse::Ok().json(json!({"messages": list})));
         }
-        if !still_paired(&state, &toy).await? {
+        if !crate::toys::still_paired(&state, &toy.row).await? {
             return Err(Error::new(
                 Code::ToyNotPaired,
                 "this toy was removed by a parent; pair it again",
@@ -109,28 +96,12 @@ async fn inbox(
     }
 }
 
-async fn own_message(state: &AppState, toy: &Toy, id: String) -> Result<store::messages::Message> {
-    let m = state
-        .store
-        .read(move |c| store::messages::get(c, &id))
-        .await?;
-    m.filter(|m| m.toy == toy.row.id && m.direction == Direction::ToToy)
-        .ok_or_else(|| Error::not_found("no such message for this toy"))
-}
-
 async fn audio(
     state: web::Data<AppState>,
     toy: Toy,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let m = own_message(&state, &toy, path.into_inner()).await?;
-    let id = m.public_id.clone();
-    let ogg = state
-        .store
-        .read(move |c| store::messages::audio(c, &id))
-        .await?
-        .ok_or_else(|| Error::not_found("no such message for this toy"))?;
-    messaging::advance(&state, &m, MessageState::Delivered).await?;
+    let ogg = messaging::toy_audio(&state, &toy.row, &path).await?;
     Ok(HttpResponse::Ok()
         .content_type("audio/ogg")
         .insert_header(("cache-control", "no-store"))
@@ -142,8 +113,7 @@ async fn played(
     toy: Toy,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let m = own_message(&state, &toy, path.into_inner()).await?;
-    messaging::advance(&state, &m, MessageState::Played).await?;
+    messaging::played(&state, &toy.row, &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -13,11 +13,12 @@ use actix_web::http::{Method, header};
 use actix_web::{FromRequest, HttpRequest, web};
 
 use super::errors::PageError;
+use crate::accounts;
 use crate::auth::tokens::{self, SESSION_COOKIE};
 use crate::domain::{Role, SessionKind};
 use crate::error::{Code, Error};
 use crate::state::AppState;
-use crate::store::{self, sessions::Session, users::User};
+use crate::store::{sessions::Session, users::User};
 
 /// A signed-in household member.
 #[derive(Debug, Clone)]
@@ -107,26 +108,12 @@ async fn authenticate(req: HttpRequest, csrf_form_token: Option<String>) -> Resu
             }
         },
     };
-    let now = state.now();
-    let idle = (state.config.sessions.idle_minutes * 60) as i64;
-    let hash = tokens::token_hash(&token);
-    let found = state
-        .store
-        .read(move |c| {
-            let Some(s) = store::sessions::by_token_hash(c, &hash)? else {
-                return Ok(None);
-            };
-            let u = store::users::by_id(c, s.user_id)?;
-            Ok(u.map(|u| (s, u)))
-        })
-        .await?;
-    let Some((session, user)) = found else {
-        return Err(Error::unauthorized("this session has ended; sign in again"));
+    let kind = if via_cookie {
+        SessionKind::Cookie
+    } else {
+        SessionKind::Bearer
     };
-    let kind_ok = (session.kind == SessionKind::Cookie) == via_cookie;
-    if !kind_ok || session.expires_at <= now || session.last_seen + idle <= now {
-        return Err(Error::unauthorized("this session has ended; sign in again"));
-    }
+    let (user, session) = accounts::session(&state, &token, kind).await?;
     if via_cookie && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         let sent = req
             .headers()
@@ -142,14 +129,7 @@ async fn authenticate(req: HttpRequest, csrf_form_token: Option<String>) -> Resu
             ));
         }
     }
-    // Record use at most once a minute, to spare the SD card.
-    if now - session.last_seen >= 60 {
-        let id = session.id;
-        state
-            .store
-            .write(move |tx| store::sessions::touch(tx, id, now))
-            .await?;
-    }
+    accounts::session_used(&state, &session).await?;
     Ok(Caller {
         user,
         session,
@@ -173,7 +153,7 @@ pub struct PageCaller(pub Caller);
 
 /// Where someone not signed in should go.
 pub async fn sign_in_location(state: &AppState) -> Result<String, Error> {
-    let setup_done = state.store.read(store::users::any_admin).await?;
+    let setup_done = accounts::is_set_up(state).await?;
     Ok(if setup_done {
         "/login".into()
     } else {

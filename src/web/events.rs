@@ -11,7 +11,6 @@ use tokio::sync::broadcast::error::RecvError;
 use super::caller::Caller;
 use crate::error::Result;
 use crate::state::AppState;
-use crate::store;
 
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -35,13 +34,7 @@ pub async fn stream(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
                 Ok(Err(RecvError::Closed)) => return None,
                 Err(_) => {
                     // Quiet: check the session still lives, then keep the line open.
-                    let alive = state
-                        .store
-                        .read(move |c| {
-                            Ok(store::sessions::list_for_user(c, uid)?
-                                .iter()
-                                .any(|s| s.id == session_id))
-                        })
+                    let alive = crate::accounts::session_alive(&state, uid, session_id)
                         .await
                         .unwrap_or(false);
                     if !alive {

@@ -7,13 +7,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::caller::Caller;
-use crate::domain::{Direction, IdempotencyScope, MessageState, Role};
-use crate::error::{Code, Error, Result};
+use crate::domain::{Direction, IdempotencyScope};
+use crate::error::Result;
 use crate::http::{self, Access, Json, Routes, read_body};
-use crate::messaging::{self, PARENT_LIMIT, Stored, Upload};
+use crate::messaging::{self, AudioFormat, PARENT_LIMIT, Stored, Upload};
 use crate::state::AppState;
-use crate::store;
-use crate::toys;
 
 /// Registers the routes of this file.
 pub fn register(r: &mut Routes<'_>) {
@@ -46,8 +44,7 @@ async fn send(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    caller.require(Role::Parent)?;
-    let toy = toys::paired_toy(&state, &path).await?;
+    let toy = messaging::recipient(&state, &caller.user, &path).await?;
     let kind = http::audio_kind(&req)?;
     let key = http::idempotency_key(&req)?;
     let body = read_body(&req, payload, PARENT_LIMIT).await?;
@@ -83,43 +80,9 @@ async fn list(
     caller: Caller,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
-    caller.require(Role::Parent)?;
-    let limit = match &q.limit {
-        None => 50,
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| Error::new(Code::InvalidLimit, "limit is a number from 1 to 200"))?,
-    };
-    let toy = match &q.toy {
-        Some(t) => Some(toys::paired_toy(&state, t).await?.id),
-        None => None,
-    };
-    let before = match &q.before {
-        Some(b) => {
-            let b = b.clone();
-            let m = state
-                .store
-                .read(move |c| store::messages::get(c, &b))
-                .await?;
-            Some(
-                m.ok_or_else(|| {
-                    Error::new(
-                        Code::InvalidBefore,
-                        "before must be the id of a listed message",
-                    )
-                })?
-                .rowid,
-            )
-        }
-        None => None,
-    };
-    let msgs = state
-        .store
-        .read(move |c| store::messages::list(c, toy, before, limit))
-        .await?;
-    let days = messaging::retention_days(&state).await?;
+    let ListQuery { toy, limit, before } = q.into_inner();
+    let q = messaging::ListQuery { toy, limit, before };
+    let (msgs, days) = messaging::list(&state, &caller.user, q).await?;
     let list: Vec<_> = msgs
         .iter()
         .map(|m| messaging::message_json(m, days))
@@ -139,39 +102,16 @@ async fn audio(
     path: web::Path<String>,
     q: web::Query<AudioQuery>,
 ) -> Result<HttpResponse> {
-    caller.require(Role::Parent)?;
-    let id = path.into_inner();
-    let wav = match q.format.as_deref() {
-        None | Some("ogg") => false,
-        Some("wav") => true,
-        Some(_) => return Err(Error::new(Code::InvalidFormat, "format is ogg or wav")),
+    let (format, bytes) =
+        messaging::parent_audio(&state, &caller.user, &path, q.format.as_deref()).await?;
+    let content_type = match format {
+        AudioFormat::Ogg => "audio/ogg",
+        AudioFormat::Wav => "audio/wav",
     };
-    let id2 = id.clone();
-    let found = state
-        .store
-        .read(move |c| Ok(store::messages::get(c, &id2)?.zip(store::messages::audio(c, &id2)?)))
-        .await?;
-    let (m, ogg) = found.ok_or_else(|| Error::not_found("no such message"))?;
-    if m.direction == Direction::FromToy {
-        messaging::advance(&state, &m, MessageState::Heard).await?;
-    }
-    if wav {
-        let bytes = tokio::task::spawn_blocking(move || crate::audio::ogg_to_wav(&ogg))
-            .await
-            .map_err(|e| Error::internal(anyhow::anyhow!("audio worker failed: {e}")))?
-            .map_err(|e| {
-                Error::internal(anyhow::anyhow!("stored audio could not be decoded: {e}"))
-            })?;
-        Ok(HttpResponse::Ok()
-            .content_type("audio/wav")
-            .insert_header(("cache-control", "no-store"))
-            .body(bytes))
-    } else {
-        Ok(HttpResponse::Ok()
-            .content_type("audio/ogg")
-            .insert_header(("cache-control", "no-store"))
-            .body(ogg))
-    }
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("cache-control", "no-store"))
+        .body(bytes))
 }
 
 async fn delete(

@@ -15,9 +15,10 @@ use super::errors::PageError;
 use crate::accounts::{self, SetupForm};
 use crate::auth::tokens::SESSION_COOKIE;
 use crate::clock::rfc3339;
-use crate::domain::{Direction, SessionKind};
+use crate::domain::SessionKind;
 use crate::error::{Code, Error};
 use crate::http::{Access, Routes};
+use crate::messaging;
 use crate::state::AppState;
 use crate::store;
 use crate::toys::{self, ToyStatus};
@@ -82,12 +83,7 @@ async fn layout(
     title: &str,
     nav: &'static str,
 ) -> Result<Layout, Error> {
-    let household = state
-        .store
-        .read(store::household::get)
-        .await?
-        .map(|h| h.name)
-        .unwrap_or_else(|| "Hearth".into());
+    let household = accounts::household_name(state).await?;
     Ok(Layout {
         title: title.to_owned(),
         household,
@@ -238,18 +234,8 @@ struct HomePage {
 async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
     let l = layout(&state, Some(&caller), "Home", "home").await?;
     let toys = toys::paired(&state).await?;
-    let msgs = state
-        .store
-        .read(|c| store::messages::list(c, None, None, 50))
-        .await?;
-    let days = crate::messaging::retention_days(&state).await?;
-    let new_recordings = msgs
-        .iter()
-        .filter(|m| {
-            m.direction == Direction::FromToy && m.state == crate::domain::MessageState::Received
-        })
-        .map(|m| message_view(m, days))
-        .collect();
+    let (msgs, days) = messaging::new_recordings(&state).await?;
+    let new_recordings = msgs.iter().map(|m| message_view(m, days)).collect();
     let pending = state.pairings.pending(state.now()).len();
     render(&HomePage {
         l,
@@ -291,13 +277,7 @@ async fn toy_page(
     path: web::Path<String>,
 ) -> PageResult {
     let status = toys::status(&state, &path).await?;
-    let row = status.toy.id;
-    let mut msgs = state
-        .store
-        .read(move |c| store::messages::list(c, Some(row), None, 100))
-        .await?;
-    msgs.reverse();
-    let days = crate::messaging::retention_days(&state).await?;
+    let (msgs, days) = messaging::conversation(&state, &status.toy).await?;
     let l = layout(&state, Some(&caller), &status.toy.name, "toys").await?;
     let toy = toy_views(std::slice::from_ref(&status)).remove(0);
     render(&ToyPage {
@@ -354,7 +334,7 @@ struct SetupPage {
 }
 
 async fn setup_page(state: web::Data<AppState>) -> PageResult {
-    if state.store.read(store::users::any_admin).await? {
+    if accounts::is_set_up(&state).await? {
         return Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, "/login"))
             .finish());
