@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use crate::auth::throttle::Throttle;
 use crate::auth::{password, setup, tokens};
 use crate::datadir::DataDir;
-use crate::domain::{DisplayName, Role, SessionKind, Username};
+use crate::domain::{DisplayName, Role, SessionId, SessionKind, UserId, Username};
 use crate::error::{Code, Error, Result};
 use crate::state::AppState;
 use crate::store::audit::{self, Action, AuditEntry, Outcome};
@@ -324,7 +324,7 @@ pub async fn session_used(state: &AppState, session: &Session) -> Result<()> {
 }
 
 /// The session `id` of `user_id` still exists (an event stream ends with it).
-pub async fn session_alive(state: &AppState, user_id: i64, id: i64) -> Result<bool> {
+pub async fn session_alive(state: &AppState, user_id: UserId, id: SessionId) -> Result<bool> {
     Ok(state
         .store
         .read(move |c| {
@@ -414,7 +414,7 @@ pub async fn set_password(
     actor: &str,
     user: &User,
     new: String,
-    keep: Option<i64>,
+    keep: Option<SessionId>,
 ) -> Result<usize> {
     let household = store
         .read(store::household::get)
@@ -504,7 +504,7 @@ pub async fn sessions(state: &AppState, user: &User) -> Result<Vec<Session>> {
 }
 
 /// Ends one of a member's own sessions.
-pub async fn end_session(state: &AppState, user: &User, id: i64) -> Result<()> {
+pub async fn end_session(state: &AppState, user: &User, id: SessionId) -> Result<()> {
     let uid = user.id;
     let gone = state
         .store
@@ -619,7 +619,7 @@ mod tests {
                     tx,
                     &store::sessions::NewSession {
                         token_hash: b"h1",
-                        user_id: 1,
+                        user_id: UserId(1),
                         kind: SessionKind::Bearer,
                         csrf_token: "c",
                         now: 0,
@@ -696,7 +696,7 @@ mod tests {
     #[test]
     fn roles_are_required_in_order() {
         let u = User {
-            id: 1,
+            id: UserId(1),
             username: "gran".into(),
             display_name: "Gran".into(),
             role: Role::Relative,

@@ -369,6 +369,32 @@ impl Role {
     }
 }
 
+macro_rules! row_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+    };
+}
+
+row_id!(
+    /// A household member's row id.
+    UserId
+);
+row_id!(
+    /// A session's row id (shown to its member to end it).
+    SessionId
+);
+row_id!(
+    /// A paired toy's row id (not its own `ToyId`).
+    ToyRowId
+);
+row_id!(
+    /// A message's row id (orders messages; its public id is another).
+    MessageRowId
+);
+
 /// How a session was opened: a browser cookie (CSRF applies) or an API
 /// bearer token. A token is accepted only the way it was issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -404,17 +430,17 @@ impl SessionKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdempotencyScope {
     /// A household member's uploads.
-    User(i64),
+    User(UserId),
     /// A toy's recordings.
-    Toy(i64),
+    Toy(ToyRowId),
 }
 
 impl IdempotencyScope {
     /// The stored form: `user:<row id>` or `toy:<row id>`.
     pub fn key(self) -> String {
         match self {
-            Self::User(id) => format!("user:{id}"),
-            Self::Toy(id) => format!("toy:{id}"),
+            Self::User(id) => format!("user:{}", id.0),
+            Self::Toy(id) => format!("toy:{}", id.0),
         }
     }
 }
@@ -429,8 +455,8 @@ mod tests {
             assert_eq!(SessionKind::parse(k.as_str()), Ok(k));
         }
         assert!(SessionKind::parse("token").is_err());
-        assert_eq!(IdempotencyScope::User(3).key(), "user:3");
-        assert_eq!(IdempotencyScope::Toy(4).key(), "toy:4");
+        assert_eq!(IdempotencyScope::User(UserId(3)).key(), "user:3");
+        assert_eq!(IdempotencyScope::Toy(ToyRowId(4)).key(), "toy:4");
     }
 
     #[test]

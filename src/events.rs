@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, broadcast};
 
+use crate::domain::ToyRowId;
+
 /// What changed about a toy, for `event: toy` (the wire names of
 /// `docs/api.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +141,7 @@ pub struct Event {
 #[derive(Clone)]
 pub struct Events {
     tx: broadcast::Sender<Event>,
-    toys: Arc<Mutex<HashMap<i64, Arc<Notify>>>>,
+    toys: Arc<Mutex<HashMap<ToyRowId, Arc<Notify>>>>,
 }
 
 impl Default for Events {
@@ -172,7 +174,7 @@ impl Events {
     }
 
     /// The wake-up of one toy (by row id).
-    pub fn toy_notify(&self, toy: i64) -> Arc<Notify> {
+    pub fn toy_notify(&self, toy: ToyRowId) -> Arc<Notify> {
         match self.toys.lock() {
             Ok(mut m) => m.entry(toy).or_default().clone(),
             Err(_) => Arc::new(Notify::new()),
@@ -180,7 +182,7 @@ impl Events {
     }
 
     /// Wakes every long-poll of a toy (new message, or the toy was removed).
-    pub fn wake_toy(&self, toy: i64) {
+    pub fn wake_toy(&self, toy: ToyRowId) {
         self.toy_notify(toy).notify_waiters();
     }
 }

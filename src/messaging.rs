@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::audio::{self, AudioError, AudioKind};
 use crate::clock::rfc3339;
-use crate::domain::{Direction, IdempotencyKey, IdempotencyScope, MessageState, Role};
+use crate::domain::{Direction, IdempotencyKey, IdempotencyScope, MessageState, Role, UserId};
 use crate::error::{Code, Error, Result};
 use crate::events::PageEvent;
 use crate::state::AppState;
@@ -84,7 +84,7 @@ pub struct Upload<B> {
     /// Which way.
     pub direction: Direction,
     /// Sender user row.
-    pub sender_user: Option<i64>,
+    pub sender_user: Option<UserId>,
     /// Sender display name.
     pub sender_name: String,
     /// Declared kind.
@@ -339,11 +339,9 @@ pub async fn parent_audio(
 
 /// The messages waiting for a toy.
 pub async fn inbox(state: &AppState, toy: &Toy) -> Result<Vec<Message>> {
-    let id = toy.id;
-    Ok(state
-        .store
-        .read(move |c| store::messages::inbox(c, id))
-        .await?)
+    let row = toy.id;
+    let waiting = state.store.read(move |c| store::messages::inbox(c, row));
+    Ok(waiting.await?)
 }
 
 async fn own_message(state: &AppState, toy: &Toy, public_id: &str) -> Result<Message> {

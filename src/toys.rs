@@ -639,7 +639,7 @@ mod tests {
 
     fn toy(last_seen: Option<i64>) -> Toy {
         Toy {
-            id: 1,
+            id: crate::domain::ToyRowId(1),
             toy_id: ToyId::parse("toy-1").expect("id"),
             name: "Bear".into(),
             model: String::new(),

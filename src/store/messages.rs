@@ -4,17 +4,17 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreResult, w};
-use crate::domain::{Direction, MessageState, ToyId};
+use crate::domain::{Direction, MessageRowId, MessageState, ToyId, ToyRowId, UserId};
 
 /// A message without its audio.
 #[derive(Debug, Clone)]
 pub struct Message {
     /// Row id (orders messages).
-    pub rowid: i64,
+    pub rowid: MessageRowId,
     /// Opaque public id.
     pub public_id: String,
     /// The toy's row id.
-    pub toy: i64,
+    pub toy: ToyRowId,
     /// The toy's own id.
     pub toy_id: ToyId,
     /// Which way.
@@ -22,7 +22,7 @@ pub struct Message {
     /// Display name of the sender (a parent, or the toy's name).
     pub sender_name: String,
     /// Sender's user row, for parent messages.
-    pub sender_user: Option<i64>,
+    pub sender_user: Option<UserId>,
     /// When stored.
     pub created_at: i64,
     /// Length of the audio.
@@ -64,11 +64,11 @@ pub struct NewMessage<'a> {
     /// Opaque public id.
     pub public_id: &'a str,
     /// The toy's row id.
-    pub toy: i64,
+    pub toy: ToyRowId,
     /// Which way.
     pub direction: Direction,
     /// Sender's user row (parent messages).
-    pub sender_user: Option<i64>,
+    pub sender_user: Option<UserId>,
     /// Sender's display name.
     pub sender_name: &'a str,
     /// Now.
@@ -82,7 +82,7 @@ pub struct NewMessage<'a> {
 }
 
 /// Stores a message.
-pub fn insert(tx: &Connection, m: &NewMessage<'_>) -> StoreResult<i64> {
+pub fn insert(tx: &Connection, m: &NewMessage<'_>) -> StoreResult<MessageRowId> {
     let state = match m.direction {
         Direction::ToToy => MessageState::Queued,
         Direction::FromToy => MessageState::Received,
@@ -105,7 +105,7 @@ pub fn insert(tx: &Connection, m: &NewMessage<'_>) -> StoreResult<i64> {
         ],
     )
     .map_err(w)?;
-    Ok(tx.last_insert_rowid())
+    Ok(MessageRowId(tx.last_insert_rowid()))
 }
 
 /// A message by public id.
@@ -133,8 +133,8 @@ pub fn audio(c: &Connection, public_id: &str) -> StoreResult<Option<Vec<u8>>> {
 /// Messages, newest first, optionally for one toy, before a given message.
 pub fn list(
     c: &Connection,
-    toy: Option<i64>,
-    before_rowid: Option<i64>,
+    toy: Option<ToyRowId>,
+    before_rowid: Option<MessageRowId>,
     limit: u32,
 ) -> StoreResult<Vec<Message>> {
     let mut st = c.prepare(&format!(
@@ -149,7 +149,7 @@ pub fn list(
 }
 
 /// The toy's inbox: messages to it not yet played, oldest first.
-pub fn inbox(c: &Connection, toy: i64) -> StoreResult<Vec<Message>> {
+pub fn inbox(c: &Connection, toy: ToyRowId) -> StoreResult<Vec<Message>> {
     let mut st = c.prepare(&format!(
         "SELECT {COLS} FROM messages m JOIN toys t ON t.id = m.toy
          WHERE m.toy = ?1 AND m.direction = 'to_toy' AND m.state != 'played'
@@ -162,7 +162,7 @@ pub fn inbox(c: &Connection, toy: i64) -> StoreResult<Vec<Message>> {
 /// Moves a message forward to `state` (never backwards). True when it changed.
 pub fn advance_state(
     tx: &Connection,
-    rowid: i64,
+    rowid: MessageRowId,
     from_rank_below: u8,
     state: MessageState,
 ) -> StoreResult<bool> {

@@ -266,6 +266,30 @@ fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
     Ok(())
 }
 
+/// Typed row ids are stored as SQLite integers.
+macro_rules! sql_row_id {
+    ($($t:ty),*) => {$(
+        impl rusqlite::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.0))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                i64::column_result(v).map(Self)
+            }
+        }
+    )*};
+}
+
+sql_row_id!(
+    crate::domain::UserId,
+    crate::domain::SessionId,
+    crate::domain::ToyRowId,
+    crate::domain::MessageRowId
+);
+
 /// Maps a write error, recognising a full disk.
 pub(crate) fn w(e: rusqlite::Error) -> StoreError {
     StoreError::classify(e)

@@ -4,15 +4,15 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreResult, w};
-use crate::domain::SessionKind;
+use crate::domain::{SessionId, SessionKind, UserId};
 
 /// A live session joined with its user.
 #[derive(Debug, Clone)]
 pub struct Session {
     /// Row id (shown to the user to end a session).
-    pub id: i64,
+    pub id: SessionId,
     /// The user's row id.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// Cookie or bearer.
     pub kind: SessionKind,
     /// The CSRF token bound to this session.
@@ -60,7 +60,7 @@ pub struct NewSession<'a> {
     /// SHA-256 of the token.
     pub token_hash: &'a [u8],
     /// Its user.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// Cookie or bearer.
     pub kind: SessionKind,
     /// Its CSRF token.
@@ -76,14 +76,14 @@ pub struct NewSession<'a> {
 }
 
 /// Stores a new session.
-pub fn insert(tx: &Connection, s: &NewSession<'_>) -> StoreResult<i64> {
+pub fn insert(tx: &Connection, s: &NewSession<'_>) -> StoreResult<SessionId> {
     tx.execute(
         "INSERT INTO sessions (token_hash, user_id, kind, csrf_token, created_at, last_seen, expires_at, user_agent, client_ip)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
         params![s.token_hash, s.user_id, s.kind.as_str(), s.csrf_token, s.now, s.expires_at, s.user_agent, s.client_ip],
     )
     .map_err(w)?;
-    Ok(tx.last_insert_rowid())
+    Ok(SessionId(tx.last_insert_rowid()))
 }
 
 /// Looks a session up by token hash, whatever its age (the caller checks lifetimes).
@@ -97,7 +97,7 @@ pub fn by_token_hash(c: &Connection, hash: &[u8]) -> StoreResult<Option<Session>
 }
 
 /// Records a use.
-pub fn touch(tx: &Connection, id: i64, now: i64) -> StoreResult<()> {
+pub fn touch(tx: &Connection, id: SessionId, now: i64) -> StoreResult<()> {
     tx.execute(
         "UPDATE sessions SET last_seen = ?1 WHERE id = ?2",
         params![now, id],
@@ -107,7 +107,7 @@ pub fn touch(tx: &Connection, id: i64, now: i64) -> StoreResult<()> {
 }
 
 /// Ends one session; true when it existed.
-pub fn delete(tx: &Connection, id: i64) -> StoreResult<bool> {
+pub fn delete(tx: &Connection, id: SessionId) -> StoreResult<bool> {
     Ok(tx
         .execute("DELETE FROM sessions WHERE id = ?1", [id])
         .map_err(w)?
@@ -115,7 +115,7 @@ pub fn delete(tx: &Connection, id: i64) -> StoreResult<bool> {
 }
 
 /// Ends one of a user's sessions; true when it was theirs and existed.
-pub fn delete_for_user(tx: &Connection, user_id: i64, id: i64) -> StoreResult<bool> {
+pub fn delete_for_user(tx: &Connection, user_id: UserId, id: SessionId) -> StoreResult<bool> {
     Ok(tx
         .execute(
             "DELETE FROM sessions WHERE id = ?1 AND user_id = ?2",
@@ -126,7 +126,11 @@ pub fn delete_for_user(tx: &Connection, user_id: i64, id: i64) -> StoreResult<bo
 }
 
 /// Ends all of a user's sessions except `keep`.
-pub fn delete_others(tx: &Connection, user_id: i64, keep: Option<i64>) -> StoreResult<usize> {
+pub fn delete_others(
+    tx: &Connection,
+    user_id: UserId,
+    keep: Option<SessionId>,
+) -> StoreResult<usize> {
     tx.execute(
         "DELETE FROM sessions WHERE user_id = ?1 AND id IS NOT ?2",
         params![user_id, keep],
@@ -135,7 +139,7 @@ pub fn delete_others(tx: &Connection, user_id: i64, keep: Option<i64>) -> StoreR
 }
 
 /// A user's sessions, newest first.
-pub fn list_for_user(c: &Connection, user_id: i64) -> StoreResult<Vec<Session>> {
+pub fn list_for_user(c: &Connection, user_id: UserId) -> StoreResult<Vec<Session>> {
     let mut st = c.prepare(&format!(
         "SELECT {COLS} FROM sessions WHERE user_id = ?1 ORDER BY last_seen DESC"
     ))?;

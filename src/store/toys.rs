@@ -3,13 +3,13 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreResult, w};
-use crate::domain::ToyId;
+use crate::domain::{ToyId, ToyRowId};
 
 /// A toy row.
 #[derive(Debug, Clone)]
 pub struct Toy {
     /// Row id.
-    pub id: i64,
+    pub id: ToyRowId,
     /// The toy's own stable id.
     pub toy_id: ToyId,
     /// Name shown to parents.
@@ -104,7 +104,7 @@ pub fn upsert_paired(
     key_fp: &str,
     cert_sha256: &[u8],
     now: i64,
-) -> StoreResult<i64> {
+) -> StoreResult<ToyRowId> {
     tx.execute(
         "INSERT INTO toys (toy_id, name, model, key_fp, cert_sha256, paired_at, last_seen)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
@@ -144,7 +144,7 @@ pub fn rename(tx: &Connection, toy_id: &ToyId, name: &str) -> StoreResult<bool> 
 }
 
 /// Records that the toy called the hub.
-pub fn touch(tx: &Connection, id: i64, now: i64) -> StoreResult<()> {
+pub fn touch(tx: &Connection, id: ToyRowId, now: i64) -> StoreResult<()> {
     tx.execute(
         "UPDATE toys SET last_seen = ?1 WHERE id = ?2",
         params![now, id],
@@ -156,7 +156,7 @@ pub fn touch(tx: &Connection, id: i64, now: i64) -> StoreResult<()> {
 /// Stores a status report.
 pub fn set_status(
     tx: &Connection,
-    id: i64,
+    id: ToyRowId,
     battery: Option<u8>,
     firmware: Option<&str>,
     now: i64,

@@ -3,13 +3,13 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreResult, w};
-use crate::domain::Role;
+use crate::domain::{Role, UserId};
 
 /// A user row.
 #[derive(Debug, Clone)]
 pub struct User {
     /// Row id.
-    pub id: i64,
+    pub id: UserId,
     /// Login name.
     pub username: String,
     /// Name shown on messages.
@@ -41,7 +41,7 @@ pub fn insert(
     role: Role,
     password_hash: &str,
     now: i64,
-) -> StoreResult<Option<i64>> {
+) -> StoreResult<Option<UserId>> {
     let n = tx
         .execute(
             "INSERT INTO users (username, display_name, role, password_hash, created_at)
@@ -49,7 +49,7 @@ pub fn insert(
             params![username, display_name, role.as_str(), password_hash, now],
         )
         .map_err(w)?;
-    Ok((n == 1).then(|| tx.last_insert_rowid()))
+    Ok((n == 1).then(|| UserId(tx.last_insert_rowid())))
 }
 
 /// Finds a user by name.
@@ -63,7 +63,7 @@ pub fn by_username(c: &Connection, username: &str) -> StoreResult<Option<User>> 
 }
 
 /// Finds a user by id.
-pub fn by_id(c: &Connection, id: i64) -> StoreResult<Option<User>> {
+pub fn by_id(c: &Connection, id: UserId) -> StoreResult<Option<User>> {
     Ok(c.query_row(
         &format!("SELECT {COLS} FROM users WHERE id = ?1"),
         [id],
@@ -89,7 +89,7 @@ pub fn any_admin(c: &Connection) -> StoreResult<bool> {
 }
 
 /// Replaces a password hash.
-pub fn set_password_hash(tx: &Connection, id: i64, hash: &str) -> StoreResult<()> {
+pub fn set_password_hash(tx: &Connection, id: UserId, hash: &str) -> StoreResult<()> {
     tx.execute(
         "UPDATE users SET password_hash = ?1 WHERE id = ?2",
         params![hash, id],

@@ -11,7 +11,7 @@ use super::caller::Caller;
 use crate::accounts::{self, Client, HouseholdChange, PasswordChange, SetupForm};
 use crate::auth::tokens;
 use crate::clock::rfc3339;
-use crate::domain::SessionKind;
+use crate::domain::{SessionId, SessionKind};
 use crate::error::{Code, Error, Result};
 use crate::http::{Access, Json, Routes};
 use crate::pairing::Status;
@@ -198,7 +198,7 @@ async fn delete_session(
             "a session id is a number from the sessions list",
         )
     })?;
-    accounts::end_session(&state, &caller.user, id).await?;
+    accounts::end_session(&state, &caller.user, SessionId(id)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
