@@ -8,6 +8,7 @@ mod discovery;
 mod family;
 mod foundation;
 mod harness;
+mod lan_guard;
 mod messages;
 mod netns;
 mod pairing;

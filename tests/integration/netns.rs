@@ -183,6 +183,16 @@ impl NetnsPair {
         self.addrs[1]
     }
 
+    /// Adds another address (`a.b.c.d/len`) to namespace A's veth.
+    pub fn add_addr_a(&self, cidr: &str) -> io::Result<()> {
+        ip(&["-n", self.ns_a(), "addr", "add", cidr, "dev", self.if_a()])
+    }
+
+    /// Adds another address (`a.b.c.d/len`) to namespace B's veth.
+    pub fn add_addr_b(&self, cidr: &str) -> io::Result<()> {
+        ip(&["-n", self.ns_b(), "addr", "add", cidr, "dev", self.if_b()])
+    }
+
     /// `cmd` rewritten as `ip netns exec <ns> <program> <args>`, with the
     /// same environment changes and working directory.
     pub fn command_in(ns: &str, cmd: &Command) -> Command {
@@ -254,7 +264,7 @@ fn ip_quiet(args: &[&str]) -> io::Result<ExitStatus> {
         .status()
 }
 
-fn effective_uid() -> Option<u32> {
+pub fn effective_uid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     // Real, effective, saved, filesystem.
