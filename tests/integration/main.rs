@@ -4,6 +4,7 @@
 //! namespaces for tests that need a real network (see its module docs).
 
 mod browser;
+mod contract;
 mod discovery;
 mod family;
 mod foundation;
