@@ -301,7 +301,14 @@ pub struct TestToy {
 
 impl TestToy {
     pub fn new(toy_id: &str) -> TestToy {
-        let (key_pem, csr_pem) = hearth::pki::make_toy_key_and_csr(toy_id).expect("csr");
+        // The key and CSR come from rcgen directly, not from the crate.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let csr_pem = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem");
+        let key_pem = key.serialize_pem();
         TestToy {
             toy_id: toy_id.into(),
             key_pem,

@@ -7,6 +7,8 @@
 //!
 //! The client is this test binary re-executed in B ([`netns_child`], role
 //! `client`); it prints one line `RESULT <status> <error code>` per URL.
+//! The plain-HTTP redirect listener (`redirect_http_listen`) is checked the
+//! same way.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,7 +24,19 @@ const PUBLIC_CLIENT: &str = "203.0.113.2";
 
 /// GETs `path` from namespace B at `addr`:8443; returns (status, error code).
 fn get_from_b(pair: &NetnsPair, data: &std::path::Path, addr: &str, path: &str) -> (u16, String) {
+    get_from_b_port(pair, data, addr, 8443, path)
+}
+
+/// [`get_from_b`] on another port: 8443 is HTTPS, any other plain HTTP.
+fn get_from_b_port(
+    pair: &NetnsPair,
+    data: &std::path::Path,
+    addr: &str,
+    port: u16,
+    path: &str,
+) -> (u16, String) {
     let mut cmd = self_test_command(CHILD, "client");
+    cmd.env("HEARTH_TEST_PORT", port.to_string());
     cmd.env("HEARTH_TEST_DATA", data)
         .env("HEARTH_TEST_ADDR", addr)
         .env("HEARTH_TEST_PATH", path);
@@ -46,7 +60,7 @@ fn start_hub(pair: &NetnsPair, dir: &std::path::Path, allow_public: bool) -> Pro
     std::fs::write(
         &config,
         format!(
-            "version = 1\nlisten = \"0.0.0.0:8443\"\nallow_public_clients = {allow_public}\n[mdns]\nenabled = false\n"
+            "version = 1\nlisten = \"0.0.0.0:8443\"\nredirect_http_listen = \"0.0.0.0:8080\"\nallow_public_clients = {allow_public}\n[mdns]\nenabled = false\n"
         ),
     )
     .expect("config");
@@ -83,6 +97,11 @@ fn lan_guard_refuses_a_real_public_address_and_allows_the_home_network() {
             assert_eq!(code, "outside_home_network", "{path}");
         }
     }
+    // The plain-HTTP redirect listener too: home network redirected, the
+    // outside refused (DESIGN.md: no connection from outside the home).
+    assert_eq!(get_from_b_port(&pair, &data, &home, 8080, "/").0, 308);
+    let (status, _) = get_from_b_port(&pair, &data, PUBLIC_HUB, 8080, "/");
+    assert_eq!(status, 403, "the redirect listener refuses the outside");
     drop(hub);
 
     // allow_public_clients turns the guard off.
@@ -109,7 +128,8 @@ fn netns_child() {
     let line = rt.block_on(async move {
         // The hub may still be starting: wait for its CA and its port.
         let deadline = Instant::now() + Duration::from_secs(30);
-        let target: std::net::SocketAddr = format!("{addr}:8443").parse().expect("addr");
+        let port: u16 = var("HEARTH_TEST_PORT").parse().expect("port");
+        let target: std::net::SocketAddr = format!("{addr}:{port}").parse().expect("addr");
         let ca = loop {
             if let Ok(ca) = std::fs::read_to_string(data.join("ca.crt")) {
                 if std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2)).is_ok() {
@@ -126,8 +146,9 @@ fn netns_child() {
             .timeout(Duration::from_secs(20))
             .build()
             .expect("client");
+        let scheme = if port == 8443 { "https" } else { "http" };
         let r = c
-            .get(format!("https://hearth.local:8443{path}"))
+            .get(format!("{scheme}://hearth.local:{port}{path}"))
             .send()
             .await
             .expect("request");
