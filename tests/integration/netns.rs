@@ -82,15 +82,14 @@ impl NetnsPair {
             Some(uid) => return Some(format!("network namespaces need root (uid is {uid})")),
             None => return Some("cannot read the uid from /proc/self/status".into()),
         }
-        match Command::new("ip")
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-        {
-            Ok(s) if s.success() => None,
-            Ok(s) => Some(format!("`ip -V` failed ({s})")),
-            Err(e) => Some(format!("the `ip` command (iproute2) is missing: {e}")),
+        if !crate::harness::have("ip") {
+            return Some("the `ip` command (iproute2) is missing".into());
+        }
+        let s = crate::harness::run_with_timeout(Command::new("ip").arg("-V"), 30, None).status;
+        if s.success() {
+            None
+        } else {
+            Some(format!("`ip -V` failed ({s})"))
         }
     }
 
@@ -242,9 +241,9 @@ fn spawn_piped(mut cmd: Command) -> io::Result<Child> {
         .spawn()
 }
 
-/// Runs `ip <args>`, failing with its stderr.
+/// Runs `ip <args>` (30 s at most), failing with its stderr.
 fn ip(args: &[&str]) -> io::Result<()> {
-    let out = Command::new("ip").args(args).output()?;
+    let out = crate::harness::run_with_timeout(Command::new("ip").args(args), 30, None);
     if out.status.success() {
         Ok(())
     } else {
@@ -257,11 +256,7 @@ fn ip(args: &[&str]) -> io::Result<()> {
 }
 
 fn ip_quiet(args: &[&str]) -> io::Result<ExitStatus> {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+    Ok(crate::harness::run_with_timeout(Command::new("ip").args(args), 30, None).status)
 }
 
 pub fn effective_uid() -> Option<u32> {
@@ -273,9 +268,8 @@ pub fn effective_uid() -> Option<u32> {
 
 /// Deletes `hearth-<pid>-<n>-a|b` namespaces whose test process is gone.
 fn remove_stale_namespaces() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
+    let out =
+        crate::harness::run_with_timeout(Command::new("ip").args(["netns", "list"]), 30, None);
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Some(name) = line.split_whitespace().next() else {
             continue;
