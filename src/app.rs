@@ -188,26 +188,31 @@ impl Application {
         .shutdown_timeout(5)
         .listen_rustls_0_23(listener, tls)?
         .run();
+        let st = state.clone();
         let redirect = match redirect_listener {
+            // Behind the same LAN guard: no connection from outside the home.
             Some(l) => Some(
                 HttpServer::new(move || {
-                    App::new().default_service(web::to(move |req: HttpRequest| async move {
-                        let host = req
-                            .connection_info()
-                            .host()
-                            .split(':')
-                            .next()
-                            .unwrap_or("hearth.local")
-                            .to_owned();
-                        let target = if port == 443 {
-                            format!("https://{host}{}", req.uri())
-                        } else {
-                            format!("https://{host}:{port}{}", req.uri())
-                        };
-                        HttpResponse::PermanentRedirect()
-                            .insert_header((header::LOCATION, target))
-                            .finish()
-                    }))
+                    App::new()
+                        .app_data(st.clone())
+                        .wrap(from_fn(http::lan_guard))
+                        .default_service(web::to(move |req: HttpRequest| async move {
+                            let host = req
+                                .connection_info()
+                                .host()
+                                .split(':')
+                                .next()
+                                .unwrap_or("hearth.local")
+                                .to_owned();
+                            let target = if port == 443 {
+                                format!("https://{host}{}", req.uri())
+                            } else {
+                                format!("https://{host}:{port}{}", req.uri())
+                            };
+                            HttpResponse::PermanentRedirect()
+                                .insert_header((header::LOCATION, target))
+                                .finish()
+                        }))
                 })
                 .workers(1)
                 .listen(l)?

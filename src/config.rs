@@ -137,8 +137,6 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Session lifetimes.
     pub sessions: SessionConfig,
-    /// Tests only: treat loopback clients as public, to exercise the LAN guard.
-    pub guard_treats_loopback_as_public: bool,
 }
 
 /// Command-line values that override the file and the environment.
@@ -203,7 +201,6 @@ fn unreachable_defaults() -> Config {
         mdns: MdnsConfig::default(),
         tls: TlsConfig::default(),
         sessions: SessionConfig::default(),
-        guard_treats_loopback_as_public: false,
     }
 }
 
@@ -313,7 +310,6 @@ fn check(fc: FileConfig) -> Result<Config, ConfigError> {
         },
         tls: fc.tls,
         sessions: fc.sessions,
-        guard_treats_loopback_as_public: false,
     })
 }
 

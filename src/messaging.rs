@@ -434,19 +434,20 @@ pub async fn advance(state: &AppState, m: &Message, to: MessageState) -> Result<
 }
 
 /// Deletes messages past the household's retention period (kept ones
-/// stay) and gives the space back. Returns how many were deleted.
+/// stay) and gives the space back; forgets idempotency keys older than a
+/// day, also when messages are kept forever. Returns how many messages were
+/// deleted.
 pub async fn retention_sweep(state: &AppState) -> Result<usize> {
-    let Some(days) = retention_days(state).await? else {
-        return Ok(0);
-    };
+    let days = retention_days(state).await?;
     let now = state.now();
-    let cutoff = now - i64::from(days) * 86_400;
     let gone = state
         .store
         .write(move |tx| {
-            let v = store::messages::delete_expired(tx, cutoff)?;
             store::idempotency::purge(tx, now)?;
-            Ok(v)
+            match days {
+                Some(days) => store::messages::delete_expired(tx, now - i64::from(days) * 86_400),
+                None => Ok(Vec::new()),
+            }
         })
         .await?;
     if !gone.is_empty() {

@@ -502,7 +502,18 @@ mod tests {
             let hubr = parse_hub_txt(&e);
             // Whatever got through still satisfies the rules.
             if let Ok(r) = toy {
-                prop_assert!(ToyId::parse(r.toy_id.as_str()).is_ok());
+                // The id listed is the record's first `id` value (keys
+                // compare case-insensitively), and that raw value meets
+                // PROTOCOL.md section 1 as written there, checked here
+                // without the hub's own parser.
+                let raw = e.iter().find_map(|s| {
+                    let (k, v) = s.split_at(s.iter().position(|b| *b == b'=')?);
+                    k.eq_ignore_ascii_case(b"id").then(|| v[1..].to_vec())
+                });
+                prop_assert_eq!(raw.as_deref(), Some(r.toy_id.as_str().as_bytes()));
+                let id = r.toy_id.as_str();
+                prop_assert!((1..=64).contains(&id.len()));
+                prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
                 prop_assert!(r.model.len() <= MAX_MODEL_BYTES);
             }
             if let Ok((api, _)) = hubr {

@@ -156,15 +156,8 @@ pub async fn lan_guard(
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
     let allowed = match req.app_data::<web::Data<AppState>>() {
         Some(state) if state.config.allow_public_clients => true,
-        Some(state) => match req.peer_addr() {
-            Some(peer) => {
-                let ip = peer.ip();
-                if state.config.guard_treats_loopback_as_public && ip.is_loopback() {
-                    false
-                } else {
-                    guard::is_local(ip)
-                }
-            }
+        Some(_) => match req.peer_addr() {
+            Some(peer) => guard::is_local(peer.ip()),
             None => true,
         },
         None => true,

@@ -42,8 +42,15 @@ fn speech_like_wav(rate: u32, secs: f64) -> Vec<u8> {
 }
 
 fn missing_tool(root: &Path) -> Option<String> {
-    let node = std::process::Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|o| o.status.success()) {
+    if !harness::have("node")
+        || !harness::run_with_timeout(
+            std::process::Command::new("node").arg("--version"),
+            30,
+            None,
+        )
+        .status
+        .success()
+    {
         return Some("node is not installed".into());
     }
     if !Path::new("/usr/bin/chromium").exists() {

@@ -8,6 +8,11 @@
 //! The parent's side runs inside namespace A too: the test re-executes
 //! itself there ([`netns_child`], role `parent`) for each API call, with the
 //! call in `HEARTH_TEST_CALL`; the child prints one line `RESULT <json>`.
+//!
+//! A second mDNS implementation, Python's `zeroconf` (from PyPI) run in
+//! namespace B, shows that the hub interoperates beyond `mdns-sd`: it finds
+//! the hub's record (and again under the household's new name after a
+//! rename through the API), and the hub lists the toy record it publishes.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,9 +29,8 @@ fn parent_call(pair: &NetnsPair, data: &std::path::Path, call: &str) -> Value {
     let mut cmd = self_test_command(CHILD, "parent");
     cmd.env("HEARTH_TEST_CALL", call)
         .env("HEARTH_TEST_DATA", data);
-    let out = NetnsPair::command_in(pair.ns_a(), &cmd)
-        .output()
-        .expect("parent child runs");
+    let out =
+        crate::harness::run_with_timeout(&mut NetnsPair::command_in(pair.ns_a(), &cmd), 90, None);
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
@@ -85,6 +89,7 @@ fn family_pairs_a_toy_and_talks_across_two_namespaces() {
     let _hub = Proc::new("hub", pair.spawn_in_a(&mut hub_cmd).expect("hub starts"));
     let setup = parent_call(&pair, &data, "setup");
     assert_eq!(setup["status"], 201, "{setup}");
+    zeroconf_interop(&pair, &data);
 
     // Malformed toy records from B must never be listed nor break anything.
     let mut garbage_cmd = self_test_command("discovery::netns_child", "garbage");
@@ -231,6 +236,7 @@ async fn parent_role(call: &str, data: &std::path::Path) -> Value {
     let v: Value = r.json().await.expect("json");
     let token = v["token"].as_str().expect("token").to_owned();
     let arg = words.next().unwrap_or_default().to_owned();
+    let rest = call.split_once(' ').map(|(_, r)| r).unwrap_or_default();
     let r = match call.split_whitespace().next().unwrap_or_default() {
         "toys" => c.get(url("/api/v1/toys")).bearer_auth(&token).send().await,
         "confirm" => {
@@ -268,6 +274,13 @@ async fn parent_role(call: &str, data: &std::path::Path) -> Value {
                 .send()
                 .await
         }
+        "rename" => {
+            c.patch(url("/api/v1/household"))
+                .bearer_auth(&token)
+                .json(&json!({"name": rest}))
+                .send()
+                .await
+        }
         "remove" => {
             c.delete(url(&format!("/api/v1/toys/{arg}")))
                 .bearer_auth(&token)
@@ -277,4 +290,107 @@ async fn parent_role(call: &str, data: &std::path::Path) -> Value {
         other => panic!("unknown call {other}"),
     };
     answer(r.expect("request")).await
+}
+
+/// A toy record and a hub browser written with Python's `zeroconf`; reads
+/// commands on stdin (`find INSTANCE`, `quit`), prints `READY`, `HUB ...`
+/// lines and `BYE`.
+const ZEROCONF_PEER: &str = r#"
+import socket, sys, time
+from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
+HUB = "_hearth._tcp.local."
+zc = Zeroconf(ip_version=IPVersion.V4Only)
+names = set()
+def changed(zeroconf, service_type, name, state_change):
+    if state_change is ServiceStateChange.Removed:
+        names.discard(name)
+    else:
+        names.add(name)
+browser = ServiceBrowser(zc, HUB, handlers=[changed])
+toy = ServiceInfo("_hearth-toy._tcp.local.", "Zeroconf Owl._hearth-toy._tcp.local.",
+                  addresses=[socket.inet_aton(sys.argv[1])], port=9, server="zc-owl.local.",
+                  properties={"v": "1", "id": "zc-owl", "fp": "ab" * 32, "model": "python zeroconf"})
+zc.register_service(toy)
+print("READY", flush=True)
+for line in sys.stdin:
+    cmd, _, arg = line.strip().partition(" ")
+    if cmd == "find":
+        name, deadline, info = arg + "." + HUB, time.time() + 30, None
+        while time.time() < deadline and info is None:
+            if name in names:
+                info = zc.get_service_info(HUB, name, timeout=3000)
+            else:
+                time.sleep(0.1)
+        if info is None:
+            print("HUB-ERROR not found: " + arg + " among " + repr(sorted(names)), flush=True)
+            continue
+        txt = ",".join(k.decode() + "=" + (v or b"").decode() for k, v in sorted(info.properties.items()))
+        addrs = ",".join(info.parsed_addresses())
+        print("HUB instance=" + arg + " host=" + info.server + " port=" + str(info.port) + " addrs=" + addrs + " txt=" + txt, flush=True)
+    elif cmd == "quit":
+        break
+browser.cancel()
+zc.unregister_service(toy)
+zc.close()
+print("BYE", flush=True)
+"#;
+
+/// Finds the hub with Python's zeroconf from namespace B, renames the
+/// household through the API and finds it under the new name, and checks
+/// that the hub lists the toy record zeroconf publishes.
+fn zeroconf_interop(pair: &NetnsPair, data: &std::path::Path) {
+    let have = crate::harness::run_with_timeout(
+        Command::new("python3").args(["-c", "import zeroconf"]),
+        30,
+        None,
+    );
+    if !have.status.success() {
+        println!(
+            "skipped: the second mDNS implementation needs python3 with zeroconf (pip install zeroconf)"
+        );
+        return;
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args(["-u", "-c", ZEROCONF_PEER])
+        .arg(pair.addr_b().to_string());
+    let mut peer = Proc::new(
+        "zeroconf",
+        pair.spawn_in_b(&mut cmd).expect("python3 starts"),
+    );
+    peer.wait_for("READY", |l| l == "READY");
+    let ca_pem = std::fs::read_to_string(data.join("ca.crt")).expect("ca");
+    let (_, ca) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).expect("ca pem");
+    let ca_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&ca.contents))
+    };
+    peer.send("find Fernhill");
+    let line = peer.wait_for("the hub's record", |l| l.starts_with("HUB"));
+    assert!(line.starts_with("HUB instance=Fernhill "), "{line}");
+    assert!(line.contains(" host=hearth.local. "), "{line}");
+    assert!(line.contains(" port=8443 "), "{line}");
+    assert!(
+        line.contains(&format!(" addrs={}", pair.addr_a())),
+        "{line}"
+    );
+    let txt = line.rsplit(" txt=").next().unwrap_or_default();
+    assert_eq!(txt, format!("api=/toy/v1,ca={ca_sha},v=1"), "{line}");
+    // The hub lists zeroconf's toy record.
+    parent_until(pair, data, "toys", "the zeroconf toy", |v| {
+        v["body"]["discovered"].as_array().is_some_and(|d| {
+            d.iter()
+                .any(|t| t["toy_id"] == "zc-owl" && t["name"] == "Zeroconf Owl")
+        })
+    });
+    // Renaming the household through the API renames the mDNS instance.
+    let renamed = parent_call(pair, data, "rename Fernhill Cottage");
+    assert_eq!(renamed["status"], 200, "{renamed}");
+    peer.send("find Fernhill Cottage");
+    let line = peer.wait_for("the renamed hub", |l| l.starts_with("HUB"));
+    assert!(line.starts_with("HUB instance=Fernhill Cottage "), "{line}");
+    let back = parent_call(pair, data, "rename Fernhill");
+    assert_eq!(back["status"], 200, "{back}");
+    peer.send("quit");
+    peer.wait_for("BYE", |l| l == "BYE");
+    assert!(peer.finish().success());
 }

@@ -2,6 +2,11 @@
 //! temporary data directory and a manual clock, and hands out clients: an
 //! anonymous one that trusts the hub CA, a signed-in parent (bearer), a
 //! browser-like cookie session, and toys with client certificates.
+//!
+//! It also holds the tests' own oracles, written from the specs rather than
+//! borrowed from the hub: [`pairing_code`] (PROTOCOL.md section 3 with
+//! `sha2` and `x509-parser`), and [`run_with_timeout`] / [`ChildGuard`] so
+//! that no external command can hang the suite.
 
 #![allow(dead_code)]
 
@@ -11,11 +16,11 @@ use std::time::{Duration, Instant};
 use hearth::app::Application;
 use hearth::clock::ManualClock;
 use hearth::config::Config;
-use hearth::domain::{Hex32, PairingCode};
 use hearth::state::AppState;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
+use sha2::Digest;
 
 /// A password that passes the rule.
 pub const PASSWORD: &str = "plum violet kettle harbour";
@@ -54,12 +59,21 @@ impl Hub {
     /// Starts a hub after `tweak` adjusts its configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Hub {
         let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, ManualClock::default(), tweak).await
+    }
+
+    /// Starts a hub on the data directory `dir/data`, which may hold an
+    /// earlier hub's data (a restart), with `clock`.
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        clock: ManualClock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Hub {
         let mut config = Config::development_defaults();
         config.data_dir = dir.path().join("data");
         config.listen = "127.0.0.1:0".parse().expect("addr");
         config.mdns.enabled = false;
         tweak(&mut config);
-        let clock = ManualClock::default();
         let app = Application::build_with_clock(config, Arc::new(clock.clone()))
             .await
             .expect("the hub starts");
@@ -163,6 +177,32 @@ impl Hub {
     }
 }
 
+/// Where a test toy talks to: an in-process [`Hub`] or a [`Served`] binary.
+pub trait Target {
+    /// The HTTPS port.
+    fn port(&self) -> u16;
+    /// The hub CA in PEM.
+    fn ca_pem(&self) -> &str;
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port())
+    }
+    fn anon(&self) -> reqwest::Client {
+        client(tls_config(self.ca_pem(), None))
+    }
+    fn with_cert(&self, cert_pem: &str, key_pem: &str) -> reqwest::Client {
+        client(tls_config(self.ca_pem(), Some((cert_pem, key_pem))))
+    }
+}
+
+impl Target for Hub {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+}
+
 /// A rustls client configuration trusting `ca_pem`, optionally with a client identity.
 pub fn tls_config(ca_pem: &str, identity: Option<(&str, &str)>) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
@@ -261,7 +301,14 @@ pub struct TestToy {
 
 impl TestToy {
     pub fn new(toy_id: &str) -> TestToy {
-        let (key_pem, csr_pem) = hearth::pki::make_toy_key_and_csr(toy_id).expect("csr");
+        // The key and CSR come from rcgen directly, not from the crate.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let csr_pem = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem");
+        let key_pem = key.serialize_pem();
         TestToy {
             toy_id: toy_id.into(),
             key_pem,
@@ -276,11 +323,11 @@ impl TestToy {
 
     pub fn request_body(&self) -> Value {
         json!({"toy_id": self.toy_id, "name": "Bear", "model": "test toy", "csr": self.csr_pem,
-               "commitment": Hex32::sha256(&self.nonce).to_hex()})
+               "commitment": hex::encode(sha2::Sha256::digest(self.nonce))})
     }
 
     /// Step 1; returns the status.
-    pub async fn request(&mut self, hub: &Hub) -> u16 {
+    pub async fn request(&mut self, hub: &impl Target) -> u16 {
         let r = hub
             .anon()
             .post(hub.url("/toy/v1/pair"))
@@ -302,7 +349,7 @@ impl TestToy {
     }
 
     /// Step 2; returns the status.
-    pub async fn reveal(&self, hub: &Hub) -> u16 {
+    pub async fn reveal(&self, hub: &impl Target) -> u16 {
         hub.anon()
             .post(hub.url(&format!("/toy/v1/pair/{}/reveal", self.pairing_id)))
             .json(&json!({"toy_nonce": hex::encode(self.nonce)}))
@@ -313,17 +360,13 @@ impl TestToy {
             .as_u16()
     }
 
-    /// The code both sides compute.
+    /// The code both sides compute, by the tests' own implementation.
     pub fn code(&self) -> String {
-        let ca_der = CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).expect("ca");
-        let csr = hearth::pki::check_csr(&self.csr_pem).expect("csr");
-        PairingCode::compute(ca_der.as_ref(), &csr.spki_der, &self.nonce, &self.hub_nonce)
-            .as_str()
-            .to_owned()
+        pairing_code(&self.ca_pem, &self.csr_pem, &self.nonce, &self.hub_nonce)
     }
 
     /// Step 4.
-    pub async fn poll(&mut self, hub: &Hub) -> (u16, Value) {
+    pub async fn poll(&mut self, hub: &impl Target) -> (u16, Value) {
         let r = hub
             .anon()
             .get(hub.url(&format!("/toy/v1/pair/{}", self.pairing_id)))
@@ -339,7 +382,7 @@ impl TestToy {
     }
 
     /// The whole pairing, confirmed by `parent`.
-    pub async fn pair(&mut self, hub: &Hub, parent: &Parent) {
+    pub async fn pair(&mut self, hub: &impl Target, parent: &Parent) {
         assert_eq!(self.request(hub).await, 201);
         assert_eq!(self.reveal(hub).await, 200);
         let r = parent
@@ -359,11 +402,306 @@ impl TestToy {
     }
 
     /// A client presenting this toy's certificate.
-    pub fn client(&self, hub: &Hub) -> reqwest::Client {
+    pub fn client(&self, hub: &impl Target) -> reqwest::Client {
         hub.with_cert(self.cert_pem.as_deref().expect("paired"), &self.key_pem)
     }
 }
 
 pub fn rand_bytes() -> [u8; 32] {
     rand::random()
+}
+
+/// The SubjectPublicKeyInfo DER bytes exactly as they stand inside a PEM
+/// CSR, found with `x509-parser` (not the hub's `check_csr`).
+pub fn csr_spki_der(csr_pem: &str) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes()).expect("CSR PEM");
+    assert_eq!(pem.label, "CERTIFICATE REQUEST");
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
+            .expect("CSR DER");
+    csr.certification_request_info.subject_pki.raw.to_vec()
+}
+
+/// PROTOCOL.md section 3, step 3, written independently of the hub:
+/// SHA-256 over "hearth-pair-v1" || CA DER || toy SPKI DER || toy nonce ||
+/// hub nonce; the first four bytes big-endian, mod 10^6, six digits.
+pub fn pairing_code_from_parts(
+    ca_der: &[u8],
+    spki_der: &[u8],
+    toy_nonce: &[u8; 32],
+    hub_nonce: &[u8; 32],
+) -> String {
+    let mut h = sha2::Sha256::new();
+    h.update(b"hearth-pair-v1");
+    h.update(ca_der);
+    h.update(spki_der);
+    h.update(toy_nonce);
+    h.update(hub_nonce);
+    let d = h.finalize();
+    let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 1_000_000;
+    format!("{n:06}")
+}
+
+/// The pairing code for a CA and CSR in PEM (see [`pairing_code_from_parts`]).
+pub fn pairing_code(
+    ca_pem: &str,
+    csr_pem: &str,
+    toy_nonce: &[u8; 32],
+    hub_nonce: &[u8; 32],
+) -> String {
+    let (_, ca) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).expect("CA PEM");
+    assert_eq!(ca.label, "CERTIFICATE");
+    pairing_code_from_parts(&ca.contents, &csr_spki_der(csr_pem), toy_nonce, hub_nonce)
+}
+
+#[test]
+fn independent_pairing_code_matches_the_published_vector() {
+    let ca: Vec<u8> = (0x00..=0x0f).collect();
+    let key: Vec<u8> = (0x64..=0x83).collect();
+    assert_eq!(
+        pairing_code_from_parts(&ca, &key, &[0x11; 32], &[0x22; 32]),
+        "880298"
+    );
+}
+
+/// Kills and reaps a child process when dropped, so a test that panics
+/// never leaves a `hearth serve` running.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `cmd` (stdout and stderr captured, stdin null unless `input` is
+/// given) and returns its output; kills it and panics after `secs`.
+pub fn run_with_timeout(
+    cmd: &mut std::process::Command,
+    secs: u64,
+    input: Option<&[u8]>,
+) -> std::process::Output {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let what = format!("{:?}", cmd.get_program());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = ChildGuard(
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}")),
+    );
+    if let (Some(bytes), Some(mut stdin)) = (input, child.0.stdin.take()) {
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+        });
+    }
+    let pipe = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = pipe(
+        child
+            .0
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = pipe(
+        child
+            .0
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        match child.0.try_wait().expect("wait") {
+            Some(status) => break status,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            None => panic!("{what} did not finish within {secs} s"),
+        }
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+/// True when `program` can be run (for `skipped:` messages).
+pub fn have(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--help")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map(|mut c| {
+            let _ = c.kill();
+            let _ = c.wait();
+        })
+        .is_ok()
+}
+
+/// The real `hearth serve` binary on 127.0.0.1 with `--no-mdns`, for tests
+/// that restart the hub on the same data directory. It is stopped with
+/// SIGINT by [`Served::stop`], and killed if dropped while running.
+pub struct Served {
+    pub port: u16,
+    pub ca_pem: String,
+    pub log: String,
+    child: ChildGuard,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Target for Served {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+}
+
+impl Served {
+    /// Starts the hub on `data` (made if missing) and waits up to 60 s for it
+    /// to serve.
+    pub fn start(data: &std::path::Path) -> Served {
+        Self::start_with(data, "")
+    }
+
+    /// [`Served::start`] with `extra` appended to the configuration file.
+    pub fn start_with(data: &std::path::Path, extra: &str) -> Served {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let config = data.with_extension("toml");
+        std::fs::write(&config, format!("version = 1\n{extra}")).expect("config");
+        let mut child = ChildGuard(
+            Command::new(env!("CARGO_BIN_EXE_hearth"))
+                .arg("serve")
+                .arg("--config")
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(data)
+                .args(["--listen", "127.0.0.1:0", "--no-mdns"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn hearth"),
+        );
+        let stderr = child.0.stderr.take().expect("stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut served = Served {
+            port: 0,
+            ca_pem: String::new(),
+            log: String::new(),
+            child,
+            lines,
+        };
+        let line = served.wait_line(60, |l| l.contains("hearth is serving"));
+        served.port = line
+            .rsplit("port=")
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        served.ca_pem = std::fs::read_to_string(data.join("ca.crt")).expect("ca.crt");
+        served
+    }
+
+    /// Waits up to `secs` for a log line matching `pred`.
+    pub fn wait_line(&mut self, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(l) => {
+                    self.log.push_str(&l);
+                    self.log.push('\n');
+                    if pred(&l) {
+                        return l;
+                    }
+                }
+                Err(e) => panic!("hearth serve: {e:?}; its log:\n{}", self.log),
+            }
+        }
+    }
+
+    /// Stops the hub with SIGINT and waits up to 20 s for it to exit.
+    pub fn stop(mut self) -> String {
+        let kill = run_with_timeout(
+            std::process::Command::new("kill")
+                .arg("-INT")
+                .arg(self.child.0.id().to_string()),
+            10,
+            None,
+        );
+        assert!(kill.status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(l) => {
+                    self.log.push_str(&l);
+                    self.log.push('\n');
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(e) => panic!("hearth serve did not stop: {e:?}; its log:\n{}", self.log),
+            }
+        }
+        let status = self.child.0.wait().expect("wait");
+        assert!(
+            status.success(),
+            "hearth serve exited with {status}:\n{}",
+            self.log
+        );
+        std::mem::take(&mut self.log)
+    }
+
+    /// Signs in over the API; returns the bearer token.
+    pub async fn login(&self, username: &str, password: &str) -> reqwest::Response {
+        self.anon()
+            .post(self.url("/api/v1/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("login request")
+    }
+
+    /// A [`Parent`] with `token`.
+    pub fn parent(&self, token: &str) -> Parent {
+        Parent {
+            client: self.anon(),
+            token: token.to_owned(),
+            base: format!("https://localhost:{}", self.port),
+        }
+    }
 }

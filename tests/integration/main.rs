@@ -4,10 +4,12 @@
 //! namespaces for tests that need a real network (see its module docs).
 
 mod browser;
+mod contract;
 mod discovery;
 mod family;
 mod foundation;
 mod harness;
+mod lan_guard;
 mod messages;
 mod netns;
 mod pairing;

@@ -1,24 +1,47 @@
 //! Voice messages end to end over real TLS: parent → toy with the
 //! long-poll, toy → parent with idempotency keys, states and events, WAV
 //! for browsers, delete, keep and retention.
+//!
+//! The oracles are independent of the hub: input WAVs are written by
+//! `hound`, Ogg recordings by `opusenc` (opus-tools), durations are read by
+//! `opusinfo`, and Ogg packets are compared with the `ogg` crate.
 
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::harness::{Hub, Parent, TestToy};
+use crate::harness::{Hub, Parent, TestToy, run_with_timeout};
 
-/// A WAV of `secs` seconds of a 440 Hz tone at `rate`, 16-bit mono.
+/// A WAV of `secs` seconds of a 440 Hz tone at `rate`, 16-bit mono,
+/// written by `hound` (not the hub's own WAV writer).
 pub fn tone_wav(secs: f64, rate: u32) -> Vec<u8> {
+    tone_wav_channels(secs, rate, 1)
+}
+
+/// [`tone_wav`] with `channels` channels (the tone is 440 Hz on the
+/// first, 660 Hz on the others).
+pub fn tone_wav_channels(secs: f64, rate: u32, channels: u16) -> Vec<u8> {
     let n = (secs * rate as f64) as usize;
-    let samples: Vec<f32> = (0..n)
-        .map(|i| 0.3 * (i as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin())
-        .collect();
-    hearth::audio::encode_wav(&hearth::audio::Pcm {
+    let spec = hound::WavSpec {
+        channels,
         sample_rate: rate,
-        samples,
-    })
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = hound::WavWriter::new(&mut out, spec).expect("a WAV writer");
+        for i in 0..n {
+            for c in 0..channels {
+                let f = if c == 0 { 440.0 } else { 660.0 };
+                let x = 0.3 * (i as f64 * f * std::f64::consts::TAU / rate as f64).sin();
+                w.write_sample((x * 32767.0) as i16).expect("a sample");
+            }
+        }
+        w.finalize().expect("finalize");
+    }
+    out.into_inner()
 }
 
 async fn paired(hub: &Hub) -> (Parent, TestToy) {
@@ -40,24 +63,88 @@ async fn send_wav(hub: &Hub, parent: &Parent, body: Vec<u8>) -> reqwest::Respons
         .expect("send")
 }
 
-fn opusinfo_duration_ok(ogg: &[u8], expect_ms: i64) {
+/// The playback length `opusinfo` (opus-tools) reports for `ogg`, in ms;
+/// `None` (after printing `skipped:`) when opusinfo is not installed.
+pub fn opusinfo_ms(ogg: &[u8]) -> Option<i64> {
+    if !crate::harness::have("opusinfo") {
+        println!("skipped: the independent duration check needs opusinfo (opus-tools)");
+        return None;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let f = dir.path().join("m.ogg");
     std::fs::write(&f, ogg).expect("write");
-    match std::process::Command::new("opusinfo").arg(&f).output() {
-        Err(_) => println!("skipped: the independent decoder check needs opusinfo (opus-tools)"),
-        Ok(out) => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            assert!(out.status.success(), "opusinfo refused our stream: {text}");
-            assert!(text.contains("Playback length"), "{text}");
-        }
+    let out = run_with_timeout(std::process::Command::new("opusinfo").arg(&f), 30, None);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "opusinfo refused the stream: {text}");
+    // "Playback length: 0m:02.500s"
+    let len = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Playback length: "))
+        .unwrap_or_else(|| panic!("no playback length in: {text}"));
+    let (min, sec) = len
+        .trim_end_matches('s')
+        .split_once("m:")
+        .unwrap_or_else(|| panic!("odd length {len:?}"));
+    let min: f64 = min.parse().expect("minutes");
+    let sec: f64 = sec.parse().expect("seconds");
+    Some(((min * 60.0 + sec) * 1000.0).round() as i64)
+}
+
+fn opusinfo_duration_ok(ogg: &[u8], expect_ms: i64) {
+    if let Some(ms) = opusinfo_ms(ogg) {
+        assert!(
+            (ms - expect_ms).abs() <= 20,
+            "opusinfo: {ms} ms, expected {expect_ms}"
+        );
     }
-    let pcm = hearth::audio::decode_ogg_opus(ogg).expect("decodes");
-    let ms = pcm.samples.len() as i64 * 1000 / pcm.sample_rate as i64;
-    assert!(
-        (ms - expect_ms).abs() <= 20,
-        "decoded {ms} ms, expected {expect_ms}"
+}
+
+/// Encodes `wav` with `opusenc` (opus-tools) and `args`; `None` (after
+/// printing `skipped:`) when opusenc is not installed.
+pub fn opusenc(wav: &[u8], args: &[&str]) -> Option<Vec<u8>> {
+    if !crate::harness::have("opusenc") {
+        println!("skipped: the opusenc interoperability check needs opusenc (opus-tools)");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (i, o) = (dir.path().join("in.wav"), dir.path().join("out.ogg"));
+    std::fs::write(&i, wav).expect("write");
+    let out = run_with_timeout(
+        std::process::Command::new("opusenc")
+            .arg("--quiet")
+            .args(args)
+            .arg(&i)
+            .arg(&o),
+        60,
+        None,
     );
+    assert!(
+        out.status.success(),
+        "opusenc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(std::fs::read(&o).expect("opusenc output"))
+}
+
+/// The Opus audio packets of an Ogg stream (headers skipped), read with the
+/// `ogg` crate, and the channel count of its OpusHead.
+pub fn opus_packets(ogg: &[u8]) -> (u8, Vec<Vec<u8>>) {
+    let mut r = ogg::PacketReader::new(std::io::Cursor::new(ogg));
+    let mut packets = Vec::new();
+    while let Some(p) = r.read_packet().expect("a valid Ogg stream") {
+        packets.push(p.data);
+    }
+    assert!(packets.len() >= 2, "OpusHead and OpusTags");
+    assert!(
+        packets[0].starts_with(b"OpusHead"),
+        "the first packet is OpusHead"
+    );
+    assert!(
+        packets[1].starts_with(b"OpusTags"),
+        "the second packet is OpusTags"
+    );
+    let channels = packets[0][9];
+    (channels, packets.split_off(2))
 }
 
 #[actix_web::test]
@@ -81,8 +168,12 @@ async fn parent_to_toy_long_poll_download_played_and_events() {
             .starts_with("text/event-stream")
     );
     let mut stream = events.bytes_stream();
-    // The toy waits in a long-poll.
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    // The toy waits in a long-poll. Half a minute on, its next request
+    // refreshes its last-seen time, which shows the parent that the poll
+    // reached the hub (no sleep to guess when it has).
+    let seen_before = parent.json("/api/v1/toys").await["paired"][0]["last_seen"].clone();
+    hub.clock.advance(time::Duration::seconds(31));
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
     let (c2, url) = (toy_client.clone(), hub.url("/toy/v1/inbox?wait=20"));
     actix_web::rt::spawn(async move {
         let v: Value = c2
@@ -95,8 +186,15 @@ async fn parent_to_toy_long_poll_download_played_and_events() {
             .expect("json");
         let _ = tx.send((Instant::now(), v));
     });
-    // Give the poll time to be waiting (it answers at once if it is not, which the assertion below would catch only loosely).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    crate::harness::eventually(10, "the long-poll to reach the hub", || async {
+        let seen = parent.json("/api/v1/toys").await["paired"][0]["last_seen"].clone();
+        (seen != seen_before).then_some(())
+    })
+    .await;
+    assert!(
+        rx.try_recv().is_err(),
+        "the long-poll is still waiting: there is nothing to deliver yet"
+    );
     let r = send_wav(&hub, &parent, tone_wav(2.5, 44_100)).await;
     assert_eq!(r.status(), 201);
     let sent_at = Instant::now();
@@ -235,15 +333,10 @@ async fn toy_recordings_idempotency_wav_for_browsers_heard_and_delete() {
         .await
         .expect("req");
     assert_eq!(r.status(), 415);
-    let r = c
-        .post(hub.url("/toy/v1/recordings"))
-        .header("content-type", "audio/wav")
-        .body(vec![0u8; 5 << 20])
-        .send()
-        .await;
-    if let Ok(r) = r {
-        assert_eq!(r.status(), 413);
-    }
+    // Over the size limit: refused from the headers alone, before the body
+    // is sent (PROTOCOL.md section 2, `Expect: 100-continue`).
+    let head = raw_request_head(&hub, &toy, "POST /toy/v1/recordings", 5 << 20).await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
     let r = c
         .post(hub.url("/toy/v1/recordings"))
         .header("content-type", "audio/wav")
@@ -433,4 +526,124 @@ async fn retention_keeps_kept_messages_and_frees_space() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
     assert!(v["retention_days"].is_null());
+}
+
+/// Sends only the head of a request (`Content-Length: len`, `Expect:
+/// 100-continue`) as `toy` over a raw TLS connection and returns the hub's
+/// final answer (after any `100 Continue`), read within 10 s; no byte of the
+/// body is ever sent.
+async fn raw_request_head(hub: &Hub, toy: &TestToy, line: &str, len: usize) -> String {
+    use std::io::{Read, Write};
+    let tls = crate::harness::tls_config(
+        &hub.ca_pem,
+        Some((toy.cert_pem.as_deref().expect("paired"), &toy.key_pem)),
+    );
+    let (port, line) = (hub.port, line.to_owned());
+    actix_web::rt::task::spawn_blocking(move || {
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(tls), name).expect("tls");
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        write!(
+            s,
+            "{line} HTTP/1.1\r\nHost: localhost\r\nContent-Type: audio/wav\r\nContent-Length: {len}\r\nExpect: 100-continue\r\n\r\n"
+        )
+        .expect("send the head");
+        // Interim answers (`100 Continue`) are skipped: the final answer
+        // must come although no byte of the body is ever sent.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                if got.starts_with(b"HTTP/1.1 1") {
+                    got.drain(..end + 4);
+                    continue;
+                }
+                break;
+            }
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    })
+    .await
+    .expect("join")
+}
+
+/// Uploads `ogg` as a toy recording; returns the status and JSON.
+async fn upload_ogg(hub: &Hub, toy: &TestToy, ogg: Vec<u8>) -> (u16, Value) {
+    let r = toy
+        .client(hub)
+        .post(hub.url("/toy/v1/recordings"))
+        .header("content-type", "audio/ogg")
+        .body(ogg)
+        .send()
+        .await
+        .expect("upload");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[actix_web::test]
+async fn ogg_recordings_from_opusenc_over_http_keep_their_packets() {
+    let hub = Hub::start().await;
+    let (parent, toy) = paired(&hub).await;
+    // (what, WAV, opusenc arguments, expected length in ms)
+    let cases: [(&str, Vec<u8>, &[&str], i64); 4] = [
+        ("mono 20 ms frames", tone_wav(2.0, 48_000), &[], 2000),
+        (
+            "mono 2.5 ms frames",
+            tone_wav(1.5, 16_000),
+            &["--framesize", "2.5"],
+            1500,
+        ),
+        (
+            "mono 60 ms frames",
+            tone_wav(3.0, 44_100),
+            &["--framesize", "60"],
+            3000,
+        ),
+        ("stereo", tone_wav_channels(2.5, 48_000, 2), &[], 2500),
+    ];
+    for (what, wav, args, ms) in cases {
+        let Some(ogg) = opusenc(&wav, args) else {
+            return;
+        };
+        let (sent_channels, sent) = opus_packets(&ogg);
+        let (status, v) = upload_ogg(&hub, &toy, ogg).await;
+        assert_eq!(status, 201, "{what}: {v}");
+        let got_ms = v["duration_ms"].as_i64().expect("duration_ms");
+        assert!(
+            (got_ms - ms).abs() <= 30,
+            "{what}: {got_ms} ms, expected {ms}"
+        );
+        let id = v["id"].as_str().expect("id");
+        let r = parent.get(&format!("/api/v1/messages/{id}/audio")).await;
+        assert_eq!(r.status(), 200, "{what}");
+        assert_eq!(r.headers()["content-type"], "audio/ogg", "{what}");
+        let stored = r.bytes().await.expect("bytes").to_vec();
+        opusinfo_duration_ok(&stored, ms);
+        let (channels, kept) = opus_packets(&stored);
+        assert_eq!(channels, 1, "{what}: stored recordings are mono");
+        if sent_channels == 1 {
+            assert!(
+                kept == sent,
+                "{what}: a mono recording keeps its Opus packets"
+            );
+        } else {
+            assert!(
+                kept != sent,
+                "{what}: a stereo recording is re-encoded to mono"
+            );
+        }
+    }
+    // Not Opus at all, though declared Ogg: refused, nothing stored.
+    let (status, v) = upload_ogg(&hub, &toy, b"OggS but not really".to_vec()).await;
+    assert_eq!(status, 422, "{v}");
+    let list = parent.json("/api/v1/messages?toy=bear").await;
+    assert_eq!(list["messages"].as_array().expect("list").len(), 4);
 }

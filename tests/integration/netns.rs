@@ -82,15 +82,14 @@ impl NetnsPair {
             Some(uid) => return Some(format!("network namespaces need root (uid is {uid})")),
             None => return Some("cannot read the uid from /proc/self/status".into()),
         }
-        match Command::new("ip")
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-        {
-            Ok(s) if s.success() => None,
-            Ok(s) => Some(format!("`ip -V` failed ({s})")),
-            Err(e) => Some(format!("the `ip` command (iproute2) is missing: {e}")),
+        if !crate::harness::have("ip") {
+            return Some("the `ip` command (iproute2) is missing".into());
+        }
+        let s = crate::harness::run_with_timeout(Command::new("ip").arg("-V"), 30, None).status;
+        if s.success() {
+            None
+        } else {
+            Some(format!("`ip -V` failed ({s})"))
         }
     }
 
@@ -183,6 +182,16 @@ impl NetnsPair {
         self.addrs[1]
     }
 
+    /// Adds another address (`a.b.c.d/len`) to namespace A's veth.
+    pub fn add_addr_a(&self, cidr: &str) -> io::Result<()> {
+        ip(&["-n", self.ns_a(), "addr", "add", cidr, "dev", self.if_a()])
+    }
+
+    /// Adds another address (`a.b.c.d/len`) to namespace B's veth.
+    pub fn add_addr_b(&self, cidr: &str) -> io::Result<()> {
+        ip(&["-n", self.ns_b(), "addr", "add", cidr, "dev", self.if_b()])
+    }
+
     /// `cmd` rewritten as `ip netns exec <ns> <program> <args>`, with the
     /// same environment changes and working directory.
     pub fn command_in(ns: &str, cmd: &Command) -> Command {
@@ -232,9 +241,9 @@ fn spawn_piped(mut cmd: Command) -> io::Result<Child> {
         .spawn()
 }
 
-/// Runs `ip <args>`, failing with its stderr.
+/// Runs `ip <args>` (30 s at most), failing with its stderr.
 fn ip(args: &[&str]) -> io::Result<()> {
-    let out = Command::new("ip").args(args).output()?;
+    let out = crate::harness::run_with_timeout(Command::new("ip").args(args), 30, None);
     if out.status.success() {
         Ok(())
     } else {
@@ -247,14 +256,10 @@ fn ip(args: &[&str]) -> io::Result<()> {
 }
 
 fn ip_quiet(args: &[&str]) -> io::Result<ExitStatus> {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+    Ok(crate::harness::run_with_timeout(Command::new("ip").args(args), 30, None).status)
 }
 
-fn effective_uid() -> Option<u32> {
+pub fn effective_uid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     // Real, effective, saved, filesystem.
@@ -263,9 +268,8 @@ fn effective_uid() -> Option<u32> {
 
 /// Deletes `hearth-<pid>-<n>-a|b` namespaces whose test process is gone.
 fn remove_stale_namespaces() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
+    let out =
+        crate::harness::run_with_timeout(Command::new("ip").args(["netns", "list"]), 30, None);
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Some(name) = line.split_whitespace().next() else {
             continue;

@@ -57,8 +57,8 @@ async fn full_pairing_then_whoami_status_rename_and_removal() {
                 .value
                 .client_auth
         );
-        let csr = hearth::pki::check_csr(&toy.csr_pem).expect("csr");
-        assert_eq!(cert.public_key().raw, &csr.spki_der[..]);
+        let spki = crate::harness::csr_spki_der(&toy.csr_pem);
+        assert_eq!(cert.public_key().raw, &spki[..]);
     }
     let c = toy.client(&hub);
     let who: Value = c
@@ -170,8 +170,22 @@ async fn toy_endpoints_refuse_missing_and_foreign_certificates() {
         .get(hub.url("/toy/v1/whoami"))
         .send()
         .await;
+    // Only a TLS refusal of the certificate counts, not any error at all.
     match res {
-        Err(_) => {}
+        Err(e) => {
+            let mut chain = format!("{e:?}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                chain.push_str(&format!(" / {s:?}"));
+                src = s.source();
+            }
+            assert!(
+                chain.contains("AlertReceived(UnknownCA)")
+                    || chain.contains("AlertReceived(BadCertificate)")
+                    || chain.contains("AlertReceived(CertificateUnknown)"),
+                "the hub must refuse the certificate with a TLS alert: {chain}"
+            );
+        }
         Ok(r) => assert_eq!(r.status(), 401),
     }
 }
@@ -376,4 +390,69 @@ async fn malformed_pairing_requests_get_400_or_413() {
         "awaiting_reveal",
         "a bad reveal harms nothing"
     );
+}
+
+/// A P-256 key whose SubjectPublicKeyInfo carries the compressed point
+/// (0x02/0x03 || X), signing with the real key, so the CSR's signature is
+/// valid for the point it names.
+struct CompressedP256 {
+    key: rcgen::KeyPair,
+    point: Vec<u8>,
+}
+
+impl rcgen::PublicKeyData for CompressedP256 {
+    fn der_bytes(&self) -> &[u8] {
+        &self.point
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.key.algorithm()
+    }
+}
+
+impl rcgen::SigningKey for CompressedP256 {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.key.sign(msg)
+    }
+}
+
+#[actix_web::test]
+async fn a_csr_with_a_compressed_point_is_refused_with_400() {
+    use rcgen::PublicKeyData;
+    let hub = Hub::start().await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let full = key.der_bytes().to_vec();
+    assert_eq!((full.len(), full[0]), (65, 4), "an uncompressed point");
+    let mut point = vec![2 + (full[64] & 1)];
+    point.extend_from_slice(&full[1..33]);
+    let signer = CompressedP256 { key, point };
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&signer)
+        .expect("csr")
+        .pem()
+        .expect("pem");
+    assert_eq!(
+        crate::harness::csr_spki_der(&csr).len(),
+        59,
+        "a compressed SPKI"
+    );
+    let mut toy = TestToy::new("squeezed");
+    toy.csr_pem = csr;
+    let r = hub
+        .anon()
+        .post(hub.url("/toy/v1/pair"))
+        .json(&toy.request_body())
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "invalid_pairing_request", "{v}");
+    // The same key uncompressed pairs (the refusal is about the encoding).
+    let plain = rcgen::CertificateParams::default()
+        .serialize_request(&signer.key)
+        .expect("csr")
+        .pem()
+        .expect("pem");
+    toy.csr_pem = plain;
+    assert_eq!(toy.request(&hub).await, 201);
 }
