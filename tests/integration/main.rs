@@ -2,6 +2,9 @@
 //! starts a real hub on 127.0.0.1:0 over real TLS with a temporary data
 //! directory (see `harness`). `netns` is a harness too: a pair of network
 //! namespaces for tests that need a real network (see its module docs).
+//! A test that cannot run here calls `skips::skip`, which makes the skip
+//! visible in the plain `cargo test` output and in the summary printed by
+//! the `skipped` target at the end of the run.
 
 mod browser;
 mod discovery;
@@ -11,4 +14,6 @@ mod harness;
 mod messages;
 mod netns;
 mod pairing;
+#[path = "../support/skips.rs"]
+mod skips;
 mod toy_client;

@@ -45,7 +45,10 @@ fn opusinfo_duration_ok(ogg: &[u8], expect_ms: i64) {
     let f = dir.path().join("m.ogg");
     std::fs::write(&f, ogg).expect("write");
     match std::process::Command::new("opusinfo").arg(&f).output() {
-        Err(_) => println!("skipped: the independent decoder check needs opusinfo (opus-tools)"),
+        Err(_) => crate::skips::skip(
+            "the independent decoder check needs opusinfo",
+            "sudo apt install opus-tools",
+        ),
         Ok(out) => {
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(out.status.success(), "opusinfo refused our stream: {text}");
