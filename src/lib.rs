@@ -23,4 +23,5 @@ pub mod state;
 pub mod store;
 pub mod toy;
 pub mod toy_api;
+pub mod urls;
 pub mod web;

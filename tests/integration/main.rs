@@ -9,6 +9,7 @@
 mod browser;
 mod discovery;
 mod family;
+mod first_start;
 mod foundation;
 mod harness;
 mod messages;
