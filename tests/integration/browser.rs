@@ -84,20 +84,14 @@ async fn npm_ci(root: &Path) -> Result<(), String> {
     }
 }
 
-/// Installs what the test can install itself (the npm packages), then
+/// Installs what the test can install itself (the npm packages, even when
+/// Chromium is missing, so installing Chromium is the only step left), then
 /// says what is still missing: `(reason, how to fix it)`.
 async fn prepare(root: &Path) -> Option<(String, String)> {
     if !runs("node") {
         return Some((
             "node is not installed".into(),
             "sudo apt install nodejs npm".into(),
-        ));
-    }
-    let chromium = chromium();
-    if !chromium.exists() {
-        return Some((
-            format!("{} is not installed", chromium.display()),
-            "sudo apt install chromium (or set CHROMIUM to a Chromium binary)".into(),
         ));
     }
     if !npm_packages_present(root) {
@@ -119,6 +113,13 @@ async fn prepare(root: &Path) -> Option<(String, String)> {
                 "check tests/browser/package-lock.json".into(),
             ));
         }
+    }
+    let chromium = chromium();
+    if !chromium.exists() {
+        return Some((
+            format!("{} is not installed", chromium.display()),
+            "sudo apt install chromium (or set CHROMIUM to a Chromium binary)".into(),
+        ));
     }
     None
 }

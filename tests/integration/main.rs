@@ -15,6 +15,8 @@ mod harness;
 mod messages;
 mod netns;
 mod pairing;
+mod prerequisites;
+mod skipping;
 #[path = "../support/skips.rs"]
 mod skips;
 mod toy_client;

@@ -123,7 +123,7 @@ pub fn registry_dir() -> PathBuf {
 }
 
 /// `<pid>-<start time>` of a process: unique even when pids are reused.
-fn process_key(pid: u32) -> Option<String> {
+pub fn process_key(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; fields after it are plain.
     let rest = stat.rsplit_once(')')?.1;
