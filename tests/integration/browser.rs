@@ -50,6 +50,25 @@ fn runs(program: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The oldest Node.js that tests/browser's playwright-core accepts (its
+/// `engines` field).
+const MIN_NODE: u32 = 20;
+
+/// The major version of `node`, e.g. 20 for v20.20.2.
+fn node_major() -> Option<u32> {
+    let out = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let v = String::from_utf8_lossy(&out.stdout);
+    v.trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn npm_packages_present(root: &Path) -> bool {
     let modules = root.join("tests/browser/node_modules");
     modules.join("playwright-core").exists() && modules.join("@axe-core/playwright").exists()
@@ -92,6 +111,14 @@ async fn prepare(root: &Path) -> Option<(String, String)> {
         return Some((
             "node is not installed".into(),
             "sudo apt install nodejs npm".into(),
+        ));
+    }
+    if let Some(v) = node_major().filter(|v| *v < MIN_NODE) {
+        return Some((
+            format!(
+                "node {v} is older than the {MIN_NODE} playwright-core needs (Debian 12 ships 18)"
+            ),
+            "install Node.js 20 or newer, e.g. from NodeSource as the README says".into(),
         ));
     }
     if !npm_packages_present(root) {
