@@ -4,7 +4,10 @@
 //! and the background jobs, and reports readiness to systemd.
 //!
 //! [`Application::build`] binds before it returns and reports the port it
-//! got, so tests can ask for `127.0.0.1:0`.
+//! got, so tests can ask for `127.0.0.1:0`. It binds first of all, before
+//! it creates anything in the data directory, so a hub that cannot listen
+//! leaves no database, CA or setup code behind; once bound it logs every
+//! URL it can be reached at (see `urls`).
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -55,6 +58,41 @@ fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     })
 }
 
+/// Logs every URL the hub answers at and, before setup, where to start.
+fn log_reachable(
+    config: &Config,
+    port: u16,
+    mdns_up: bool,
+    cert_names: &[String],
+    setup_needed: bool,
+) {
+    let interfaces = if config.listen.ip().is_unspecified() {
+        crate::urls::interface_addresses()
+    } else {
+        Vec::new()
+    };
+    let mdns_host = mdns_up.then_some(config.mdns.host_name.as_str());
+    let reach =
+        crate::urls::reachable(config.listen.ip(), port, &interfaces, mdns_host, cert_names);
+    for r in &reach {
+        if r.in_certificate {
+            tracing::info!("reachable at {} ({})", r.url, r.via);
+        } else {
+            tracing::info!(
+                "reachable at {} ({}; the certificate does not name this address: add it to tls.extra_names to avoid a name warning)",
+                r.url,
+                r.via
+            );
+        }
+    }
+    if !mdns_up {
+        tracing::info!("{} is not advertised (mDNS is off)", config.mdns.host_name);
+    }
+    if let Some(first) = reach.first().filter(|_| setup_needed) {
+        tracing::info!("no account exists yet: open {}/setup", first.url);
+    }
+}
+
 async fn not_found(req: HttpRequest) -> HttpResponse {
     let e = Error::not_found(format!("nothing here: {} {}", req.method(), req.path()));
     http::error_response(&req, &e)
@@ -89,6 +127,14 @@ impl Application {
 
     /// Builds with the given clock (tests move time with a manual one).
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        // Bind before touching the data directory: a port in use must not
+        // leave a new database, CA and setup code behind.
+        let listener = bind(config.listen, "the HTTPS")?;
+        let port = listener.local_addr()?.port();
+        let redirect_listener = match config.redirect_http_listen {
+            Some(a) => Some(bind(a, "the HTTP redirect")?),
+            None => None,
+        };
         let data_dir = crate::datadir::DataDir::new(&config.data_dir);
         data_dir.prepare()?;
         let root = config.data_dir.clone();
@@ -100,26 +146,13 @@ impl Application {
             config.listen.ip(),
             &config.tls.extra_names,
         );
-        let (dir, now) = (config.data_dir.clone(), clock.now());
+        let (dir, now, cert_names) = (config.data_dir.clone(), clock.now(), names.clone());
         let pki = tokio::task::spawn_blocking(move || HubPki::load_or_create(&dir, &names, now))
             .await?
             .context("cannot prepare the hub's certificates")?;
         let has_admin = store.read(store::users::any_admin).await?;
         let setup_code = crate::accounts::setup_code_at_start(&data_dir, has_admin)
             .context("cannot write the setup-code file")?;
-        if let Some(code) = &setup_code {
-            let port = match config.listen.port() {
-                443 => String::new(),
-                p => format!(":{p}"),
-            };
-            tracing::info!(
-                "no account exists yet: open https://{}{port}/setup",
-                config.mdns.host_name
-            );
-            tracing::info!("setup code: {code}");
-        }
-        let listener = bind(config.listen, "the HTTPS")?;
-        let port = listener.local_addr()?.port();
         let household = store
             .read(store::household::get)
             .await?
@@ -147,11 +180,17 @@ impl Application {
         } else {
             None
         };
+        log_reachable(
+            &config,
+            port,
+            discovery.is_some(),
+            &cert_names,
+            setup_code.is_some(),
+        );
+        if let Some(code) = &setup_code {
+            tracing::info!("setup code: {code}");
+        }
         let tls = pki.server_config()?;
-        let redirect_listener = match config.redirect_http_listen {
-            Some(a) => Some(bind(a, "the HTTP redirect")?),
-            None => None,
-        };
         let state = web::Data::new(AppState {
             config,
             store,

@@ -17,8 +17,9 @@ pub const CONFIG_VERSION: u32 = 1;
 /// variable and what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read the configuration file {path}: {source}")]
+    /// The file could not be read. The OS error is the source, so `{:#}`
+    /// prints it once.
+    #[error("cannot read the configuration file {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -261,12 +262,48 @@ fn apply_env(fc: &mut FileConfig, env: &[(String, String)]) -> Result<(), Config
 /// `HEARTH_*` variables that are not configuration keys (read elsewhere).
 const KNOWN_NON_CONFIG_ENV: &[&str] = &["HEARTH_CONFIG"];
 
+/// Parses `ADDR:PORT`. `localhost:PORT` means 127.0.0.1:PORT; other host
+/// names are refused with what to write instead (resolving them would make
+/// the bound address depend on DNS at start-up).
 fn parse_addr(what: &str, s: &str) -> Result<SocketAddr, ConfigError> {
-    s.parse().map_err(|_| {
-        ConfigError::Invalid(format!(
-            "{what} {s:?} is not an address with a port, such as 0.0.0.0:8443 or [::]:443"
-        ))
-    })
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let examples = "such as 0.0.0.0:8443 (every network), 127.0.0.1:8443 or localhost:8443 (this computer only), 192.168.1.20:8443 or [::]:8443";
+    let invalid = |why: String| ConfigError::Invalid(format!("{what} {s:?} {why}"));
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(format!(
+            "is only a port; write an address with it, {examples}"
+        )));
+    }
+    if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Err(invalid(
+            "has no port; an IPv6 address goes in brackets before the port, such as [::]:8443 or [::1]:8443"
+                .into(),
+        ));
+    }
+    let Some((host, port)) = s
+        .rsplit_once(':')
+        .filter(|_| s.parse::<std::net::IpAddr>().is_err())
+    else {
+        return Err(invalid(format!("has no port; write ADDR:PORT, {examples}")));
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(invalid(format!(
+            "has no valid port: {port:?} is not a number from 0 to 65535 (write ADDR:PORT, {examples})"
+        )));
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if host.contains(':') && !host.starts_with('[') {
+        return Err(invalid(format!(
+            "is an IPv6 address without brackets; write [{host}]:{port}"
+        )));
+    }
+    Err(invalid(format!(
+        "names the host {host:?}; the hub listens on an IP address of this computer, not a host name (except localhost): write one {examples}"
+    )))
 }
 
 fn check(fc: FileConfig) -> Result<Config, ConfigError> {
@@ -331,9 +368,63 @@ mod tests {
         assert!(!c.allow_public_clients);
     }
 
+    fn dev_sample_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/hearth.dev.toml")
+    }
+
     #[test]
-    fn sample_documents_every_key() {
-        let text = std::fs::read_to_string(sample_path()).expect("sample exists");
+    fn development_sample_parses_to_the_built_in_defaults() {
+        let c = Config::load(Some(&dev_sample_path()), &[], &Overrides::default())
+            .expect("the development sample must parse");
+        let d = Config::development_defaults();
+        assert_eq!(c.data_dir, d.data_dir);
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.redirect_http_listen, d.redirect_http_listen);
+        assert_eq!(c.allow_public_clients, d.allow_public_clients);
+        assert_eq!(c.log, d.log);
+        assert_eq!(c.mdns, d.mdns);
+        assert_eq!(c.tls, d.tls);
+        assert_eq!(c.sessions, d.sessions);
+        assert_eq!(c.data_dir, PathBuf::from("./hearth-data"));
+        assert_eq!(c.listen.port(), 8443);
+    }
+
+    #[test]
+    fn listen_takes_localhost_and_explains_the_rest() {
+        let listen = |v: &str| {
+            let env = vec![("HEARTH_LISTEN".to_owned(), v.to_owned())];
+            Config::load(None, &env, &Overrides::default()).map(|c| c.listen)
+        };
+        assert_eq!(
+            listen("localhost:8443").expect("localhost"),
+            "127.0.0.1:8443".parse().expect("addr")
+        );
+        assert_eq!(listen("[::1]:9000").expect("v6").to_string(), "[::1]:9000");
+        for (bad, says) in [
+            ("hearth.local:8443", "names the host \"hearth.local\""),
+            ("0.0.0.0", "has no port"),
+            ("localhost:http", "is not a number from 0 to 65535"),
+            ("::1:8443", "in brackets"),
+            ("fe80::1%eth0:8443", "[fe80::1%eth0]:8443"),
+            ("8443", "is only a port"),
+            ("localhost", "has no port"),
+            ("::1", "has no port"),
+        ] {
+            let e = listen(bad).expect_err(bad).to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn samples_document_every_key() {
+        for path in [sample_path(), dev_sample_path()] {
+            sample_mentions_every_key(&path);
+        }
+    }
+
+    fn sample_mentions_every_key(path: &Path) {
+        let text = std::fs::read_to_string(path).expect("sample exists");
         for key in [
             "version",
             "data_dir",
@@ -351,7 +442,11 @@ mod tests {
             "idle_minutes",
             "absolute_hours",
         ] {
-            assert!(text.contains(key), "the sample does not mention {key}");
+            assert!(
+                text.contains(key),
+                "{} does not mention {key}",
+                path.display()
+            );
         }
     }
 

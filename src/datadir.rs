@@ -82,6 +82,9 @@ impl DataDir {
     /// this user can write in it; warns when others can read it.
     pub fn prepare(&self) -> anyhow::Result<()> {
         let dir = &self.root;
+        if let Some(why) = blocked_by_file(dir) {
+            anyhow::bail!(why);
+        }
         if !dir.exists() {
             create_private_dir(dir)
                 .with_context(|| format!("cannot create the data directory {}; create it or choose another with --data-dir", dir.display()))?;
@@ -96,6 +99,27 @@ impl DataDir {
         }
         Ok(())
     }
+}
+
+/// Why `dir` can never be a data directory, when it is a file or lies
+/// under one: said before trying, so the message names the file instead of
+/// an OS error about permissions.
+fn blocked_by_file(dir: &Path) -> Option<String> {
+    let file = dir
+        .ancestors()
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_dir()))?;
+    Some(if file == dir {
+        format!(
+            "the data directory {} is a file, not a directory; choose a directory with --data-dir (or data_dir in the configuration)",
+            dir.display()
+        )
+    } else {
+        format!(
+            "cannot create the data directory {}: {} is a file, not a directory; choose another with --data-dir (or data_dir in the configuration)",
+            dir.display(),
+            file.display()
+        )
+    })
 }
 
 /// Creates `dir` and its parents with mode [`DIR_MODE`].

@@ -26,4 +26,5 @@ pub mod store;
 pub mod toy;
 pub mod toy_api;
 pub mod toys;
+pub mod urls;
 pub mod web;

@@ -11,6 +11,10 @@ use proptest::prelude::*;
 use super::ogg_opus;
 use super::*;
 
+// The skip registry the integration tests use too (see its module docs).
+#[path = "../../tests/support/skips.rs"]
+mod skips;
+
 // ---------------------------------------------------------------- helpers
 
 /// Deterministic pseudo-random numbers (xorshift), so tests need no seed file.
@@ -454,7 +458,10 @@ fn over_two_minutes_is_too_long() {
 #[test]
 fn opus_tools_accept_our_output() {
     if !tool("opusinfo") || !tool("opusdec") {
-        println!("skipped: opus-tools not installed");
+        skips::skip(
+            "opusinfo and opusdec are not installed",
+            "sudo apt install opus-tools",
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -501,7 +508,7 @@ fn opus_tools_accept_our_output() {
 #[test]
 fn opusenc_output_is_accepted() {
     if !tool("opusenc") {
-        println!("skipped: opus-tools not installed");
+        skips::skip("opusenc is not installed", "sudo apt install opus-tools");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -710,7 +717,10 @@ fn recordings_keep_their_opus_packets_and_gain_sets_loudness() {
             "{text}"
         );
     } else {
-        println!("skipped: the opusinfo check needs opus-tools");
+        skips::skip(
+            "the opusinfo check needs opusinfo",
+            "sudo apt install opus-tools",
+        );
     }
 }
 

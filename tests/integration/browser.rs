@@ -3,7 +3,9 @@
 //! sign in, pair a toy from the toys page, record and send a message, the
 //! toy fetches and plays it (ticks update live), the toy records (the open
 //! pages update live), and axe finds no accessibility violation on any page.
-//! Skipped with a note when node, Chromium or the npm packages are missing.
+//! Installs its npm packages itself (`npm ci` in `tests/browser`) when they
+//! are missing and npm is there; skipped through `skips::skip`, visibly and
+//! with the install line, when node, npm or Chromium is missing.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,29 +43,110 @@ fn speech_like_wav(rate: u32, secs: f64) -> Vec<u8> {
     out
 }
 
-fn missing_tool(root: &Path) -> Option<String> {
-    if !harness::have("node")
-        || !harness::run_with_timeout(
-            std::process::Command::new("node").arg("--version"),
-            30,
-            None,
-        )
-        .status
-        .success()
-    {
-        return Some("node is not installed".into());
+fn runs(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The oldest Node.js that tests/browser's playwright-core accepts (its
+/// `engines` field).
+const MIN_NODE: u32 = 20;
+
+/// The major version of `node`, e.g. 20 for v20.20.2.
+fn node_major() -> Option<u32> {
+    let out = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let v = String::from_utf8_lossy(&out.stdout);
+    v.trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn npm_packages_present(root: &Path) -> bool {
+    let modules = root.join("tests/browser/node_modules");
+    modules.join("playwright-core").exists() && modules.join("@axe-core/playwright").exists()
+}
+
+/// The Chromium that `e2e.mjs` launches: `$CHROMIUM`, else /usr/bin/chromium.
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// Runs `npm ci` in `tests/browser` (the lock file pins every package).
+async fn npm_ci(root: &Path) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new("npm");
+    cmd.args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(root.join("tests/browser"))
+        .kill_on_drop(true);
+    match tokio::time::timeout(Duration::from_secs(600), cmd.output()).await {
+        Err(_) => Err("`npm ci` in tests/browser took over 10 minutes".into()),
+        Ok(Err(e)) => Err(format!("cannot run npm: {e}")),
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(5).collect();
+            Err(format!(
+                "`npm ci` in tests/browser failed ({}): {}",
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            ))
+        }
     }
-    if !Path::new("/usr/bin/chromium").exists() {
-        return Some("/usr/bin/chromium is not installed".into());
+}
+
+/// Installs what the test can install itself (the npm packages, even when
+/// Chromium is missing, so installing Chromium is the only step left), then
+/// says what is still missing: `(reason, how to fix it)`.
+async fn prepare(root: &Path) -> Option<(String, String)> {
+    if !runs("node") {
+        return Some((
+            "node is not installed".into(),
+            "sudo apt install nodejs npm".into(),
+        ));
     }
-    if !root
-        .join("tests/browser/node_modules/playwright-core")
-        .exists()
-        || !root
-            .join("tests/browser/node_modules/@axe-core/playwright")
-            .exists()
-    {
-        return Some("tests/browser/node_modules is missing (run npm ci in tests/browser)".into());
+    if let Some(v) = node_major().filter(|v| *v < MIN_NODE) {
+        return Some((
+            format!(
+                "node {v} is older than the {MIN_NODE} playwright-core needs (Debian 12 ships 18)"
+            ),
+            "install Node.js 20 or newer, e.g. from NodeSource as the README says".into(),
+        ));
+    }
+    if !npm_packages_present(root) {
+        if !runs("npm") {
+            return Some((
+                "tests/browser/node_modules is missing and npm is not installed".into(),
+                "sudo apt install npm".into(),
+            ));
+        }
+        if let Err(why) = npm_ci(root).await {
+            return Some((
+                why,
+                "run `npm ci` in tests/browser and read its error".into(),
+            ));
+        }
+        if !npm_packages_present(root) {
+            return Some((
+                "`npm ci` did not install playwright-core and @axe-core/playwright".into(),
+                "check tests/browser/package-lock.json".into(),
+            ));
+        }
+    }
+    let chromium = chromium();
+    if !chromium.exists() {
+        return Some((
+            format!("{} is not installed", chromium.display()),
+            "sudo apt install chromium (or set CHROMIUM to a Chromium binary)".into(),
+        ));
     }
     None
 }
@@ -71,8 +154,8 @@ fn missing_tool(root: &Path) -> Option<String> {
 #[actix_web::test]
 async fn browser_end_to_end() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if let Some(why) = missing_tool(&root) {
-        println!("skipped: {why}");
+    if let Some((why, fix)) = prepare(&root).await {
+        crate::skips::skip(&why, &fix);
         return;
     }
     let hub = Hub::start().await;

@@ -220,10 +220,15 @@ async fn parent_role(call: &str, data: &std::path::Path) -> Value {
     };
     let mut words = call.split_whitespace();
     if words.next() == Some("setup") {
-        let code = std::fs::read_to_string(data.join("setup-code"))
-            .expect("setup code")
-            .trim()
-            .to_owned();
+        // The hub binds before it writes its data directory, so the port
+        // can answer a moment before the setup code is written.
+        let code = loop {
+            if let Ok(c) = std::fs::read_to_string(data.join("setup-code")) {
+                break c.trim().to_owned();
+            }
+            assert!(Instant::now() < deadline, "no setup code within 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         let r = c.post(url("/api/v1/setup")).json(&json!({"setup_code": code, "household": "Fernhill", "username": "mum", "password": PASSWORD})).send().await.expect("setup");
         return answer(r).await;
     }
@@ -345,8 +350,9 @@ fn zeroconf_interop(pair: &NetnsPair, data: &std::path::Path) {
         None,
     );
     if !have.status.success() {
-        println!(
-            "skipped: the second mDNS implementation needs python3 with zeroconf (pip install zeroconf)"
+        crate::skips::skip(
+            "the second mDNS implementation needs python3 with zeroconf",
+            "python3 -m pip install zeroconf",
         );
         return;
     }

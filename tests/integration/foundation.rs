@@ -1040,8 +1040,9 @@ fn privileged_port_is_explained() {
     let mut cmd = if crate::netns::effective_uid() == Some(0) {
         // Root may bind low ports; without CAP_NET_BIND_SERVICE it may not.
         if !crate::harness::have("setpriv") {
-            println!(
-                "skipped: as root, the check needs setpriv (util-linux) to drop CAP_NET_BIND_SERVICE"
+            crate::skips::skip(
+                "as root, the check needs setpriv to drop CAP_NET_BIND_SERVICE",
+                "sudo apt install util-linux",
             );
             return;
         }
@@ -1058,7 +1059,10 @@ fn privileged_port_is_explained() {
             .and_then(|s| s.trim().parse::<u16>().ok())
             .unwrap_or(1024);
         if start <= 444 {
-            println!("skipped: this machine lets anyone bind port 444");
+            crate::skips::skip(
+                "this machine lets anyone bind port 444",
+                "run the tests as root or raise net.ipv4.ip_unprivileged_port_start",
+            );
             return;
         }
         Command::new(env!("CARGO_BIN_EXE_hearth"))

@@ -67,7 +67,10 @@ async fn send_wav(hub: &Hub, parent: &Parent, body: Vec<u8>) -> reqwest::Respons
 /// `None` (after printing `skipped:`) when opusinfo is not installed.
 pub fn opusinfo_ms(ogg: &[u8]) -> Option<i64> {
     if !crate::harness::have("opusinfo") {
-        println!("skipped: the independent duration check needs opusinfo (opus-tools)");
+        crate::skips::skip(
+            "the independent duration check needs opusinfo",
+            "sudo apt install opus-tools",
+        );
         return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -103,7 +106,10 @@ fn opusinfo_duration_ok(ogg: &[u8], expect_ms: i64) {
 /// printing `skipped:`) when opusenc is not installed.
 pub fn opusenc(wav: &[u8], args: &[&str]) -> Option<Vec<u8>> {
     if !crate::harness::have("opusenc") {
-        println!("skipped: the opusenc interoperability check needs opusenc (opus-tools)");
+        crate::skips::skip(
+            "the opusenc interoperability check needs opusenc",
+            "sudo apt install opus-tools",
+        );
         return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -93,12 +93,18 @@ impl NetnsPair {
         }
     }
 
-    /// [`NetnsPair::create`], or `None` after printing `skipped: <reason>`
+    /// [`NetnsPair::create`], or `None` after reporting the skip through
+    /// `skips::skip`
     /// when namespaces are unavailable. Panics when they should work but
     /// setting them up fails.
     pub fn create_or_skip() -> Option<NetnsPair> {
         if let Some(reason) = Self::skip_reason() {
-            println!("skipped: {reason}");
+            let fix = if reason.starts_with(SKIP_ENV) {
+                format!("unset {SKIP_ENV}")
+            } else {
+                "run cargo test as root on Linux with iproute2 (sudo apt install iproute2)".into()
+            };
+            crate::skips::skip(&reason, &fix);
             return None;
         }
         match Self::create() {
