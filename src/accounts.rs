@@ -110,7 +110,8 @@ pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Resul
     if is_set_up(state).await? {
         return Err(already_set_up());
     }
-    let keys = ["setup", client.ip.as_str()];
+    let (code_key, addr_key) = (Guess::SetupCode.key(), Guess::Address(&client.ip).key());
+    let keys = [code_key.as_str(), addr_key.as_str()];
     if let Some(wait) = accounts.setup.check(&keys, now) {
         return Err(Error::too_many(
             format!("too many wrong setup codes; wait {}", seconds(wait)),
@@ -190,8 +191,25 @@ pub struct NewSession {
     pub expires_at: i64,
 }
 
-fn account_key(username: &str) -> String {
-    format!("user:{username}")
+/// What a throttle counts wrong guesses of.
+enum Guess<'a> {
+    /// Passwords of one account.
+    Account(&'a str),
+    /// Anything from one source address.
+    Address(&'a str),
+    /// The setup code, whoever guesses.
+    SetupCode,
+}
+
+impl Guess<'_> {
+    /// The throttle's key.
+    fn key(&self) -> String {
+        match self {
+            Self::Account(username) => format!("user:{username}"),
+            Self::Address(ip) => format!("addr:{ip}"),
+            Self::SetupCode => "setup".into(),
+        }
+    }
 }
 
 /// Checks credentials with throttling (per account and per address) and
@@ -209,8 +227,8 @@ pub async fn sign_in(
     let name = Username::parse(username)
         .map(|u| u.to_string())
         .unwrap_or_default();
-    let account_key = account_key(&name);
-    let addr_key = format!("addr:{ip}");
+    let account_key = Guess::Account(&name).key();
+    let addr_key = Guess::Address(&ip).key();
     let wait = [
         accounts.login_account.check(&[&account_key], now),
         accounts.login_addr.check(&[&addr_key], now),
@@ -378,7 +396,7 @@ pub async fn change_password(
     change: PasswordChange,
 ) -> Result<usize> {
     let PasswordChange { current, new } = change;
-    let (key, now) = (account_key(&user.username), state.now());
+    let (key, now) = (Guess::Account(&user.username).key(), state.now());
     let throttle = &state.accounts.login_account;
     if let Some(wait) = throttle.check(&[&key], now) {
         return Err(Error::too_many(

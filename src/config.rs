@@ -124,7 +124,7 @@ impl Default for FileConfig {
 pub struct Config {
     /// Where the database, keys and setup code live.
     pub data_dir: PathBuf,
-    /// The HTTPS address (web UI, parent API and toy API on one port).
+    /// The HTTPS address (parents' pages, parent API and toy API on one port).
     pub listen: SocketAddr,
     /// An optional plain-HTTP address that only redirects to HTTPS.
     pub redirect_http_listen: Option<SocketAddr>,

@@ -1,6 +1,6 @@
 //! The services every request handler shares (store, certificates,
-//! notifier, pairings, accounts, clock, configuration), built once by
-//! `app` and handed to `web` and `toy_api` as actix app data.
+//! notifier, pairings, accounts, clock, configuration), built once
+//! at start and handed to the surfaces and the use cases they call.
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
-//! Pairing endpoints of the toy protocol (`docs/toy-protocol.md` section 3, steps 1,
-//! 2 and 4). No client certificate is needed. The rules and the ledger
+//! Pairing endpoints of the toy protocol (`docs/toy-protocol.md` section
+//! 3, steps 1, 2 and 4). No client certificate is needed. The rules and the ledger
 //! entries of each step are in `toys`; this file parses and renders.
 
 use actix_web::http::Method;

@@ -1,8 +1,10 @@
 //! The parents' side: HTML pages (askama) and the JSON API under
-//! `/api/v1`, with server-sent events for live pages.
+//! `/api/v1`, with server-sent events for live pages. Handlers parse the
+//! request, call a use case (`accounts`, `toys`, `messaging`) and render.
 //!
 //! **Architecture Invariant:** `web` never imports `toy_api` (and vice
-//! versa); what they share lives in `state`, `pairing`, `events` and `http`.
+//! versa); what they share lives in the use cases, `state`, `pairing`,
+//! `events` and `http`.
 
 pub mod api;
 pub mod assets;

@@ -98,6 +98,13 @@ async fn login_logout_throttling_and_password_change() {
         .await
         .expect("req");
     assert_eq!(r.status(), 200);
+    let entries = hub.ledger().await;
+    assert!(
+        entries.iter().any(|e| e.action == "password.change"
+            && e.subject.as_deref() == Some("mum")
+            && e.actor.as_deref() == Some("mum")),
+        "the account page records the change: {entries:?}"
+    );
     let r = hub
         .anon()
         .get(hub.url("/api/v1/me"))
@@ -1006,6 +1013,16 @@ async fn headless_user_administration() {
         .expect("req");
     assert_eq!(r.status(), 401, "passwd ends the user's sessions");
     h.login("dad", "saffron tugboat meadow").await;
+    // The command line changes a password through the same use case as the
+    // account page, so it leaves the same ledger entry (by `system`).
+    let entries = h.ledger().await;
+    assert!(
+        entries.iter().any(|e| e.action == "password.change"
+            && e.outcome == "success"
+            && e.subject.as_deref() == Some("dad")
+            && e.actor.as_deref() == Some("system")),
+        "{entries:?}"
+    );
 }
 
 #[test]

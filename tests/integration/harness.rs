@@ -126,6 +126,15 @@ impl Hub {
         client(self.tls(Some((cert_pem, key_pem))))
     }
 
+    /// The newest ledger (audit) entries, newest first.
+    pub async fn ledger(&self) -> Vec<hearth::store::audit::AuditEntry> {
+        self.state
+            .store
+            .read(|c| hearth::store::audit::recent(c, 50))
+            .await
+            .expect("ledger")
+    }
+
     /// The setup code from the data directory.
     pub fn setup_code(&self) -> String {
         std::fs::read_to_string(self.data_dir().join("setup-code"))
