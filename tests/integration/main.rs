@@ -7,6 +7,7 @@ mod browser;
 mod discovery;
 mod family;
 mod foundation;
+mod hardening;
 mod harness;
 mod messages;
 mod netns;
