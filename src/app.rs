@@ -332,7 +332,26 @@ async fn relay_discovery(
     }
 }
 
-/// Retention sweep, session purge and the online/offline tracker.
+/// Replaces the server certificate when it has fewer than
+/// [`crate::pki::LEAF_RENEW_DAYS`] days left (the hourly job calls it; so
+/// can tests, after moving the clock). Returns the new end when it renewed.
+pub async fn renew_server_certificate(state: &AppState) -> Option<time::OffsetDateTime> {
+    let (pki, now) = (state.pki.clone(), state.clock.now());
+    match tokio::task::spawn_blocking(move || pki.renew_if_due(now)).await {
+        Ok(Ok(renewed)) => renewed,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot renew the server certificate; the hub tries again in an hour");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the certificate renewal task failed");
+            None
+        }
+    }
+}
+
+/// Certificate renewal, retention sweep, session purge and the
+/// online/offline tracker.
 async fn background_jobs(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     let mut online = std::collections::HashSet::<String>::new();
@@ -341,6 +360,7 @@ async fn background_jobs(state: web::Data<AppState>) {
         tick.tick().await;
         n += 1;
         if n % 120 == 1 {
+            renew_server_certificate(&state).await;
             if let Err(e) = crate::messaging::retention_sweep(&state).await {
                 tracing::warn!(error = %e, "retention sweep failed");
             }

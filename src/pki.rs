@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
@@ -21,16 +21,19 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
 
 use crate::domain::{Hex32, Invalid, ToyId};
 
-/// How long a server leaf is valid. Apple platforms refuse TLS server
-/// certificates valid for more than 825 days, even from a private CA.
-const LEAF_DAYS: i64 = 800;
-/// A leaf this close to its end is replaced at start.
-const LEAF_RENEW_DAYS: i64 = 30;
+/// How long a server leaf is valid, in days, counted from its start (a day
+/// before it is issued): under the 366 of Mozilla's intermediate profile;
+/// phones are stricter with long-lived certificates than with short ones.
+pub const LEAF_DAYS: i64 = 365;
+/// A leaf this close to its end is replaced, at start and by the hourly job.
+pub const LEAF_RENEW_DAYS: i64 = 30;
 /// The hub CA lives as long as the hub.
 const CA_YEARS: i64 = 25;
 /// Toy certificates: revocation is per certificate in the database, so a
@@ -91,8 +94,10 @@ pub struct HubPki {
     ca_key: KeyPair,
     ca_der: CertificateDer<'static>,
     ca_pem: String,
-    server_chain: Vec<CertificateDer<'static>>,
-    server_key_der: Vec<u8>,
+    /// What the TLS listener presents; swapped on renewal.
+    resolver: Arc<LeafResolver>,
+    /// How to make the next leaf.
+    leaf: Leaf,
     /// SHA-256 of the CA certificate (DER): TXT `ca` and the pairing code input.
     pub ca_sha256: Hex32,
 }
@@ -145,8 +150,6 @@ impl HubPki {
             .map_err(|e| PkiError::Corrupt(format!("{}: {e}", ca_crt_path.display())))?;
         let ca_sha256 = Hex32::sha256(ca_der.as_ref());
 
-        let srv_key_path = dir.join("server.key");
-        let srv_crt_path = dir.join("server.crt");
         // A toy that pinned this CA checks every name of the leaf against
         // the CA's constraints: a name outside them would cut off every such
         // toy, so it is left out (and said why) instead.
@@ -165,66 +168,52 @@ impl HubPki {
                 ok
             })
             .collect();
-        let reuse = match (
-            std::fs::read_to_string(&srv_key_path),
-            std::fs::read(&srv_crt_path),
-        ) {
-            (Ok(k), Ok(c)) => match CertificateDer::from_pem_slice(&c) {
-                Ok(der) if leaf_is_current(der.as_ref(), &wanted, ca_der.as_ref(), now) => {
-                    Some((k, der))
-                }
-                _ => None,
-            },
-            _ => None,
+        let leaf = Leaf {
+            dir: dir.to_owned(),
+            common_name: names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "hearth.local".into()),
+            wanted,
         };
-        let (server_key_pem, leaf_der) = match reuse {
-            Some(x) => x,
-            None => {
-                let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-                let mut params = CertificateParams::default();
-                let mut dn = DistinguishedName::new();
-                dn.push(
-                    DnType::CommonName,
-                    names
-                        .first()
-                        .cloned()
-                        .unwrap_or_else(|| "hearth.local".into()),
-                );
-                params.distinguished_name = dn;
-                params.subject_alt_names = wanted
-                    .iter()
-                    .map(|n| match n.parse::<IpAddr>() {
-                        Ok(ip) => Ok(SanType::IpAddress(ip)),
-                        Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
-                    })
-                    .collect::<Result<Vec<_>, rcgen::Error>>()?;
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-                params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-                params.not_before = now - Duration::days(1);
-                params.not_after = now + Duration::days(LEAF_DAYS);
-                let issuer = Issuer::from_ca_cert_der(&ca_der, &ca_key)?;
-                let cert = params.signed_by(&key, &issuer)?;
-                let key_pem = key.serialize_pem();
-                write_private_file(&srv_key_path, key_pem.as_bytes())
-                    .map_err(io_err(&srv_key_path))?;
-                write_private_file(&srv_crt_path, cert.pem().as_bytes())
-                    .map_err(io_err(&srv_crt_path))?;
-                tracing::info!(names = ?wanted, "issued a new server certificate");
-                (key_pem, cert.der().clone())
-            }
-        };
-        let server_key_der = PrivateKeyDer::from_pem_slice(server_key_pem.as_bytes())
-            .map_err(|e| PkiError::Corrupt(format!("{}: {e}", srv_key_path.display())))?
-            .secret_der()
-            .to_vec();
+        let current = leaf.load_or_issue(&ca_der, &ca_key, now)?;
         Ok(Self {
             ca_key,
-            server_chain: vec![leaf_der, ca_der.clone()],
             ca_der,
             ca_pem,
-            server_key_der,
             ca_sha256,
+            resolver: Arc::new(LeafResolver {
+                current: RwLock::new(current),
+            }),
+            leaf,
         })
+    }
+
+    /// Replaces the server leaf when it is due (fewer than
+    /// [`LEAF_RENEW_DAYS`] days left at `now`, or not valid yet), from the
+    /// same CA; new TLS connections get the new one at once, open ones keep
+    /// theirs. Returns the new leaf's end when it renewed, `None` otherwise.
+    /// Blocking (writes and fsyncs two files).
+    pub fn renew_if_due(&self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, PkiError> {
+        let current = self.resolver.get();
+        let chain = &current.cert;
+        if chain
+            .first()
+            .is_some_and(|l| leaf_is_current(l.as_ref(), &self.leaf.wanted, self.ca_der(), now))
+        {
+            return Ok(None);
+        }
+        let (fresh, not_after) = self.leaf.issue(&self.ca_der, &self.ca_key, now)?;
+        self.resolver.set(fresh);
+        Ok(Some(not_after))
+    }
+
+    /// When the current server leaf ends.
+    pub fn server_not_after(&self) -> Option<OffsetDateTime> {
+        let current = self.resolver.get();
+        let leaf = current.cert.first()?;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(leaf.as_ref()).ok()?;
+        Some(cert.validity().not_after.to_datetime())
     }
 
     /// The CA certificate, DER.
@@ -237,9 +226,9 @@ impl HubPki {
         &self.ca_pem
     }
 
-    /// The server's chain `[leaf, CA]`.
-    pub fn server_chain(&self) -> &[CertificateDer<'static>] {
-        &self.server_chain
+    /// The server's current chain `[leaf, CA]`.
+    pub fn server_chain(&self) -> Vec<CertificateDer<'static>> {
+        self.resolver.get().cert.clone()
     }
 
     /// The rustls configuration: ring provider, TLS 1.2 and 1.3, client
@@ -255,12 +244,10 @@ impl HubPki {
         .allow_unauthenticated()
         .build()
         .map_err(|e| PkiError::Corrupt(format!("client verifier: {e}")))?;
-        let key = PrivateKeyDer::try_from(self.server_key_der.clone())
-            .map_err(|e| PkiError::Corrupt(format!("server key: {e}")))?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(self.server_chain.clone(), key)?;
+            .with_cert_resolver(self.resolver.clone());
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(cfg)
     }
@@ -288,6 +275,119 @@ impl HubPki {
         let cert = req.signed_by(&issuer)?;
         Ok((cert.der().to_vec(), cert.pem()))
     }
+}
+
+/// The server leaf the TLS listener presents. Held behind a lock so that a
+/// renewal reaches new connections without restarting the listener.
+#[derive(Debug)]
+struct LeafResolver {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl LeafResolver {
+    fn get(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, fresh: Arc<CertifiedKey>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+    }
+}
+
+impl ResolvesServerCert for LeafResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+/// The server leaf's names and where its files live.
+struct Leaf {
+    dir: PathBuf,
+    common_name: String,
+    wanted: BTreeSet<String>,
+}
+
+impl Leaf {
+    /// The stored leaf when it is still current, else a new one.
+    fn load_or_issue(
+        &self,
+        ca_der: &CertificateDer<'static>,
+        ca_key: &KeyPair,
+        now: OffsetDateTime,
+    ) -> Result<Arc<CertifiedKey>, PkiError> {
+        let srv_key_path = self.dir.join("server.key");
+        let srv_crt_path = self.dir.join("server.crt");
+        if let (Ok(k), Ok(c)) = (
+            std::fs::read_to_string(&srv_key_path),
+            std::fs::read(&srv_crt_path),
+        ) {
+            if let Ok(der) = CertificateDer::from_pem_slice(&c) {
+                if leaf_is_current(der.as_ref(), &self.wanted, ca_der.as_ref(), now) {
+                    return certified(vec![der, ca_der.clone()], &k, &srv_key_path);
+                }
+            }
+        }
+        Ok(self.issue(ca_der, ca_key, now)?.0)
+    }
+
+    /// Issues a leaf valid from a day before `now` for [`LEAF_DAYS`] days,
+    /// and stores it. Returns it with its end.
+    fn issue(
+        &self,
+        ca_der: &CertificateDer<'static>,
+        ca_key: &KeyPair,
+        now: OffsetDateTime,
+    ) -> Result<(Arc<CertifiedKey>, OffsetDateTime), PkiError> {
+        let srv_key_path = self.dir.join("server.key");
+        let srv_crt_path = self.dir.join("server.crt");
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, self.common_name.clone());
+        params.distinguished_name = dn;
+        params.subject_alt_names = self
+            .wanted
+            .iter()
+            .map(|n| match n.parse::<IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
+            })
+            .collect::<Result<Vec<_>, rcgen::Error>>()?;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // Whole seconds: what the certificate can hold.
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        params.not_before = now - Duration::days(1);
+        params.not_after = params.not_before + Duration::days(LEAF_DAYS);
+        let not_after = params.not_after;
+        let issuer = Issuer::from_ca_cert_der(ca_der, ca_key)?;
+        let cert = params.signed_by(&key, &issuer)?;
+        let key_pem = key.serialize_pem();
+        write_private_file(&srv_key_path, key_pem.as_bytes()).map_err(io_err(&srv_key_path))?;
+        write_private_file(&srv_crt_path, cert.pem().as_bytes()).map_err(io_err(&srv_crt_path))?;
+        tracing::info!(names = ?self.wanted, not_after = %not_after, "issued a new server certificate");
+        let ck = certified(
+            vec![cert.der().clone(), ca_der.clone()],
+            &key_pem,
+            &srv_key_path,
+        )?;
+        Ok((ck, not_after))
+    }
+}
+
+/// A chain and its key, ready for rustls.
+fn certified(
+    chain: Vec<CertificateDer<'static>>,
+    key_pem: &str,
+    key_path: &Path,
+) -> Result<Arc<CertifiedKey>, PkiError> {
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| PkiError::Corrupt(format!("{}: {e}", key_path.display())))?;
+    let provider = rustls::crypto::ring::default_provider();
+    Ok(Arc::new(CertifiedKey::from_der(chain, key, &provider)?))
 }
 
 /// The key usages of the hub CA.
@@ -524,8 +624,16 @@ fn leaf_is_current(
     if cert.verify_signature(Some(ca.public_key())).is_err() {
         return false;
     }
-    let end = cert.validity().not_after.timestamp();
-    if end - now.unix_timestamp() < LEAF_RENEW_DAYS * 86_400 {
+    // Due for renewal, not valid yet (the clock went back), or issued for
+    // longer than hubs issue now (800 days before 0.2).
+    let (start, end) = (
+        cert.validity().not_before.timestamp(),
+        cert.validity().not_after.timestamp(),
+    );
+    if end - now.unix_timestamp() < LEAF_RENEW_DAYS * 86_400
+        || start > now.unix_timestamp()
+        || end - start > LEAF_DAYS * 86_400
+    {
         return false;
     }
     let have: BTreeSet<String> = cert_names(&cert).into_iter().collect();
@@ -697,9 +805,9 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
-        let (_, leaf) =
-            x509_parser::certificate::X509Certificate::from_der(a.server_chain()[0].as_ref())
-                .expect("leaf parses");
+        let a_chain = a.server_chain();
+        let (_, leaf) = x509_parser::certificate::X509Certificate::from_der(a_chain[0].as_ref())
+            .expect("leaf parses");
         let mut got = cert_names(&leaf);
         got.sort();
         assert_eq!(got, vec!["127.0.0.1", "hearth.local", "localhost"]);
@@ -827,7 +935,7 @@ mod tests {
         let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
         // The hub's own leaf verifies, for each name it covers.
         for name in ["hearth.local", "localhost", "127.0.0.1"] {
-            webpki_verify(pki.ca_der(), pki.server_chain(), name)
+            webpki_verify(pki.ca_der(), &pki.server_chain(), name)
                 .unwrap_or_else(|e| panic!("the hub's own leaf for {name}: {e}"));
         }
         // Names the hub may take later (another .local host name) and home
@@ -921,9 +1029,9 @@ mod tests {
         assert_eq!(previous_ca_hashes(dir.path()), vec![Hex32::sha256(&old_ca)]);
 
         // A toy that pinned the old CA certificate still accepts the hub.
-        webpki_verify(&old_ca, pki.server_chain(), "hearth.local")
+        webpki_verify(&old_ca, &pki.server_chain(), "hearth.local")
             .expect("the old pinned CA accepts the new chain");
-        webpki_verify(pki.ca_der(), pki.server_chain(), "hearth.local").expect("new CA");
+        webpki_verify(pki.ca_der(), &pki.server_chain(), "hearth.local").expect("new CA");
         // The hub still accepts the toy's certificate from the old CA.
         let roots = {
             let mut r = rustls::RootCertStore::empty();
@@ -951,8 +1059,9 @@ mod tests {
         let again = HubPki::load_or_create(dir.path(), &more, now()).expect("reload");
         assert_eq!(again.ca_der(), pki.ca_der());
         assert_eq!(previous_ca_hashes(dir.path()).len(), 1);
+        let again_chain = again.server_chain();
         let (_, leaf) =
-            x509_parser::certificate::X509Certificate::from_der(again.server_chain()[0].as_ref())
+            x509_parser::certificate::X509Certificate::from_der(again_chain[0].as_ref())
                 .expect("leaf");
         let mut got = cert_names(&leaf);
         got.sort();
@@ -960,8 +1069,98 @@ mod tests {
             got,
             vec!["127.0.0.1", "192.168.7.7", "hearth.local", "localhost"]
         );
-        webpki_verify(&old_ca, again.server_chain(), "192.168.7.7").expect("old pin");
-        webpki_verify(pki.ca_der(), again.server_chain(), "hearth.local").expect("new pin");
+        webpki_verify(&old_ca, &again.server_chain(), "192.168.7.7").expect("old pin");
+        webpki_verify(pki.ca_der(), &again.server_chain(), "hearth.local").expect("new pin");
+    }
+
+    fn validity(der: &[u8]) -> (OffsetDateTime, OffsetDateTime) {
+        let (_, c) = x509_parser::certificate::X509Certificate::from_der(der).expect("cert");
+        (
+            c.validity().not_before.to_datetime(),
+            c.validity().not_after.to_datetime(),
+        )
+    }
+
+    #[test]
+    fn the_leaf_lives_365_days_and_is_renewed_30_days_before_its_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let t0 = now().replace_nanosecond(0).expect("whole seconds");
+        let pki = HubPki::load_or_create(dir.path(), &names, t0).expect("create");
+        let first = pki.server_chain()[0].clone();
+        let (start, end) = validity(first.as_ref());
+        assert_eq!(
+            end - start,
+            Duration::days(365),
+            "Mozilla's profile wants < 366 days"
+        );
+        assert_eq!(pki.server_not_after(), Some(end));
+        // Not due: nothing changes, up to exactly 30 days left.
+        for day in [0, 200, 334] {
+            assert_eq!(
+                pki.renew_if_due(t0 + Duration::days(day)).expect("check"),
+                None
+            );
+        }
+        assert_eq!(pki.server_chain()[0], first);
+        // 29 days left: a new leaf from the same CA, served at once and stored.
+        let later = t0 + Duration::days(335);
+        let new_end = pki.renew_if_due(later).expect("renew").expect("renewed");
+        let chain = pki.server_chain();
+        assert_ne!(chain[0], first);
+        assert_eq!(chain[1].as_ref(), pki.ca_der());
+        assert_eq!(
+            validity(chain[0].as_ref()),
+            (later - Duration::days(1), new_end)
+        );
+        assert_eq!(new_end - later, Duration::days(364));
+        let (_, leaf) =
+            x509_parser::certificate::X509Certificate::from_der(chain[0].as_ref()).expect("leaf");
+        let (_, ca) =
+            x509_parser::certificate::X509Certificate::from_der(pki.ca_der()).expect("ca");
+        assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
+        let stored = CertificateDer::from_pem_slice(
+            &std::fs::read(dir.path().join("server.crt")).expect("server.crt"),
+        )
+        .expect("pem");
+        assert_eq!(stored, chain[0]);
+        // A restart then reuses it.
+        let again = HubPki::load_or_create(dir.path(), &names, later).expect("reload");
+        assert_eq!(again.server_chain()[0], chain[0]);
+        assert_eq!(again.renew_if_due(later).expect("check"), None);
+    }
+
+    #[test]
+    fn a_leaf_issued_for_800_days_is_replaced_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
+        // What hubs before 0.2 issued.
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let ca_key =
+            KeyPair::from_pem(&std::fs::read_to_string(dir.path().join("ca.key")).expect("key"))
+                .expect("ca key");
+        let ca = CertificateDer::from(pki.ca_der().to_vec());
+        let issuer = Issuer::from_ca_cert_der(&ca, &ca_key).expect("issuer");
+        let mut params = CertificateParams::new(vec![
+            "hearth.local".into(),
+            "localhost".into(),
+            "127.0.0.1".into(),
+        ])
+        .expect("params");
+        params.not_before = now() - Duration::days(1);
+        params.not_after = now() + Duration::days(800);
+        let old = params.signed_by(&key, &issuer).expect("leaf");
+        write_private_file(&dir.path().join("server.crt"), old.pem().as_bytes()).expect("w");
+        write_private_file(
+            &dir.path().join("server.key"),
+            key.serialize_pem().as_bytes(),
+        )
+        .expect("w");
+        let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("reload");
+        assert_ne!(&pki.server_chain()[0], old.der());
+        let (start, end) = validity(pki.server_chain()[0].as_ref());
+        assert_eq!(end - start, Duration::days(365));
     }
 
     fn pem_encode(tag: &str, der: &[u8]) -> String {

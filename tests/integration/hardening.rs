@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use hearth::app::Application;
-use hearth::clock::ManualClock;
+use hearth::clock::{Clock, ManualClock};
 use hearth::config::Config;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -70,4 +70,86 @@ async fn new_names_never_cut_off_toys_that_pinned_the_constrained_ca() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["toy_id"], "bear-names");
+}
+
+/// The leaf the hub at `port` presents in a real TLS handshake (accepting
+/// any certificate: the test clock may run ahead of the real one).
+async fn served_leaf(port: u16) -> Vec<u8> {
+    tokio::task::spawn_blocking(move || {
+        let cfg = Arc::new(hearth::toy::tls::pairing_config().expect("tls"));
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut conn = rustls::ClientConnection::new(cfg, name).expect("conn");
+        let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).expect("handshake");
+        }
+        conn.peer_certificates().expect("certs")[0].to_vec()
+    })
+    .await
+    .expect("join")
+}
+
+fn not_after(der: &[u8]) -> time::OffsetDateTime {
+    let (_, c) = x509_parser::parse_x509_certificate(der).expect("leaf");
+    c.validity().not_after.to_datetime()
+}
+
+#[actix_web::test]
+async fn the_server_certificate_is_renewed_from_the_same_ca_before_it_ends() {
+    let hub = Hub::start().await;
+    let first = served_leaf(hub.port).await;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&first).expect("leaf");
+    let span = leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp();
+    assert!(span <= 365 * 86_400, "the leaf lives {span} s");
+
+    // `hearth doctor` reports when it ends.
+    let config = hub.dir.path().join("hearth.toml");
+    std::fs::write(&config, "version = 1\n[mdns]\nenabled = false\n").expect("config");
+    let data = hub.data_dir();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["doctor", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .expect("doctor runs")
+    })
+    .await
+    .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let until = not_after(&first)
+        .date()
+        .format(&time::format_description::well_known::Iso8601::DATE)
+        .expect("date");
+    assert!(
+        text.contains(&format!("server certificate expires on {until}")),
+        "{text}"
+    );
+
+    // 31 days before its end nothing happens; at 29 days the hub renews.
+    let t0 = hub.clock.now();
+    hub.clock.advance(time::Duration::days(333));
+    assert_eq!(
+        hearth::app::renew_server_certificate(&hub.state).await,
+        None
+    );
+    assert_eq!(served_leaf(hub.port).await, first);
+    hub.clock.advance(time::Duration::days(2));
+    let end = hearth::app::renew_server_certificate(&hub.state)
+        .await
+        .expect("renewed at 29 days left");
+    let second = served_leaf(hub.port).await;
+    assert_ne!(second, first, "new connections get the new leaf at once");
+    assert_eq!(not_after(&second), end);
+    assert!(end - t0 >= time::Duration::days(335 + 363));
+    // From the same CA: a client trusting the CA pinned before still verifies it.
+    let (_, leaf) = x509_parser::parse_x509_certificate(&second).expect("leaf");
+    let ca = CertificateDer::from_pem_slice(hub.ca_pem.as_bytes()).expect("ca");
+    let (_, ca) = x509_parser::parse_x509_certificate(ca.as_ref()).expect("ca");
+    assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
+    assert_eq!(
+        std::fs::read_to_string(hub.data_dir().join("ca.crt")).expect("ca.crt"),
+        hub.ca_pem
+    );
 }
