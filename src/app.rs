@@ -133,6 +133,9 @@ fn https_server(
     let addr = listener.local_addr()?;
     let conn_limits = ConnLimits::default();
     let server = actix_server::Server::build()
+        // run_until_stopped handles SIGTERM and SIGINT: long-polls must be
+        // answered before the workers stop.
+        .disable_signals()
         .workers(2)
         .shutdown_timeout(5)
         .max_concurrent_connections(limits::MAX_CONNECTIONS_PER_WORKER)
@@ -155,7 +158,10 @@ fn https_server(
                 })
                 .default_service(web::to(not_found));
             let done = conn_limits.clone();
+            let events = st.events.clone();
             let http = HttpService::build()
+                // At shutdown, idle keep-alive connections close at once.
+                .graceful_shutdown_signal(move || events.shutdown())
                 .keep_alive(KeepAlive::Timeout(limits::KEEP_ALIVE))
                 .client_request_timeout(limits::REQUEST_HEAD_TIMEOUT)
                 .client_disconnect_timeout(Duration::from_secs(1))
@@ -339,7 +345,16 @@ impl Application {
             tokio::spawn(r);
         }
         notify_systemd_ready();
+        let handle = self.server.handle();
+        let events = state.events.clone();
+        let signals = tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            tracing::info!("stopping: answering parked long-polls and closing connections");
+            events.begin_shutdown();
+            handle.stop(true).await;
+        });
         let res = self.server.await;
+        signals.abort();
         jobs.abort();
         if let Some(r) = relay {
             r.abort();
@@ -350,6 +365,25 @@ impl Application {
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         res.context("the web server stopped with an error")
+    }
+}
+
+/// SIGTERM (systemd) or SIGINT (Ctrl-C).
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -359,3 +359,124 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
         "answered after {took:?}"
     );
 }
+
+#[actix_web::test]
+async fn sigterm_answers_50_parked_long_polls_at_once_and_exits_within_2_s() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    const TOYS: usize = 50;
+    // Pair the toys on an in-process hub, then serve the same data
+    // directory with the real binary.
+    let hub = Hub::start().await;
+    let parent = hub.parent().await;
+    let mut toys = Vec::new();
+    for i in 0..TOYS {
+        let mut toy = TestToy::new(&format!("bear-{i}"));
+        toy.pair(&hub, &parent).await;
+        toys.push(toy);
+    }
+    let config = hub.dir.path().join("serve.toml");
+    std::fs::write(&config, "version = 1\n").expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["serve", "--data-dir"])
+        .arg(hub.data_dir())
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0", "--no-mdns"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn hearth");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let (port, rx): (u16, _) = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).expect("the hub says it is serving");
+            if line.contains("hearth is serving") {
+                let port = line
+                    .rsplit("port=")
+                    .next()
+                    .and_then(|p| p.trim().parse().ok())
+                    .expect("port");
+                return (port, rx);
+            }
+        }
+    })
+    .await
+    .expect("join");
+
+    // Each toy parks a long-poll (from its own loopback address: the hub
+    // allows 32 connections per address).
+    let mut polls = Vec::new();
+    for (i, toy) in toys.iter().enumerate() {
+        let tls = tls_config(
+            &toy.ca_pem,
+            Some((toy.cert_pem.as_deref().expect("cert"), &toy.key_pem)),
+        );
+        let c = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .local_address(std::net::IpAddr::from([127, 0, 1, (i + 1) as u8]))
+            .build()
+            .expect("client");
+        let url = format!("https://localhost:{port}/toy/v1/inbox?wait=60");
+        polls.push(tokio::spawn(async move {
+            let r = c.get(url).send().await.expect("the long-poll is answered");
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.expect("json");
+            (status, v)
+        }));
+    }
+    // Parked: give them time to reach the hub and wait there.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        polls.iter().all(|p| !p.is_finished()),
+        "long-polls are parked"
+    );
+
+    let sent = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success(), "SIGTERM sent");
+    for p in polls {
+        let (status, v) = tokio::time::timeout(Duration::from_secs(2), p)
+            .await
+            .expect("answered within 2 s of SIGTERM")
+            .expect("join");
+        assert_eq!((status, v), (200, serde_json::json!({"messages": []})));
+    }
+    let answered = sent.elapsed();
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                return (s, Instant::now());
+            }
+            assert!(Instant::now() < deadline, "the hub did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .expect("join");
+    let exited = status.1 - sent;
+    println!("50 long-polls answered after {answered:?}, exit after {exited:?}");
+    let log: Vec<String> = rx.try_iter().collect();
+    assert!(
+        status.0.success(),
+        "exit status {:?}: {}",
+        status.0,
+        log.join("\n")
+    );
+    assert!(exited < Duration::from_secs(2), "exited after {exited:?}");
+}
