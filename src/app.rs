@@ -119,6 +119,97 @@ fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::E
     Error::not_found(format!("no such resource: {err}")).into()
 }
 
+/// The HTTPS listener, composed by hand rather than with
+/// `HttpServer::listen_rustls_0_23` so that each accepted connection first
+/// passes the per-address caps of [`http::limits`] (before any TLS work),
+/// and the handshake's end is counted. Otherwise as actix builds it: two
+/// workers, rustls, HTTP/1.1, `on_connect` copying the client certificate.
+fn https_server(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+) -> anyhow::Result<Server> {
+    use actix_http::TlsAcceptorConfig;
+    use actix_http::{HttpService, KeepAlive};
+    use actix_service::{
+        IntoServiceFactory, Service, ServiceFactoryExt, apply_fn_factory, map_config,
+    };
+    use actix_tls::accept::rustls_0_23::TlsStream;
+    use actix_web::rt::net::TcpStream;
+    use http::limits::{self, ConnLimits};
+
+    actix_tls::accept::max_concurrent_tls_connect(limits::MAX_HANDSHAKES_PER_WORKER);
+    let addr = listener.local_addr()?;
+    let conn_limits = ConnLimits::default();
+    let server = actix_server::Server::build()
+        // run_until_stopped handles SIGTERM and SIGINT: long-polls must be
+        // answered before the workers stop.
+        .disable_signals()
+        .workers(2)
+        .shutdown_timeout(5)
+        .max_concurrent_connections(limits::MAX_CONNECTIONS_PER_WORKER)
+        .listen("hearth-https", listener, move || {
+            let st = state.clone();
+            let app = App::new()
+                .app_data(st.clone())
+                .app_data(http::HtmlErrors(crate::web::errors::html_response))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(16 * 1024)
+                        .error_handler(form_error),
+                )
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(from_fn(http::lan_guard))
+                .configure(|cfg| {
+                    let mut r = Routes::new(cfg);
+                    crate::web::register(&mut r);
+                    crate::toy_api::register(&mut r);
+                })
+                .default_service(web::to(not_found));
+            let done = conn_limits.clone();
+            let events = st.events.clone();
+            let http = HttpService::build()
+                // At shutdown, idle keep-alive connections close at once.
+                .graceful_shutdown_signal(move || events.shutdown())
+                .keep_alive(KeepAlive::Timeout(limits::KEEP_ALIVE))
+                .client_request_timeout(limits::REQUEST_HEAD_TIMEOUT)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .on_connect_ext(move |io: &TlsStream<TcpStream>, ext| {
+                    if let Ok(peer) = io.get_ref().0.peer_addr() {
+                        done.handshake_done(peer);
+                    }
+                    crate::toy_api::identity::on_connect(io as &dyn std::any::Any, ext);
+                })
+                .finish(map_config(
+                    app.into_factory()
+                        .map_err(|e: actix_web::Error| e.error_response()),
+                    move |_| {
+                        actix_web::dev::AppConfig::__priv_test_new(true, addr.to_string(), addr)
+                    },
+                ))
+                .rustls_0_23_with_config(
+                    tls.clone(),
+                    TlsAcceptorConfig::default().handshake_timeout(limits::HANDSHAKE_TIMEOUT),
+                );
+            let caps = conn_limits.clone();
+            apply_fn_factory(http, move |io: TcpStream, srv| {
+                // Over its address's cap, the connection is closed unread.
+                let admission = caps.admit(io.peer_addr().ok());
+                let fut = admission.as_ref().map(|_| srv.call(io));
+                async move {
+                    let _held = admission;
+                    match fut {
+                        Some(f) => f.await,
+                        None => Ok(()),
+                    }
+                }
+            })
+        })?
+        .run();
+    Ok(server)
+}
+
 impl Application {
     /// Builds with the system clock.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -201,33 +292,7 @@ impl Application {
             accounts: crate::accounts::Accounts::new(setup_code),
             discovery,
         });
-        let st = state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(st.clone())
-                .app_data(http::HtmlErrors(crate::web::errors::html_response))
-                .app_data(web::QueryConfig::default().error_handler(query_error))
-                .app_data(
-                    web::FormConfig::default()
-                        .limit(16 * 1024)
-                        .error_handler(form_error),
-                )
-                .app_data(web::PathConfig::default().error_handler(path_error))
-                .wrap(from_fn(http::lan_guard))
-                .configure(|cfg| {
-                    let mut r = Routes::new(cfg);
-                    crate::web::register(&mut r);
-                    crate::toy_api::register(&mut r);
-                })
-                .default_service(web::to(not_found))
-        })
-        // on_connect must come before the TLS listener is added, or it silently does nothing.
-        .on_connect(crate::toy_api::identity::on_connect)
-        .workers(2)
-        .shutdown_timeout(5)
-        .listen_rustls_0_23(listener, tls)?
-        .run();
-        let st = state.clone();
+        let server = https_server(state.clone(), listener, tls)?;
         let redirect = match redirect_listener {
             // Behind the same LAN guard: no connection from outside the home.
             Some(l) => Some(
@@ -289,7 +354,16 @@ impl Application {
             tokio::spawn(r);
         }
         notify_systemd_ready();
+        let handle = self.server.handle();
+        let events = state.events.clone();
+        let signals = tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            tracing::info!("stopping: answering parked long-polls and closing connections");
+            events.begin_shutdown();
+            handle.stop(true).await;
+        });
         let res = self.server.await;
+        signals.abort();
         jobs.abort();
         if let Some(r) = relay {
             r.abort();
@@ -300,6 +374,25 @@ impl Application {
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         res.context("the web server stopped with an error")
+    }
+}
+
+/// SIGTERM (systemd) or SIGINT (Ctrl-C).
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -339,7 +432,26 @@ async fn relay_discovery(
     }
 }
 
-/// Retention sweep, session purge and the online/offline tracker.
+/// Replaces the server certificate when it has fewer than
+/// [`crate::pki::LEAF_RENEW_DAYS`] days left (the hourly job calls it; so
+/// can tests, after moving the clock). Returns the new end when it renewed.
+pub async fn renew_server_certificate(state: &AppState) -> Option<time::OffsetDateTime> {
+    let (pki, now) = (state.pki.clone(), state.clock.now());
+    match tokio::task::spawn_blocking(move || pki.renew_if_due(now)).await {
+        Ok(Ok(renewed)) => renewed,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot renew the server certificate; the hub tries again in an hour");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the certificate renewal task failed");
+            None
+        }
+    }
+}
+
+/// Certificate renewal, retention sweep, session purge and the
+/// online/offline tracker.
 async fn background_jobs(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     let mut tracker = crate::toys::Tracker::default();
@@ -348,6 +460,7 @@ async fn background_jobs(state: web::Data<AppState>) {
         tick.tick().await;
         n += 1;
         if n % 120 == 1 {
+            renew_server_certificate(&state).await;
             if let Err(e) = crate::messaging::retention_sweep(&state).await {
                 tracing::warn!(error = %e, "retention sweep failed");
             }

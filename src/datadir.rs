@@ -31,6 +31,9 @@ pub enum DataFile {
     ServerKey,
     /// The server leaf's certificate (PEM).
     ServerCert,
+    /// Earlier certificates of the hub CA (same key), kept when the CA was
+    /// reissued with name constraints, so their hashes stay recognised.
+    CaPrevious,
     /// The one-time setup code, present until the first admin exists.
     SetupCode,
 }
@@ -44,6 +47,7 @@ impl DataFile {
             Self::CaCert => "ca.crt",
             Self::ServerKey => "server.key",
             Self::ServerCert => "server.crt",
+            Self::CaPrevious => "ca-previous.pem",
             Self::SetupCode => "setup-code",
         }
     }

@@ -119,17 +119,40 @@ fn check_files(r: &mut Report, cfg: &Config) {
                 .map(x509_parser::certificate::X509Certificate::from_der)
             {
                 Some(Ok((_, cert))) => {
-                    let left = cert.validity().not_after.timestamp()
-                        - time::OffsetDateTime::now_utc().unix_timestamp();
+                    let end = cert.validity().not_after;
+                    let until = end
+                        .to_datetime()
+                        .date()
+                        .format(&time::format_description::well_known::Iso8601::DATE)
+                        .unwrap_or_default();
+                    let left = end.timestamp() - time::OffsetDateTime::now_utc().unix_timestamp();
+                    let span = end.timestamp() - cert.validity().not_before.timestamp();
                     if left <= 0 {
                         r.fail(
-                            "the server certificate has expired",
+                            &format!("the server certificate expired on {until}"),
                             "restart the hub: it issues a new one from its CA",
+                        );
+                    } else if left < crate::pki::LEAF_RENEW_DAYS * 86_400 {
+                        r.warn(
+                            &format!(
+                                "the server certificate expires on {until} ({} days left) and was not renewed",
+                                left / 86_400
+                            ),
+                            "start the hub (systemctl start hearth): it renews the certificate within an hour; see journalctl -u hearth if it does not",
+                        );
+                    } else if span > crate::pki::LEAF_DAYS * 86_400 {
+                        r.warn(
+                            &format!(
+                                "the server certificate expires on {until}, {} days after it started: phones may refuse so long a life",
+                                span / 86_400
+                            ),
+                            "restart the hub: it replaces it with one valid for 365 days",
                         );
                     } else {
                         r.ok(&format!(
-                            "server certificate valid for {} more days",
-                            left / 86_400
+                            "server certificate expires on {until} ({} days left; the hub renews it {} days before)",
+                            left / 86_400,
+                            crate::pki::LEAF_RENEW_DAYS
                         ));
                     }
                     let names = crate::pki::cert_names(&cert);

@@ -73,6 +73,8 @@ pub enum Code {
     PairingNotReady,
     /// The body is too large.
     PayloadTooLarge,
+    /// The body did not arrive within its deadline.
+    BodyTimeout,
     /// The content type is not accepted.
     UnsupportedMediaType,
     /// The toy's nonce does not match its commitment.
@@ -134,6 +136,7 @@ impl Code {
             Self::AlreadySetUp => "already_set_up",
             Self::PairingNotReady => "pairing_not_ready",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::BodyTimeout => "body_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::CommitmentMismatch => "commitment_mismatch",
             Self::InvalidAudio => "invalid_audio",
@@ -181,6 +184,7 @@ impl Code {
             | Self::AlreadySetUp
             | Self::PairingNotReady => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::CommitmentMismatch
             | Self::InvalidAudio

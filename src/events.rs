@@ -4,6 +4,7 @@
 //! without polling the database.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, broadcast};
@@ -142,6 +143,8 @@ pub struct Event {
 pub struct Events {
     tx: broadcast::Sender<Event>,
     toys: Arc<Mutex<HashMap<ToyRowId, Arc<Notify>>>>,
+    /// Set once when the hub begins to shut down.
+    stopping: Arc<(AtomicBool, Notify)>,
 }
 
 impl Default for Events {
@@ -157,6 +160,7 @@ impl Events {
         Self {
             tx,
             toys: Arc::new(Mutex::new(HashMap::new())),
+            stopping: Arc::new((AtomicBool::new(false), Notify::new())),
         }
     }
 
@@ -184,6 +188,28 @@ impl Events {
     /// Wakes every long-poll of a toy (new message, or the toy was removed).
     pub fn wake_toy(&self, toy: ToyRowId) {
         self.toy_notify(toy).notify_waiters();
+    }
+
+    /// The hub is shutting down: parked long-polls answer now (empty, the
+    /// toy asks again) and event streams end, so no connection holds the
+    /// shutdown up.
+    pub fn begin_shutdown(&self) {
+        self.stopping.0.store(true, Ordering::SeqCst);
+        self.stopping.1.notify_waiters();
+    }
+
+    /// Resolves once [`Events::begin_shutdown`] was called (at once if it was).
+    pub fn shutdown(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let stopping = self.stopping.clone();
+        async move {
+            let notified = stopping.1.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if stopping.0.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 

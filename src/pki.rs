@@ -9,27 +9,30 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256, SanType,
+    PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
 
 use crate::datadir::{DataDir, DataFile, write_private_file};
 use crate::domain::{Hex32, Invalid, ToyId};
 
-/// How long a server leaf is valid. Apple platforms refuse TLS server
-/// certificates valid for more than 825 days, even from a private CA.
-const LEAF_DAYS: i64 = 800;
-/// A leaf this close to its end is replaced at start.
-const LEAF_RENEW_DAYS: i64 = 30;
+/// How long a server leaf is valid, in days, counted from its start (a day
+/// before it is issued): under the 366 of Mozilla's intermediate profile;
+/// phones are stricter with long-lived certificates than with short ones.
+pub const LEAF_DAYS: i64 = 365;
+/// A leaf this close to its end is replaced, at start and by the hourly job.
+pub const LEAF_RENEW_DAYS: i64 = 30;
 /// The hub CA lives as long as the hub.
 const CA_YEARS: i64 = 25;
 /// Toy certificates: revocation is per certificate in the database, so a
@@ -70,8 +73,10 @@ pub struct HubPki {
     ca_key: KeyPair,
     ca_der: CertificateDer<'static>,
     ca_pem: String,
-    server_chain: Vec<CertificateDer<'static>>,
-    server_key_der: Vec<u8>,
+    /// What the TLS listener presents; swapped on renewal.
+    resolver: Arc<LeafResolver>,
+    /// How to make the next leaf.
+    leaf: Leaf,
     /// SHA-256 of the CA certificate (DER): TXT `ca` and the pairing code input.
     pub ca_sha256: Hex32,
 }
@@ -84,13 +89,21 @@ impl HubPki {
         names: &[String],
         now: OffsetDateTime,
     ) -> Result<Self, PkiError> {
-        let layout = DataDir::new(dir);
-        let ca_key_path = layout.path(DataFile::CaKey);
-        let ca_crt_path = layout.path(DataFile::CaCert);
+        let ca_key_path = DataDir::new(dir).path(DataFile::CaKey);
+        let ca_crt_path = DataDir::new(dir).path(DataFile::CaCert);
+        let permitted = ca_permitted(names);
         let (ca_key, ca_pem) = if ca_key_path.exists() && ca_crt_path.exists() {
             let key_pem = std::fs::read_to_string(&ca_key_path).map_err(io_err(&ca_key_path))?;
             let crt_pem = std::fs::read_to_string(&ca_crt_path).map_err(io_err(&ca_crt_path))?;
-            (KeyPair::from_pem(&key_pem)?, crt_pem)
+            let key = KeyPair::from_pem(&key_pem)?;
+            let old_der = CertificateDer::from_pem_slice(crt_pem.as_bytes())
+                .map_err(|e| PkiError::Corrupt(format!("{}: {e}", ca_crt_path.display())))?;
+            if ca_constraints_of(old_der.as_ref()).is_some() {
+                (key, crt_pem)
+            } else {
+                let pem = reissue_ca(dir, &key, &old_der, &crt_pem, &permitted)?;
+                (key, pem)
+            }
         } else {
             let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
             let mut params = CertificateParams::default();
@@ -100,11 +113,8 @@ impl HubPki {
             dn.push(DnType::OrganizationName, "Hearth");
             params.distinguished_name = dn;
             params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-            params.key_usages = vec![
-                KeyUsagePurpose::KeyCertSign,
-                KeyUsagePurpose::CrlSign,
-                KeyUsagePurpose::DigitalSignature,
-            ];
+            params.key_usages = ca_key_usages();
+            params.name_constraints = Some(to_name_constraints(&permitted));
             params.not_before = now - Duration::days(1);
             params.not_after = now + Duration::days(365 * CA_YEARS);
             let cert = params.self_signed(&key)?;
@@ -119,69 +129,70 @@ impl HubPki {
             .map_err(|e| PkiError::Corrupt(format!("{}: {e}", ca_crt_path.display())))?;
         let ca_sha256 = Hex32::sha256(ca_der.as_ref());
 
-        let srv_key_path = layout.path(DataFile::ServerKey);
-        let srv_crt_path = layout.path(DataFile::ServerCert);
-        let wanted: BTreeSet<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
-        let reuse = match (
-            std::fs::read_to_string(&srv_key_path),
-            std::fs::read(&srv_crt_path),
-        ) {
-            (Ok(k), Ok(c)) => match CertificateDer::from_pem_slice(&c) {
-                Ok(der) if leaf_is_current(der.as_ref(), &wanted, ca_der.as_ref(), now) => {
-                    Some((k, der))
+        // A toy that pinned this CA checks every name of the leaf against
+        // the CA's constraints: a name outside them would cut off every such
+        // toy, so it is left out (and said why) instead.
+        let permits = ca_constraints_of(ca_der.as_ref()).unwrap_or(permitted);
+        let wanted: BTreeSet<String> = names
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .filter(|n| {
+                let ok = is_permitted(&permits, n);
+                if !ok {
+                    tracing::warn!(
+                        name = %n,
+                        "left out of the server certificate: the hub CA may only vouch for names under .local, localhost, home addresses and the names configured when it was made; paired toys would refuse a certificate with it"
+                    );
                 }
-                _ => None,
-            },
-            _ => None,
+                ok
+            })
+            .collect();
+        let leaf = Leaf {
+            dir: dir.to_owned(),
+            common_name: names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "hearth.local".into()),
+            wanted,
         };
-        let (server_key_pem, leaf_der) = match reuse {
-            Some(x) => x,
-            None => {
-                let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-                let mut params = CertificateParams::default();
-                let mut dn = DistinguishedName::new();
-                dn.push(
-                    DnType::CommonName,
-                    names
-                        .first()
-                        .cloned()
-                        .unwrap_or_else(|| "hearth.local".into()),
-                );
-                params.distinguished_name = dn;
-                params.subject_alt_names = wanted
-                    .iter()
-                    .map(|n| match n.parse::<IpAddr>() {
-                        Ok(ip) => Ok(SanType::IpAddress(ip)),
-                        Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
-                    })
-                    .collect::<Result<Vec<_>, rcgen::Error>>()?;
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-                params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-                params.not_before = now - Duration::days(1);
-                params.not_after = now + Duration::days(LEAF_DAYS);
-                let issuer = Issuer::from_ca_cert_der(&ca_der, &ca_key)?;
-                let cert = params.signed_by(&key, &issuer)?;
-                let key_pem = key.serialize_pem();
-                write_private_file(&srv_key_path, key_pem.as_bytes())
-                    .map_err(io_err(&srv_key_path))?;
-                write_private_file(&srv_crt_path, cert.pem().as_bytes())
-                    .map_err(io_err(&srv_crt_path))?;
-                tracing::info!(names = ?wanted, "issued a new server certificate");
-                (key_pem, cert.der().clone())
-            }
-        };
-        let server_key_der = PrivateKeyDer::from_pem_slice(server_key_pem.as_bytes())
-            .map_err(|e| PkiError::Corrupt(format!("{}: {e}", srv_key_path.display())))?
-            .secret_der()
-            .to_vec();
+        let current = leaf.load_or_issue(&ca_der, &ca_key, now)?;
         Ok(Self {
             ca_key,
-            server_chain: vec![leaf_der, ca_der.clone()],
             ca_der,
             ca_pem,
-            server_key_der,
             ca_sha256,
+            resolver: Arc::new(LeafResolver {
+                current: RwLock::new(current),
+            }),
+            leaf,
         })
+    }
+
+    /// Replaces the server leaf when it is due (fewer than
+    /// [`LEAF_RENEW_DAYS`] days left at `now`, or not valid yet), from the
+    /// same CA; new TLS connections get the new one at once, open ones keep
+    /// theirs. Returns the new leaf's end when it renewed, `None` otherwise.
+    /// Blocking (writes and fsyncs two files).
+    pub fn renew_if_due(&self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, PkiError> {
+        let current = self.resolver.get();
+        let chain = &current.cert;
+        if chain
+            .first()
+            .is_some_and(|l| leaf_is_current(l.as_ref(), &self.leaf.wanted, self.ca_der(), now))
+        {
+            return Ok(None);
+        }
+        let (fresh, not_after) = self.leaf.issue(&self.ca_der, &self.ca_key, now)?;
+        self.resolver.set(fresh);
+        Ok(Some(not_after))
+    }
+
+    /// When the current server leaf ends.
+    pub fn server_not_after(&self) -> Option<OffsetDateTime> {
+        let current = self.resolver.get();
+        let leaf = current.cert.first()?;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(leaf.as_ref()).ok()?;
+        Some(cert.validity().not_after.to_datetime())
     }
 
     /// The CA certificate, DER.
@@ -194,9 +205,9 @@ impl HubPki {
         &self.ca_pem
     }
 
-    /// The server's chain `[leaf, CA]`.
-    pub fn server_chain(&self) -> &[CertificateDer<'static>] {
-        &self.server_chain
+    /// The server's current chain `[leaf, CA]`.
+    pub fn server_chain(&self) -> Vec<CertificateDer<'static>> {
+        self.resolver.get().cert.clone()
     }
 
     /// The rustls configuration: ring provider, TLS 1.2 and 1.3, client
@@ -212,12 +223,10 @@ impl HubPki {
         .allow_unauthenticated()
         .build()
         .map_err(|e| PkiError::Corrupt(format!("client verifier: {e}")))?;
-        let key = PrivateKeyDer::try_from(self.server_key_der.clone())
-            .map_err(|e| PkiError::Corrupt(format!("server key: {e}")))?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(self.server_chain.clone(), key)?;
+            .with_cert_resolver(self.resolver.clone());
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(cfg)
     }
@@ -247,6 +256,338 @@ impl HubPki {
     }
 }
 
+/// The server leaf the TLS listener presents. Held behind a lock so that a
+/// renewal reaches new connections without restarting the listener.
+#[derive(Debug)]
+struct LeafResolver {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl LeafResolver {
+    fn get(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, fresh: Arc<CertifiedKey>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+    }
+}
+
+impl ResolvesServerCert for LeafResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+/// The server leaf's names and where its files live.
+struct Leaf {
+    dir: PathBuf,
+    common_name: String,
+    wanted: BTreeSet<String>,
+}
+
+impl Leaf {
+    /// The stored leaf when it is still current, else a new one.
+    fn load_or_issue(
+        &self,
+        ca_der: &CertificateDer<'static>,
+        ca_key: &KeyPair,
+        now: OffsetDateTime,
+    ) -> Result<Arc<CertifiedKey>, PkiError> {
+        let srv_key_path = DataDir::new(&self.dir).path(DataFile::ServerKey);
+        let srv_crt_path = DataDir::new(&self.dir).path(DataFile::ServerCert);
+        if let (Ok(k), Ok(c)) = (
+            std::fs::read_to_string(&srv_key_path),
+            std::fs::read(&srv_crt_path),
+        ) {
+            if let Ok(der) = CertificateDer::from_pem_slice(&c) {
+                if leaf_is_current(der.as_ref(), &self.wanted, ca_der.as_ref(), now) {
+                    return certified(vec![der, ca_der.clone()], &k, &srv_key_path);
+                }
+            }
+        }
+        Ok(self.issue(ca_der, ca_key, now)?.0)
+    }
+
+    /// Issues a leaf valid from a day before `now` for [`LEAF_DAYS`] days,
+    /// and stores it. Returns it with its end.
+    fn issue(
+        &self,
+        ca_der: &CertificateDer<'static>,
+        ca_key: &KeyPair,
+        now: OffsetDateTime,
+    ) -> Result<(Arc<CertifiedKey>, OffsetDateTime), PkiError> {
+        let srv_key_path = DataDir::new(&self.dir).path(DataFile::ServerKey);
+        let srv_crt_path = DataDir::new(&self.dir).path(DataFile::ServerCert);
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, self.common_name.clone());
+        params.distinguished_name = dn;
+        params.subject_alt_names = self
+            .wanted
+            .iter()
+            .map(|n| match n.parse::<IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
+            })
+            .collect::<Result<Vec<_>, rcgen::Error>>()?;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // Whole seconds: what the certificate can hold.
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        params.not_before = now - Duration::days(1);
+        params.not_after = params.not_before + Duration::days(LEAF_DAYS);
+        let not_after = params.not_after;
+        let issuer = Issuer::from_ca_cert_der(ca_der, ca_key)?;
+        let cert = params.signed_by(&key, &issuer)?;
+        let key_pem = key.serialize_pem();
+        write_private_file(&srv_key_path, key_pem.as_bytes()).map_err(io_err(&srv_key_path))?;
+        write_private_file(&srv_crt_path, cert.pem().as_bytes()).map_err(io_err(&srv_crt_path))?;
+        tracing::info!(names = ?self.wanted, not_after = %not_after, "issued a new server certificate");
+        let ck = certified(
+            vec![cert.der().clone(), ca_der.clone()],
+            &key_pem,
+            &srv_key_path,
+        )?;
+        Ok((ck, not_after))
+    }
+}
+
+/// A chain and its key, ready for rustls.
+fn certified(
+    chain: Vec<CertificateDer<'static>>,
+    key_pem: &str,
+    key_path: &Path,
+) -> Result<Arc<CertifiedKey>, PkiError> {
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| PkiError::Corrupt(format!("{}: {e}", key_path.display())))?;
+    let provider = rustls::crypto::ring::default_provider();
+    Ok(Arc::new(CertifiedKey::from_der(chain, key, &provider)?))
+}
+
+/// The key usages of the hub CA.
+fn ca_key_usages() -> Vec<KeyUsagePurpose> {
+    vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ]
+}
+
+/// One permitted subtree of the CA's nameConstraints.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Permitted {
+    /// A DNS name and every name below it (`local` covers `hearth.local`).
+    Dns(String),
+    /// An address range: network address and prefix length.
+    Net(IpAddr, u8),
+}
+
+/// The address ranges a home network uses, which the CA may always vouch
+/// for: loopback, RFC 1918, IPv4 link-local, IPv6 unique-local and link-local.
+const HOME_RANGES: [(&str, u8); 8] = [
+    ("127.0.0.0", 8),
+    ("10.0.0.0", 8),
+    ("172.16.0.0", 12),
+    ("192.168.0.0", 16),
+    ("169.254.0.0", 16),
+    ("::1", 128),
+    ("fc00::", 7),
+    ("fe80::", 10),
+];
+
+fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// What the hub CA may vouch for, given the names its server certificate
+/// covers: every mDNS name (`local`: the protocol lets the host name change
+/// within `.local`, and toys that pinned the CA must keep accepting the
+/// hub), `localhost`, the home address ranges, and any configured name or
+/// address outside those. Nothing else: a certificate for any other site
+/// signed with `ca.key` fails verification on every phone that trusts the CA.
+pub fn ca_permitted(names: &[String]) -> BTreeSet<Permitted> {
+    let mut out: BTreeSet<Permitted> = ["local", "localhost"]
+        .iter()
+        .map(|d| Permitted::Dns((*d).to_owned()))
+        .collect();
+    let ranges: Vec<(IpAddr, u8)> = HOME_RANGES
+        .iter()
+        .filter_map(|(a, p)| a.parse().ok().map(|ip| (ip, *p)))
+        .collect();
+    out.extend(ranges.iter().map(|(ip, p)| Permitted::Net(*ip, *p)));
+    for n in names {
+        let n = n.trim_end_matches('.').to_ascii_lowercase();
+        match n.parse::<IpAddr>() {
+            Ok(ip) => {
+                if !ranges.iter().any(|(net, p)| in_net(ip, *net, *p)) {
+                    out.insert(Permitted::Net(ip, if ip.is_ipv4() { 32 } else { 128 }));
+                }
+            }
+            Err(_) => {
+                let covered = n == "local"
+                    || n.ends_with(".local")
+                    || n == "localhost"
+                    || n.ends_with(".localhost");
+                if !covered && !n.is_empty() {
+                    out.insert(Permitted::Dns(n));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether the CA's permitted subtrees cover `name` (a DNS name or an address).
+pub fn is_permitted(permits: &BTreeSet<Permitted>, name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    match name.parse::<IpAddr>() {
+        Ok(ip) => permits.iter().any(|p| match p {
+            Permitted::Net(net, prefix) => in_net(ip, *net, *prefix),
+            Permitted::Dns(_) => false,
+        }),
+        Err(_) => permits.iter().any(|p| match p {
+            Permitted::Dns(d) => name == *d || name.ends_with(&format!(".{d}")),
+            Permitted::Net(..) => false,
+        }),
+    }
+}
+
+fn to_name_constraints(permitted: &BTreeSet<Permitted>) -> rcgen::NameConstraints {
+    rcgen::NameConstraints {
+        permitted_subtrees: permitted
+            .iter()
+            .map(|p| match p {
+                Permitted::Dns(d) => rcgen::GeneralSubtree::DnsName(d.clone()),
+                Permitted::Net(ip, prefix) => rcgen::GeneralSubtree::IpAddress(
+                    rcgen::CidrSubnet::from_addr_prefix(*ip, *prefix),
+                ),
+            })
+            .collect(),
+        excluded_subtrees: Vec::new(),
+    }
+}
+
+/// The permitted subtrees of a CA certificate's nameConstraints, when the
+/// extension is present, critical and lists only DNS names and address
+/// ranges; `None` otherwise (an unconstrained CA from before 0.2).
+pub fn ca_constraints_of(der: &[u8]) -> Option<BTreeSet<Permitted>> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    let ext = cert.name_constraints().ok()??;
+    if !ext.critical || ext.value.excluded_subtrees.is_some() {
+        return None;
+    }
+    let mut out = BTreeSet::new();
+    for sub in ext.value.permitted_subtrees.as_ref()? {
+        match sub.base {
+            GeneralName::DNSName(d) => {
+                out.insert(Permitted::Dns(d.to_ascii_lowercase()));
+            }
+            GeneralName::IPAddress(b) if b.len() == 8 => {
+                let ip = <[u8; 4]>::try_from(&b[..4]).ok()?;
+                let mask = u32::from_be_bytes(<[u8; 4]>::try_from(&b[4..]).ok()?);
+                out.insert(Permitted::Net(IpAddr::from(ip), mask.count_ones() as u8));
+            }
+            GeneralName::IPAddress(b) if b.len() == 32 => {
+                let ip = <[u8; 16]>::try_from(&b[..16]).ok()?;
+                let mask = u128::from_be_bytes(<[u8; 16]>::try_from(&b[16..]).ok()?);
+                out.insert(Permitted::Net(IpAddr::from(ip), mask.count_ones() as u8));
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Reissues the hub CA certificate with the SAME key pair, subject and
+/// validity, and the given nameConstraints. Certificates the old CA signed
+/// (toys' client certificates, the server leaf) still verify against it, and
+/// toys that pinned the old CA certificate still accept server leaves it
+/// signs: a trust anchor is its subject and public key, both unchanged. The
+/// old certificate is appended to `ca-previous.pem`, and its SHA-256 is
+/// advertised in TXT `ca_prev` so paired toys still recognise the hub.
+fn reissue_ca(
+    dir: &Path,
+    key: &KeyPair,
+    old_der: &CertificateDer<'_>,
+    old_pem: &str,
+    permitted: &BTreeSet<Permitted>,
+) -> Result<String, PkiError> {
+    let corrupt = |m: &str| PkiError::Corrupt(format!("ca.crt: {m}"));
+    let (_, old) = x509_parser::certificate::X509Certificate::from_der(old_der.as_ref())
+        .map_err(|e| corrupt(&e.to_string()))?;
+    if old.public_key().raw != key.subject_public_key_info().as_slice() {
+        return Err(corrupt("the certificate does not belong to ca.key"));
+    }
+    let mut dn = DistinguishedName::new();
+    for rdn in old.subject().iter() {
+        for attr in rdn.iter() {
+            let value = attr
+                .as_str()
+                .map_err(|_| corrupt("the subject is not plain text"))?;
+            let oid: Vec<u64> = attr
+                .attr_type()
+                .iter()
+                .ok_or_else(|| corrupt("the subject has an unknown attribute"))?
+                .collect();
+            dn.push(DnType::from_oid(&oid), value);
+        }
+    }
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = ca_key_usages();
+    params.name_constraints = Some(to_name_constraints(permitted));
+    params.not_before = old.validity().not_before.to_datetime();
+    params.not_after = old.validity().not_after.to_datetime();
+    let cert = params.self_signed(key)?;
+    let (_, new) = x509_parser::certificate::X509Certificate::from_der(cert.der().as_ref())
+        .map_err(|e| corrupt(&e.to_string()))?;
+    // A trust anchor is matched by subject bytes: a different encoding would
+    // cut off every paired toy, so keep the old certificate instead.
+    if new.subject().as_raw() != old.subject().as_raw() {
+        return Err(corrupt(
+            "cannot reissue the CA with an identical subject; keeping the old one",
+        ));
+    }
+    let prev_path = DataDir::new(dir).path(DataFile::CaPrevious);
+    let mut prev = std::fs::read_to_string(&prev_path).unwrap_or_default();
+    prev.push_str(old_pem);
+    write_private_file(&prev_path, prev.as_bytes()).map_err(io_err(&prev_path))?;
+    let ca_crt_path = DataDir::new(dir).path(DataFile::CaCert);
+    write_private_file(&ca_crt_path, cert.pem().as_bytes()).map_err(io_err(&ca_crt_path))?;
+    tracing::info!(
+        "reissued the hub certificate authority with the same key, limited to the hub's own names (paired toys keep working; phones should install the new certificate)"
+    );
+    Ok(cert.pem())
+}
+
+/// SHA-256 of each earlier CA certificate kept in `ca-previous.pem`, newest last.
+pub fn previous_ca_hashes(dir: &Path) -> Vec<Hex32> {
+    let Ok(pem) = std::fs::read(DataDir::new(dir).path(DataFile::CaPrevious)) else {
+        return Vec::new();
+    };
+    CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .map(|d| Hex32::sha256(d.as_ref()))
+        .collect()
+}
+
 fn leaf_is_current(
     der: &[u8],
     wanted: &BTreeSet<String>,
@@ -262,8 +603,16 @@ fn leaf_is_current(
     if cert.verify_signature(Some(ca.public_key())).is_err() {
         return false;
     }
-    let end = cert.validity().not_after.timestamp();
-    if end - now.unix_timestamp() < LEAF_RENEW_DAYS * 86_400 {
+    // Due for renewal, not valid yet (the clock went back), or issued for
+    // longer than hubs issue now (800 days before 0.2).
+    let (start, end) = (
+        cert.validity().not_before.timestamp(),
+        cert.validity().not_after.timestamp(),
+    );
+    if end - now.unix_timestamp() < LEAF_RENEW_DAYS * 86_400
+        || start > now.unix_timestamp()
+        || end - start > LEAF_DAYS * 86_400
+    {
         return false;
     }
     let have: BTreeSet<String> = cert_names(&cert).into_iter().collect();
@@ -438,9 +787,9 @@ mod tests {
             let mode = std::fs::metadata(&f).expect("file").permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{}", f.display());
         }
-        let (_, leaf) =
-            x509_parser::certificate::X509Certificate::from_der(a.server_chain()[0].as_ref())
-                .expect("leaf parses");
+        let a_chain = a.server_chain();
+        let (_, leaf) = x509_parser::certificate::X509Certificate::from_der(a_chain[0].as_ref())
+            .expect("leaf parses");
         let mut got = cert_names(&leaf);
         got.sort();
         assert_eq!(got, vec!["127.0.0.1", "hearth.local", "localhost"]);
@@ -497,6 +846,303 @@ mod tests {
         let eku = cert.extended_key_usage().expect("eku").expect("present");
         assert!(eku.value.client_auth && !eku.value.server_auth);
         assert_eq!(cert.public_key().raw, &checked.spki_der[..]);
+    }
+
+    /// Signs a server leaf for `name` with the CA key in `dir`, as whoever
+    /// copied `ca.key` off the SD card could.
+    fn leaf_signed_with_ca_key(dir: &Path, name: &str) -> CertificateDer<'static> {
+        let key = KeyPair::from_pem(&std::fs::read_to_string(DataDir::new(dir).path(DataFile::CaKey)).expect("key"))
+            .expect("ca key");
+        let ca = CertificateDer::from_pem_slice(&std::fs::read(DataDir::new(dir).path(DataFile::CaCert)).expect("crt"))
+            .expect("ca pem");
+        let issuer = Issuer::from_ca_cert_der(&ca, &key).expect("issuer");
+        let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::new(vec![name.to_owned()]).expect("params");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params
+            .signed_by(&leaf_key, &issuer)
+            .expect("sign")
+            .der()
+            .clone()
+    }
+
+    /// rustls-webpki, as a phone or a toy would check a server: `anchor`
+    /// is the trusted CA certificate.
+    fn webpki_verify(
+        anchor: &[u8],
+        chain: &[CertificateDer<'static>],
+        name: &str,
+    ) -> Result<(), rustls::Error> {
+        use rustls::client::danger::ServerCertVerifier;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(anchor.to_vec()))?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        verifier
+            .verify_server_cert(
+                &chain[0],
+                &chain[1..],
+                &server_name,
+                &[],
+                rustls::pki_types::UnixTime::now(),
+            )
+            .map(|_| ())
+    }
+
+    /// `openssl verify` with the hub CA as the only trusted root; `None`
+    /// when openssl is not installed.
+    fn openssl_verify(dir: &Path, leaf: &CertificateDer<'_>) -> Option<bool> {
+        let leaf_path = dir.join("leaf-under-test.pem");
+        std::fs::write(&leaf_path, pem_encode("CERTIFICATE", leaf.as_ref())).expect("write");
+        let out = std::process::Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(DataDir::new(dir).path(DataFile::CaCert))
+            .arg(&leaf_path)
+            .output()
+            .ok()?;
+        Some(out.status.success())
+    }
+
+    #[test]
+    fn a_leaf_for_another_site_signed_with_the_ca_key_fails_verification() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
+        // The hub's own leaf verifies, for each name it covers.
+        for name in ["hearth.local", "localhost", "127.0.0.1"] {
+            webpki_verify(pki.ca_der(), &pki.server_chain(), name)
+                .unwrap_or_else(|e| panic!("the hub's own leaf for {name}: {e}"));
+        }
+        // Names the hub may take later (another .local host name) and home
+        // addresses verify too.
+        for name in ["den.local", "192.168.1.20", "10.0.0.7", "fd00::20"] {
+            let leaf = leaf_signed_with_ca_key(dir.path(), name);
+            webpki_verify(pki.ca_der(), &[leaf], name)
+                .unwrap_or_else(|e| panic!("a leaf for {name}: {e}"));
+        }
+        // Anything else is refused by webpki and by openssl.
+        for name in ["www.examplebank.com", "8.8.8.8", "2001:db8::1"] {
+            let leaf = leaf_signed_with_ca_key(dir.path(), name);
+            let err = webpki_verify(pki.ca_der(), std::slice::from_ref(&leaf), name)
+                .expect_err("a leaf for another site must not verify");
+            assert!(
+                format!("{err:?}").contains("NameConstraint"),
+                "{name}: {err:?}"
+            );
+            match openssl_verify(dir.path(), &leaf) {
+                Some(ok) => assert!(!ok, "openssl verified a leaf for {name}"),
+                None => eprintln!("skipped: openssl is not installed"),
+            }
+        }
+        let bank = leaf_signed_with_ca_key(dir.path(), "hearth.local");
+        if let Some(ok) = openssl_verify(dir.path(), &bank) {
+            assert!(ok, "openssl must accept a leaf for hearth.local");
+        }
+    }
+
+    /// Makes the CA the way hubs before 0.2 did: no nameConstraints.
+    fn legacy_ca(dir: &Path) -> (KeyPair, CertificateDer<'static>) {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "Hearth hub CA 0a1b2c3d");
+        dn.push(DnType::OrganizationName, "Hearth");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = ca_key_usages();
+        params.not_before = now() - Duration::days(400);
+        params.not_after = now() + Duration::days(365 * 20);
+        let cert = params.self_signed(&key).expect("ca");
+        write_private_file(&DataDir::new(dir).path(DataFile::CaKey), key.serialize_pem().as_bytes()).expect("key");
+        write_private_file(&DataDir::new(dir).path(DataFile::CaCert), cert.pem().as_bytes()).expect("crt");
+        (key, cert.der().clone())
+    }
+
+    #[test]
+    fn an_unconstrained_ca_is_reissued_with_the_same_key_and_paired_toys_keep_working() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, old_ca) = legacy_ca(dir.path());
+        assert_eq!(ca_constraints_of(old_ca.as_ref()), None);
+        // A toy paired before the upgrade holds a certificate from the old CA.
+        let old_hub = {
+            let (_, csr) = make_toy_key_and_csr("bear-1").expect("csr");
+            let checked = check_csr(&csr).expect("csr ok");
+            let key = KeyPair::from_pem(
+                &std::fs::read_to_string(DataDir::new(dir.path()).path(DataFile::CaKey)).expect("key"),
+            )
+            .expect("key");
+            let issuer = Issuer::from_ca_cert_der(&old_ca, &key).expect("issuer");
+            let mut req =
+                CertificateSigningRequestParams::from_der(&checked.der.clone().into()).expect("r");
+            req.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            req.signed_by(&issuer).expect("toy cert").der().clone()
+        };
+
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("upgrade");
+        assert_ne!(
+            pki.ca_der(),
+            old_ca.as_ref(),
+            "the CA certificate is reissued"
+        );
+        assert_eq!(ca_constraints_of(pki.ca_der()), Some(ca_permitted(&names)));
+        let (_, new) =
+            x509_parser::certificate::X509Certificate::from_der(pki.ca_der()).expect("n");
+        let (_, old) = x509_parser::certificate::X509Certificate::from_der(&old_ca).expect("o");
+        assert_eq!(new.public_key().raw, old.public_key().raw, "same key pair");
+        assert_eq!(
+            new.subject().as_raw(),
+            old.subject().as_raw(),
+            "same subject"
+        );
+        assert!(
+            new.name_constraints()
+                .expect("nc")
+                .expect("present")
+                .critical
+        );
+        assert_eq!(previous_ca_hashes(dir.path()), vec![Hex32::sha256(&old_ca)]);
+
+        // A toy that pinned the old CA certificate still accepts the hub.
+        webpki_verify(&old_ca, &pki.server_chain(), "hearth.local")
+            .expect("the old pinned CA accepts the new chain");
+        webpki_verify(pki.ca_der(), &pki.server_chain(), "hearth.local").expect("new CA");
+        // The hub still accepts the toy's certificate from the old CA.
+        let roots = {
+            let mut r = rustls::RootCertStore::empty();
+            r.add(CertificateDer::from(pki.ca_der().to_vec()))
+                .expect("root");
+            Arc::new(r)
+        };
+        let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots,
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .expect("verifier");
+        client_verifier
+            .verify_client_cert(&old_hub, &[], rustls::pki_types::UnixTime::now())
+            .expect("a toy certificate from before the upgrade still verifies");
+
+        // Loading again changes nothing, also with a name the CA may not
+        // vouch for: it is left out of the leaf, the CA stays.
+        let more = server_names(
+            "hearth.local",
+            "0.0.0.0".parse().expect("ip"),
+            &["hub.example.net".into(), "192.168.7.7".into()],
+        );
+        let again = HubPki::load_or_create(dir.path(), &more, now()).expect("reload");
+        assert_eq!(again.ca_der(), pki.ca_der());
+        assert_eq!(previous_ca_hashes(dir.path()).len(), 1);
+        let again_chain = again.server_chain();
+        let (_, leaf) =
+            x509_parser::certificate::X509Certificate::from_der(again_chain[0].as_ref())
+                .expect("leaf");
+        let mut got = cert_names(&leaf);
+        got.sort();
+        assert_eq!(
+            got,
+            vec!["127.0.0.1", "192.168.7.7", "hearth.local", "localhost"]
+        );
+        webpki_verify(&old_ca, &again.server_chain(), "192.168.7.7").expect("old pin");
+        webpki_verify(pki.ca_der(), &again.server_chain(), "hearth.local").expect("new pin");
+    }
+
+    fn validity(der: &[u8]) -> (OffsetDateTime, OffsetDateTime) {
+        let (_, c) = x509_parser::certificate::X509Certificate::from_der(der).expect("cert");
+        (
+            c.validity().not_before.to_datetime(),
+            c.validity().not_after.to_datetime(),
+        )
+    }
+
+    #[test]
+    fn the_leaf_lives_365_days_and_is_renewed_30_days_before_its_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let t0 = now().replace_nanosecond(0).expect("whole seconds");
+        let pki = HubPki::load_or_create(dir.path(), &names, t0).expect("create");
+        let first = pki.server_chain()[0].clone();
+        let (start, end) = validity(first.as_ref());
+        assert_eq!(
+            end - start,
+            Duration::days(365),
+            "Mozilla's profile wants < 366 days"
+        );
+        assert_eq!(pki.server_not_after(), Some(end));
+        // Not due: nothing changes, up to exactly 30 days left.
+        for day in [0, 200, 334] {
+            assert_eq!(
+                pki.renew_if_due(t0 + Duration::days(day)).expect("check"),
+                None
+            );
+        }
+        assert_eq!(pki.server_chain()[0], first);
+        // 29 days left: a new leaf from the same CA, served at once and stored.
+        let later = t0 + Duration::days(335);
+        let new_end = pki.renew_if_due(later).expect("renew").expect("renewed");
+        let chain = pki.server_chain();
+        assert_ne!(chain[0], first);
+        assert_eq!(chain[1].as_ref(), pki.ca_der());
+        assert_eq!(
+            validity(chain[0].as_ref()),
+            (later - Duration::days(1), new_end)
+        );
+        assert_eq!(new_end - later, Duration::days(364));
+        let (_, leaf) =
+            x509_parser::certificate::X509Certificate::from_der(chain[0].as_ref()).expect("leaf");
+        let (_, ca) =
+            x509_parser::certificate::X509Certificate::from_der(pki.ca_der()).expect("ca");
+        assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
+        let stored = CertificateDer::from_pem_slice(
+            &std::fs::read(DataDir::new(dir.path()).path(DataFile::ServerCert)).expect("server.crt"),
+        )
+        .expect("pem");
+        assert_eq!(stored, chain[0]);
+        // A restart then reuses it.
+        let again = HubPki::load_or_create(dir.path(), &names, later).expect("reload");
+        assert_eq!(again.server_chain()[0], chain[0]);
+        assert_eq!(again.renew_if_due(later).expect("check"), None);
+    }
+
+    #[test]
+    fn a_leaf_issued_for_800_days_is_replaced_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
+        // What hubs before 0.2 issued.
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let ca_key =
+            KeyPair::from_pem(&std::fs::read_to_string(DataDir::new(dir.path()).path(DataFile::CaKey)).expect("key"))
+                .expect("ca key");
+        let ca = CertificateDer::from(pki.ca_der().to_vec());
+        let issuer = Issuer::from_ca_cert_der(&ca, &ca_key).expect("issuer");
+        let mut params = CertificateParams::new(vec![
+            "hearth.local".into(),
+            "localhost".into(),
+            "127.0.0.1".into(),
+        ])
+        .expect("params");
+        params.not_before = now() - Duration::days(1);
+        params.not_after = now() + Duration::days(800);
+        let old = params.signed_by(&key, &issuer).expect("leaf");
+        write_private_file(&DataDir::new(dir.path()).path(DataFile::ServerCert), old.pem().as_bytes()).expect("w");
+        write_private_file(
+            &DataDir::new(dir.path()).path(DataFile::ServerKey),
+            key.serialize_pem().as_bytes(),
+        )
+        .expect("w");
+        let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("reload");
+        assert_ne!(&pki.server_chain()[0], old.der());
+        let (start, end) = validity(pki.server_chain()[0].as_ref());
+        assert_eq!(end - start, Duration::days(365));
     }
 
     fn pem_encode(tag: &str, der: &[u8]) -> String {

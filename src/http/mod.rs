@@ -7,6 +7,7 @@
 //! enumerate every route of the app and check that none is left open.
 
 pub mod guard;
+pub mod limits;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -220,7 +221,8 @@ fn add_security_headers(path: &str, h: &mut actix_web::http::header::HeaderMap) 
 
 /// Reads a request body of at most `limit` bytes: a `Content-Length` over
 /// the limit is refused before reading, a chunked body as soon as it
-/// passes the limit.
+/// passes the limit. A body that does not arrive by [`body_deadline`] is
+/// `408 body_timeout`.
 pub async fn read_body(
     req: &actix_web::HttpRequest,
     mut payload: web::Payload,
@@ -233,26 +235,52 @@ pub async fn read_body(
             human_size(limit)
         ))
     };
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(len) = declared {
         if len > limit {
             return Err(too_large());
         }
     }
-    let mut buf = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| Error::new(Code::BadBody, format!("the body could not be read: {e}")))?;
-        if buf.len() + chunk.len() > limit {
-            return Err(too_large());
+    let deadline = body_deadline(declared.unwrap_or(limit));
+    let read = async {
+        let mut buf = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                Error::new(Code::BadBody, format!("the body could not be read: {e}"))
+            })?;
+            if buf.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
         }
-        buf.extend_from_slice(&chunk);
+        Ok(buf.freeze())
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::new(
+            Code::BodyTimeout,
+            format!(
+                "the body did not arrive within {} s; send it again on a better connection",
+                deadline.as_secs()
+            ),
+        )),
     }
-    Ok(buf.freeze())
+}
+
+/// Time allowed for any body before the rate counts.
+pub const BODY_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// The slowest a body may arrive, in bytes per second, after the grace.
+pub const BODY_MIN_RATE: usize = 8 * 1024;
+
+/// How long a body of `len` bytes may take to arrive: a slow body holds a
+/// connection and a file descriptor, so it gets [`BODY_GRACE`] plus the
+/// time at [`BODY_MIN_RATE`] (18 s for 64 KiB of JSON).
+pub fn body_deadline(len: usize) -> std::time::Duration {
+    BODY_GRACE + std::time::Duration::from_secs((len / BODY_MIN_RATE) as u64)
 }
 
 /// `16 MiB`, `16 KiB`…

@@ -181,7 +181,7 @@ async fn locate(opts: &AgentOptions, state: &ToyState) -> Result<HubAddress, Toy
                     hub.host = name.clone();
                 }
                 match pinned {
-                    Some(p) if p != rec.ca_sha256 => {
+                    Some(p) if p != rec.ca_sha256 && !proves_pinned_ca(state, &hub).await => {
                         say(format!(
                             "ignoring hub {:?}: it is not the hub this toy paired with",
                             printable(&rec.instance, 63)
@@ -206,6 +206,17 @@ async fn locate(opts: &AgentOptions, state: &ToyState) -> Result<HubAddress, Toy
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Whether a hub whose TXT `ca` is not the pinned certificate's hash still
+/// passes TLS against the pinned certificate: a hub reissues its CA
+/// certificate with the same key and subject (0.2 added name constraints),
+/// and the chain, not the hash, is what the toy trusts.
+async fn proves_pinned_ca(state: &ToyState, hub: &HubAddress) -> bool {
+    match ToyClient::new(state, hub) {
+        Ok(client) => client.whoami().await.is_ok(),
+        Err(_) => false,
     }
 }
 

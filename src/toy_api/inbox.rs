@@ -83,9 +83,21 @@ async fn inbox(
         if !list.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(HttpResponse::Ok().json(json!({"messages": list})));
         }
-        if tokio::time::timeout_at(deadline, woken).await.is_err() {
-            let list = list_inbox(&state, &toy).await?;
-            return Ok(HttpResponse::Ok().json(json!({"messages": list})));
+        let stop = state.events.shutdown();
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, woken) => {
+                if r.is_err() {
+                    let list = list_inbox(&state, &toy).await?;
+                    return Ok(HttpResponse::Ok().json(json!({"messages": list})));
+                }
+            }
+            () = stop => {
+                // The hub is stopping: an empty answer the toy retries
+                // (toy-protocol.md section 4), on a connection that closes.
+                return Ok(HttpResponse::Ok()
+                    .insert_header((actix_web::http::header::CONNECTION, "close"))
+                    .json(json!({"messages": []})));
+            }
         }
         if !crate::toys::still_paired(&state, &toy.row).await? {
             return Err(Error::new(

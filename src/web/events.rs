@@ -26,7 +26,13 @@ pub async fn stream(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
                 let hello = web::Bytes::from_static(b"retry: 3000\n: connected\n\n");
                 return Some((Ok::<_, actix_web::Error>(hello), (rx, state, false)));
             }
-            let chunk = match tokio::time::timeout(KEEPALIVE, rx.recv()).await {
+            let next = tokio::select! {
+                r = tokio::time::timeout(KEEPALIVE, rx.recv()) => r,
+                // The hub is stopping: end the stream so it does not hold
+                // the shutdown up (the page reconnects after `retry`).
+                () = state.events.shutdown() => return None,
+            };
+            let chunk = match next {
                 Ok(Ok(ev)) => format!("event: {}\ndata: {}\n\n", ev.kind, ev.data),
                 Ok(Err(RecvError::Lagged(n))) => {
                     format!("event: resync\ndata: {{\"missed\": {n}}}\n\n")

@@ -12,6 +12,7 @@ mod discovery;
 mod family;
 mod first_start;
 mod foundation;
+mod hardening;
 mod harness;
 mod lan_guard;
 mod messages;
