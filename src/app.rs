@@ -293,6 +293,7 @@ impl Application {
             discovery,
         });
         let server = https_server(state.clone(), listener, tls)?;
+        let st = state.clone();
         let redirect = match redirect_listener {
             // Behind the same LAN guard: no connection from outside the home.
             Some(l) => Some(

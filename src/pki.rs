@@ -851,10 +851,14 @@ mod tests {
     /// Signs a server leaf for `name` with the CA key in `dir`, as whoever
     /// copied `ca.key` off the SD card could.
     fn leaf_signed_with_ca_key(dir: &Path, name: &str) -> CertificateDer<'static> {
-        let key = KeyPair::from_pem(&std::fs::read_to_string(DataDir::new(dir).path(DataFile::CaKey)).expect("key"))
-            .expect("ca key");
-        let ca = CertificateDer::from_pem_slice(&std::fs::read(DataDir::new(dir).path(DataFile::CaCert)).expect("crt"))
-            .expect("ca pem");
+        let key = KeyPair::from_pem(
+            &std::fs::read_to_string(DataDir::new(dir).path(DataFile::CaKey)).expect("key"),
+        )
+        .expect("ca key");
+        let ca = CertificateDer::from_pem_slice(
+            &std::fs::read(DataDir::new(dir).path(DataFile::CaCert)).expect("crt"),
+        )
+        .expect("ca pem");
         let issuer = Issuer::from_ca_cert_der(&ca, &key).expect("issuer");
         let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
         let mut params = CertificateParams::new(vec![name.to_owned()]).expect("params");
@@ -960,8 +964,16 @@ mod tests {
         params.not_before = now() - Duration::days(400);
         params.not_after = now() + Duration::days(365 * 20);
         let cert = params.self_signed(&key).expect("ca");
-        write_private_file(&DataDir::new(dir).path(DataFile::CaKey), key.serialize_pem().as_bytes()).expect("key");
-        write_private_file(&DataDir::new(dir).path(DataFile::CaCert), cert.pem().as_bytes()).expect("crt");
+        write_private_file(
+            &DataDir::new(dir).path(DataFile::CaKey),
+            key.serialize_pem().as_bytes(),
+        )
+        .expect("key");
+        write_private_file(
+            &DataDir::new(dir).path(DataFile::CaCert),
+            cert.pem().as_bytes(),
+        )
+        .expect("crt");
         (key, cert.der().clone())
     }
 
@@ -975,7 +987,8 @@ mod tests {
             let (_, csr) = make_toy_key_and_csr("bear-1").expect("csr");
             let checked = check_csr(&csr).expect("csr ok");
             let key = KeyPair::from_pem(
-                &std::fs::read_to_string(DataDir::new(dir.path()).path(DataFile::CaKey)).expect("key"),
+                &std::fs::read_to_string(DataDir::new(dir.path()).path(DataFile::CaKey))
+                    .expect("key"),
             )
             .expect("key");
             let issuer = Issuer::from_ca_cert_der(&old_ca, &key).expect("issuer");
@@ -1102,7 +1115,8 @@ mod tests {
             x509_parser::certificate::X509Certificate::from_der(pki.ca_der()).expect("ca");
         assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
         let stored = CertificateDer::from_pem_slice(
-            &std::fs::read(DataDir::new(dir.path()).path(DataFile::ServerCert)).expect("server.crt"),
+            &std::fs::read(DataDir::new(dir.path()).path(DataFile::ServerCert))
+                .expect("server.crt"),
         )
         .expect("pem");
         assert_eq!(stored, chain[0]);
@@ -1119,9 +1133,10 @@ mod tests {
         let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
         // What hubs before 0.2 issued.
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
-        let ca_key =
-            KeyPair::from_pem(&std::fs::read_to_string(DataDir::new(dir.path()).path(DataFile::CaKey)).expect("key"))
-                .expect("ca key");
+        let ca_key = KeyPair::from_pem(
+            &std::fs::read_to_string(DataDir::new(dir.path()).path(DataFile::CaKey)).expect("key"),
+        )
+        .expect("ca key");
         let ca = CertificateDer::from(pki.ca_der().to_vec());
         let issuer = Issuer::from_ca_cert_der(&ca, &ca_key).expect("issuer");
         let mut params = CertificateParams::new(vec![
@@ -1133,7 +1148,11 @@ mod tests {
         params.not_before = now() - Duration::days(1);
         params.not_after = now() + Duration::days(800);
         let old = params.signed_by(&key, &issuer).expect("leaf");
-        write_private_file(&DataDir::new(dir.path()).path(DataFile::ServerCert), old.pem().as_bytes()).expect("w");
+        write_private_file(
+            &DataDir::new(dir.path()).path(DataFile::ServerCert),
+            old.pem().as_bytes(),
+        )
+        .expect("w");
         write_private_file(
             &DataDir::new(dir.path()).path(DataFile::ServerKey),
             key.serialize_pem().as_bytes(),
