@@ -62,8 +62,19 @@ async fn idempotency_keys_are_forgotten_even_when_messages_are_kept_forever() {
         0,
         "keys older than 24 hours are purged under keep forever too"
     );
+    // Keep forever: 40 days on, the sweep deletes nothing.
+    hub.clock.advance(time::Duration::days(40));
+    let deleted = hearth::messaging::retention_sweep(&hub.state)
+        .await
+        .expect("sweep");
+    assert_eq!(deleted, 0, "nothing expires under keep forever");
+    let parent = Parent {
+        token: hub.login("mum", PASSWORD).await,
+        ..parent
+    };
     let list = parent.json("/api/v1/messages").await;
     assert_eq!(list["messages"].as_array().expect("list").len(), 1);
+    assert!(list["messages"][0]["expires_at"].is_null(), "{list}");
 }
 
 /// Runs `hearth user add NAME --role ROLE` on the hub's data directory.
