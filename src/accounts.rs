@@ -74,11 +74,18 @@ fn seconds(n: u64) -> String {
     }
 }
 
-/// Runs argon2 off the async threads.
+/// Runs argon2 off the async threads, on the bounded password workers
+/// (`auth::work`); `503 busy` with `Retry-After` when too many checks are
+/// waiting.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::internal(anyhow::anyhow!("worker failed: {e}")))
+    crate::auth::work::run(f).await.map_err(|_| {
+        let mut e = Error::new(
+            Code::Busy,
+            "the hub is busy checking other passwords; try again in a moment",
+        );
+        e.retry_after = Some(crate::auth::work::RETRY_AFTER_SECS);
+        e
+    })
 }
 
 fn already_set_up() -> Error {
@@ -229,14 +236,16 @@ pub async fn sign_in(
         .unwrap_or_default();
     let account_key = Guess::Account(&name).key();
     let addr_key = Guess::Address(&ip).key();
-    let wait = [
-        accounts.login_account.check(&[&account_key], now),
-        accounts.login_addr.check(&[&addr_key], now),
-    ]
-    .into_iter()
-    .flatten()
-    .max();
-    if let Some(wait) = wait {
+    // The guess is charged before any await, so parallel guesses cannot all
+    // pass; a right one is cleared or refunded below.
+    let reserved = crate::auth::throttle::reserve_all(
+        &[
+            (&accounts.login_account, &[&account_key]),
+            (&accounts.login_addr, &[&addr_key]),
+        ],
+        now,
+    );
+    if let Err(wait) = reserved {
         return Err(Error::too_many(
             format!("too many failed sign-ins; wait {}", seconds(wait)),
             wait,
@@ -256,12 +265,11 @@ pub async fn sign_in(
         }
     };
     let Some(user) = user.filter(|_| verdict) else {
-        accounts.login_account.fail(&[&account_key], now);
-        accounts.login_addr.fail(&[&addr_key], now);
         tracing::info!(client = %ip, username = %name, "failed sign-in");
         return Err(Error::unauthorized("wrong username or password"));
     };
     accounts.login_account.succeed(&account_key);
+    accounts.login_addr.refund(&[&addr_key]);
     let rehash = if password::needs_rehash(&user.password_hash) {
         Some(
             blocking(move || password::hash(&pw))
@@ -398,7 +406,8 @@ pub async fn change_password(
     let PasswordChange { current, new } = change;
     let (key, now) = (Guess::Account(&user.username).key(), state.now());
     let throttle = &state.accounts.login_account;
-    if let Some(wait) = throttle.check(&[&key], now) {
+    // Charged before the check, like a sign-in; refunded when right.
+    if let Err(wait) = throttle.reserve(&[&key], now) {
         return Err(Error::too_many(
             format!("too many wrong passwords; wait {}", seconds(wait)),
             wait,
@@ -406,12 +415,12 @@ pub async fn change_password(
     }
     let stored = user.password_hash.clone();
     if !blocking(move || password::verify(&current, &stored)).await? {
-        throttle.fail(&[&key], now);
         return Err(Error::new(
             Code::WrongPassword,
             "the current password is wrong",
         ));
     }
+    throttle.refund(&[&key]);
     set_password(
         &state.store,
         now,

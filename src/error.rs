@@ -99,6 +99,8 @@ pub enum Code {
     WrongCode,
     /// Throttled; `Retry-After` says how long.
     TooManyRequests,
+    /// Too much slow work (password checks) is waiting; try again shortly.
+    Busy,
     /// Something failed inside the hub.
     InternalError,
     /// The disk is full.
@@ -149,6 +151,7 @@ impl Code {
             Self::WeakPassword => "weak_password",
             Self::WrongCode => "wrong_code",
             Self::TooManyRequests => "too_many_requests",
+            Self::Busy => "busy",
             Self::InternalError => "internal_error",
             Self::StorageFull => "storage_full",
         }
@@ -197,6 +200,7 @@ impl Code {
             | Self::WeakPassword
             | Self::WrongCode => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         }

@@ -2,7 +2,10 @@
 //! `docs/api.md`: 12 to 1024 characters, not a common or breached password, not
 //! containing the username or the household name.
 
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use std::cell::RefCell;
+
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::domain::Invalid;
 
@@ -28,19 +31,73 @@ fn current_prefix() -> String {
     format!("$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}$")
 }
 
+thread_local! {
+    /// Argon2's working memory, kept by each thread that hashes (in the hub,
+    /// the two threads of `auth::work`). Allocating 19 MiB per check left
+    /// the allocator holding more and more of it under parallel sign-ins;
+    /// reused, it stays at one block per thread.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs Argon2 with this thread's reused working memory.
+fn compute(a: &Argon2<'_>, params: &Params, pwd: &[u8], salt: &[u8], out: &mut [u8]) -> bool {
+    MEMORY.with(|m| {
+        let mut m = m.borrow_mut();
+        let n = params.block_count();
+        if m.len() < n {
+            m.resize(n, Block::default());
+        }
+        a.hash_password_into_with_memory(pwd, salt, out, &mut m[..n])
+            .is_ok()
+    })
+}
+
 /// Hashes a password with a fresh random salt.
 pub fn hash(password: &str) -> anyhow::Result<String> {
-    hasher()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
+    let params = Params::new(M_COST, T_COST, P_COST, None)
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    let salt: [u8; 16] = rand::random();
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    if !compute(&hasher(), &params, password.as_bytes(), &salt, &mut out) {
+        anyhow::bail!("argon2 hashing failed");
+    }
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params)
+            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?,
+        salt: Some(Salt::new(&salt).map_err(|e| anyhow::anyhow!("argon2 salt: {e}"))?),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("argon2 output: {e}"))?),
+    };
+    Ok(phc.to_string())
 }
 
 /// Checks a password against a stored hash (using the hash's own parameters).
 pub fn verify(password: &str, stored: &str) -> bool {
-    hasher()
-        .verify_password(password.as_bytes(), stored)
-        .is_ok()
+    let Ok(h) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&h.salt, &h.hash) else {
+        return false;
+    };
+    let (Ok(params), Ok(algorithm)) = (
+        Params::try_from(&h),
+        Algorithm::try_from(h.algorithm.as_str()),
+    ) else {
+        return false;
+    };
+    let version = match h.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let a = Argon2::new(algorithm, version, params.clone());
+    let mut out = vec![0u8; expected.as_bytes().len()];
+    compute(&a, &params, password.as_bytes(), salt.as_ref(), &mut out)
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            out.as_slice(),
+            expected.as_bytes(),
+        ))
 }
 
 /// True when a stored hash was made with other parameters and should be
@@ -107,6 +164,7 @@ pub fn is_common(password: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::PasswordHasher;
 
     #[test]
     fn hash_uses_argon2id_with_the_chosen_parameters() {

@@ -5,6 +5,11 @@
 //! twice as long as the one before (1 s, 2 s, 4 s … up to 15 minutes). A
 //! success clears the key. State is in memory: a restart forgets it, which
 //! costs an attacker a power cycle of the parent's Pi, not a bypass.
+//!
+//! Callers [`reserve`](Throttle::reserve) a guess before doing any slow work
+//! (Argon2): the check and the charge happen under one lock, so parallel
+//! guesses cannot all pass a check made before any of them was recorded.
+//! A guess that turns out right is then cleared or refunded.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -52,20 +57,34 @@ impl Throttle {
         let Ok(mut map) = self.entries.lock() else {
             return;
         };
-        if map.len() > 10_000 {
-            map.retain(|_, e| now - e.last < FORGET_SECS);
-        }
+        charge(&mut map, self.free, keys, now);
+    }
+
+    /// Checks `keys` and, when none is blocked, charges one failure to each
+    /// at once (under the same lock), so the slot is taken before any slow
+    /// work. `Err(seconds)` to wait when one is blocked; nothing is charged
+    /// then. A right guess afterwards calls [`succeed`](Self::succeed) or
+    /// [`refund`](Self::refund).
+    pub fn reserve(&self, keys: &[&str], now: i64) -> Result<(), u64> {
+        reserve_all(&[(self, keys)], now)
+    }
+
+    /// Takes back one failure charged by [`reserve`](Self::reserve) for a
+    /// guess that was right, without clearing earlier failures. A block
+    /// that the refunded failure alone caused is lifted.
+    pub fn refund(&self, keys: &[&str]) {
+        let Ok(mut map) = self.entries.lock() else {
+            return;
+        };
         for k in keys {
-            let e = map.entry((*k).to_owned()).or_insert(Entry {
-                failures: 0,
-                blocked_until: 0,
-                last: now,
-            });
-            e.failures += 1;
-            e.last = now;
-            if e.failures >= self.free {
-                let exp = (e.failures - self.free).min(20);
-                e.blocked_until = now + (1i64 << exp).min(MAX_BLOCK_SECS);
+            if let Some(e) = map.get_mut(*k) {
+                e.failures = e.failures.saturating_sub(1);
+                if e.failures < self.free {
+                    e.blocked_until = 0;
+                }
+                if e.failures == 0 {
+                    map.remove(*k);
+                }
             }
         }
     }
@@ -74,6 +93,53 @@ impl Throttle {
     pub fn succeed(&self, key: &str) {
         if let Ok(mut map) = self.entries.lock() {
             map.remove(key);
+        }
+    }
+}
+
+/// [`Throttle::reserve`] over several throttles: every key of every
+/// throttle is checked before any is charged, all under the throttles'
+/// locks, taken in the order given (callers always pass the same order).
+pub fn reserve_all(parts: &[(&Throttle, &[&str])], now: i64) -> Result<(), u64> {
+    let mut guards = Vec::with_capacity(parts.len());
+    for (t, _) in parts {
+        match t.entries.lock() {
+            Ok(g) => guards.push(g),
+            // A poisoned map only means a panic elsewhere; keep throttling.
+            Err(p) => guards.push(p.into_inner()),
+        }
+    }
+    let wait = parts
+        .iter()
+        .zip(guards.iter())
+        .flat_map(|((_, keys), map)| keys.iter().filter_map(|k| map.get(*k)))
+        .map(|e| e.blocked_until - now)
+        .filter(|left| *left > 0)
+        .max();
+    if let Some(wait) = wait {
+        return Err(wait as u64);
+    }
+    for ((t, keys), map) in parts.iter().zip(guards.iter_mut()) {
+        charge(map, t.free, keys, now);
+    }
+    Ok(())
+}
+
+fn charge(map: &mut HashMap<String, Entry>, free: u32, keys: &[&str], now: i64) {
+    if map.len() > 10_000 {
+        map.retain(|_, e| now - e.last < FORGET_SECS);
+    }
+    for k in keys {
+        let e = map.entry((*k).to_owned()).or_insert(Entry {
+            failures: 0,
+            blocked_until: 0,
+            last: now,
+        });
+        e.failures += 1;
+        e.last = now;
+        if e.failures >= free {
+            let exp = (e.failures - free).min(20);
+            e.blocked_until = now + (1i64 << exp).min(MAX_BLOCK_SECS);
         }
     }
 }
@@ -108,5 +174,37 @@ mod tests {
             t.fail(&["x"], 0);
         }
         assert_eq!(t.check(&["x"], 0), Some(MAX_BLOCK_SECS as u64));
+    }
+
+    #[test]
+    fn parallel_reservations_pass_only_the_free_ones() {
+        let t = std::sync::Arc::new(Throttle::new(5));
+        let passed = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..60 {
+                s.spawn(|| {
+                    if t.reserve(&["user:mum"], 100).is_ok() {
+                        passed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(passed.into_inner(), 5, "only the free guesses pass");
+    }
+
+    #[test]
+    fn reserve_all_charges_nothing_when_one_is_blocked_and_refund_undoes() {
+        let (a, b) = (Throttle::new(2), Throttle::new(1));
+        assert_eq!(reserve_all(&[(&a, &["k"]), (&b, &["x"])], 10), Ok(()));
+        assert_eq!(reserve_all(&[(&a, &["k"]), (&b, &["x"])], 10), Err(1));
+        assert_eq!(
+            a.check(&["k"], 10),
+            None,
+            "the refused guess was not charged"
+        );
+        b.refund(&["x"]);
+        assert_eq!(b.check(&["x"], 10), None, "a right guess is refunded");
+        assert_eq!(reserve_all(&[(&a, &["k"]), (&b, &["x"])], 10), Ok(()));
+        assert_eq!(a.check(&["k"], 10), Some(1));
     }
 }

@@ -9,6 +9,7 @@
 mod browser;
 mod contract;
 mod discovery;
+mod durability;
 mod family;
 mod first_start;
 mod foundation;
@@ -18,8 +19,5 @@ mod lan_guard;
 mod messages;
 mod netns;
 mod pairing;
-mod prerequisites;
-mod skipping;
-#[path = "../support/skips.rs"]
-mod skips;
+mod proc_hub;
 mod toy_client;
