@@ -71,6 +71,8 @@ pub enum Code {
     AlreadySetUp,
     /// The pairing is not waiting for this step.
     PairingNotReady,
+    /// A pending pairing for this toy id has another key.
+    PairingInProgress,
     /// The body is too large.
     PayloadTooLarge,
     /// The body did not arrive within its deadline.
@@ -137,6 +139,7 @@ impl Code {
             Self::AlreadyRevealed => "already_revealed",
             Self::AlreadySetUp => "already_set_up",
             Self::PairingNotReady => "pairing_not_ready",
+            Self::PairingInProgress => "pairing_in_progress",
             Self::PayloadTooLarge => "payload_too_large",
             Self::BodyTimeout => "body_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -185,7 +188,8 @@ impl Code {
             Self::AlreadyPaired
             | Self::AlreadyRevealed
             | Self::AlreadySetUp
-            | Self::PairingNotReady => StatusCode::CONFLICT,
+            | Self::PairingNotReady
+            | Self::PairingInProgress => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -6,6 +6,16 @@
 //! approved or rejected pairing can still be polled for 10 minutes. Time is
 //! passed in. Nothing here is persisted: a restart simply asks toys to
 //! start again, while every outcome is written to the audit log by callers.
+//!
+//! Nobody needs credentials to ask for a pairing, so the registry also
+//! keeps what one network address may do: a pending pairing is replaced
+//! only by a request with the same key (another key is refused, so nobody
+//! can cancel a real toy's pairing by sending its public id); one address
+//! may send [`ADDR_REQUESTS`] requests per [`ADDR_WINDOW`] and hold
+//! [`ADDR_OPEN`] pending pairings, so one device cannot fill every slot;
+//! and it causes at most [`ADDR_AUDIT_ROWS`] audit rows per window, the
+//! rest being counted and summed up in the next row, so a loop cannot fill
+//! the disk. The hub's own machine (loopback) is not limited.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,6 +31,16 @@ pub const EXPIRES_IN: i64 = 600;
 pub const FINISHED_TTL: i64 = 600;
 /// Wrong codes before a pairing is rejected.
 pub const MAX_ATTEMPTS: u8 = 3;
+/// Pairing requests one address may send per window.
+pub const ADDR_REQUESTS: u32 = 6;
+/// Pending pairings one address may hold at once.
+pub const ADDR_OPEN: usize = 2;
+/// Audit rows one address may cause per window without credentials.
+pub const ADDR_AUDIT_ROWS: u32 = 10;
+/// The per-address window, in seconds.
+pub const ADDR_WINDOW: i64 = 600;
+/// Addresses remembered at most; beyond, the oldest windows are dropped.
+const ADDR_REMEMBERED: usize = 4096;
 
 /// Where a pairing stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +94,8 @@ pub struct Pairing {
     pub wrong_codes: u8,
     /// Where it stands.
     pub status: Status,
+    /// The limiting key of the address it came from (`None`: not limited).
+    pub addr: Option<String>,
 }
 
 impl Pairing {
@@ -97,6 +119,11 @@ impl Pairing {
 pub enum PairError {
     /// 429: too many pending.
     TooMany,
+    /// 429: this address sent too many requests or holds too many
+    /// pending pairings; seconds to wait.
+    AddrLimit(u64),
+    /// 409: a pending pairing for this toy id has another key.
+    KeyInUse,
     /// 404: unknown or expired.
     NotFound,
     /// 409: the step does not fit the pairing's state.
@@ -118,10 +145,41 @@ pub struct Approval {
     pub request: Request,
 }
 
+/// What one address did in its current window.
+#[derive(Debug, Clone, Copy)]
+struct AddrUse {
+    window_start: i64,
+    requests: u32,
+    audit_rows: u32,
+    /// Audit rows skipped and not yet summed up in a written row.
+    unrecorded: u32,
+}
+
+/// The limiting key of a client address: the address itself, or for IPv6
+/// its /64 (one home device can take any address of its prefix). `None`
+/// for loopback: the hub's own machine is not limited.
+pub fn addr_key(ip: &str) -> Option<String> {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(a) if a.is_loopback() => None,
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) if v4.is_loopback() => None,
+            Some(v4) => Some(v4.to_string()),
+            None => {
+                let s = v6.segments();
+                Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+            }
+        },
+        Ok(a) => Some(a.to_string()),
+        // No parsable peer address (not expected): one shared bucket.
+        Err(_) => Some("unknown".into()),
+    }
+}
+
 /// The registry of pairings.
 #[derive(Default)]
 pub struct Pairings {
     map: Mutex<HashMap<String, Pairing>>,
+    addrs: Mutex<HashMap<String, AddrUse>>,
 }
 
 impl Pairings {
@@ -134,23 +192,107 @@ impl Pairings {
         f(&mut guard)
     }
 
-    /// Step 1: a new pairing, replacing any pending one for the same toy.
-    /// Returns (pairing id, hub nonce, id of a replaced pairing).
+    fn with_addr<T>(&self, key: &str, now: i64, f: impl FnOnce(&mut AddrUse) -> T) -> T {
+        let mut guard = match self.addrs.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if guard.len() >= ADDR_REMEMBERED {
+            guard.retain(|_, u| now < u.window_start + ADDR_WINDOW);
+            if guard.len() >= ADDR_REMEMBERED {
+                guard.clear();
+            }
+        }
+        let u = guard.entry(key.to_owned()).or_insert(AddrUse {
+            window_start: now,
+            requests: 0,
+            audit_rows: 0,
+            unrecorded: 0,
+        });
+        if now >= u.window_start + ADDR_WINDOW {
+            *u = AddrUse {
+                window_start: now,
+                requests: 0,
+                audit_rows: 0,
+                unrecorded: u.unrecorded,
+            };
+        }
+        f(u)
+    }
+
+    /// Counts a pairing request from the address with limiting key `addr`
+    /// (see [`addr_key`]); `Err(seconds)` when it sent too many this window.
+    /// Called before any work on the request.
+    pub fn admit(&self, addr: Option<&str>, now: i64) -> Result<(), u64> {
+        let Some(addr) = addr else { return Ok(()) };
+        self.with_addr(addr, now, |u| {
+            if u.requests >= ADDR_REQUESTS {
+                Err((u.window_start + ADDR_WINDOW - now).max(1) as u64)
+            } else {
+                u.requests += 1;
+                Ok(())
+            }
+        })
+    }
+
+    /// Whether an audit row caused by an unauthenticated request from `addr`
+    /// may be written: `Some(n)` yes, and `n` earlier rows from this address
+    /// were skipped (say so in this one); `None` skip it (it is counted).
+    pub fn audit_quota(&self, addr: Option<&str>, now: i64) -> Option<u32> {
+        let Some(addr) = addr else { return Some(0) };
+        self.with_addr(addr, now, |u| {
+            if u.audit_rows >= ADDR_AUDIT_ROWS {
+                u.unrecorded = u.unrecorded.saturating_add(1);
+                None
+            } else {
+                u.audit_rows += 1;
+                Some(std::mem::take(&mut u.unrecorded))
+            }
+        })
+    }
+
+    /// Step 1: a new pairing, replacing a pending one for the same toy
+    /// only when it has the same key. `addr` is the limiting key of the
+    /// toy's address ([`addr_key`]). Returns (pairing id, hub nonce, id of a
+    /// replaced pairing).
     pub fn start(
         &self,
         request: Request,
+        addr: Option<String>,
         now: i64,
     ) -> Result<(String, [u8; 32], Option<String>), PairError> {
         self.with(now, |map| {
             let replaced = map
                 .iter()
                 .find(|(_, p)| p.is_open() && p.request.toy_id == request.toy_id)
-                .map(|(k, _)| k.clone());
-            if let Some(old) = &replaced {
-                map.remove(old);
-            }
+                .map(|(k, p)| (k.clone(), p.request.csr.spki_der == request.csr.spki_der));
+            let replaced = match replaced {
+                Some((_, false)) => return Err(PairError::KeyInUse),
+                Some((old, true)) => {
+                    map.remove(&old);
+                    Some(old)
+                }
+                None => None,
+            };
             if map.values().filter(|p| p.is_open()).count() >= MAX_PENDING {
                 return Err(PairError::TooMany);
+            }
+            if let Some(a) = &addr {
+                let open_here = map
+                    .values()
+                    .filter(|p| p.is_open() && p.addr.as_ref() == Some(a))
+                    .count();
+                if open_here >= ADDR_OPEN {
+                    let oldest = map
+                        .values()
+                        .filter(|p| p.is_open() && p.addr.as_ref() == Some(a))
+                        .map(|p| p.created_at)
+                        .min()
+                        .unwrap_or(now);
+                    return Err(PairError::AddrLimit(
+                        (oldest + EXPIRES_IN - now).max(1) as u64
+                    ));
+                }
             }
             let id = hex::encode(rand::random::<[u8; 16]>());
             let hub_nonce = rand::random::<[u8; 32]>();
@@ -165,6 +307,7 @@ impl Pairings {
                     finished_at: None,
                     wrong_codes: 0,
                     status: Status::AwaitingReveal,
+                    addr,
                 },
             );
             Ok((id, hub_nonce, replaced))
@@ -303,7 +446,7 @@ mod tests {
     fn full_flow_and_wrong_codes() {
         let ps = Pairings::default();
         let ca = b"ca-der";
-        let (id, hub, _) = ps.start(request("bear", [7; 32]), 0).expect("start");
+        let (id, hub, _) = ps.start(request("bear", [7; 32]), None, 0).expect("start");
         assert!(matches!(
             ps.confirm(&id, &PairingCode::parse("000000").expect("c"), ca, 1),
             Err(PairError::WrongState(_))
@@ -340,7 +483,7 @@ mod tests {
     #[test]
     fn three_wrong_codes_reject() {
         let ps = Pairings::default();
-        let (id, _, _) = ps.start(request("bear", [1; 32]), 0).expect("start");
+        let (id, _, _) = ps.start(request("bear", [1; 32]), None, 0).expect("start");
         ps.reveal(&id, [1; 32], 0).expect("reveal");
         let mut lefts = Vec::new();
         for _ in 0..3 {
@@ -358,27 +501,101 @@ mod tests {
     #[test]
     fn mismatch_discards_and_expiry_and_limits() {
         let ps = Pairings::default();
-        let (id, _, _) = ps.start(request("bear", [1; 32]), 0).expect("start");
+        let (id, _, _) = ps.start(request("bear", [1; 32]), None, 0).expect("start");
         assert_eq!(
             ps.reveal(&id, [2; 32], 0),
             Err(PairError::CommitmentMismatch)
         );
         assert!(ps.get(&id, 0).is_none());
-        let (id, _, _) = ps.start(request("bear", [1; 32]), 0).expect("start");
+        let (id, _, _) = ps.start(request("bear", [1; 32]), None, 0).expect("start");
         assert!(ps.get(&id, EXPIRES_IN - 1).is_some());
         assert!(ps.get(&id, EXPIRES_IN).is_none(), "expired");
+        let mut first = None;
         for i in 0..MAX_PENDING {
-            ps.start(request(&format!("t{i}"), [1; 32]), 1000)
-                .expect("room");
+            let r = request(&format!("t{i}"), [1; 32]);
+            first.get_or_insert_with(|| r.clone());
+            ps.start(r, None, 1000).expect("room");
         }
         assert_eq!(
-            ps.start(request("one-more", [1; 32]), 1000).err(),
+            ps.start(request("one-more", [1; 32]), None, 1000).err(),
             Some(PairError::TooMany)
         );
         // Replacing a toy's own pending pairing is allowed even when full.
-        let (new_id, _, old) = ps.start(request("t0", [1; 32]), 1000).expect("replace");
+        let t0 = request_with_key("t0", first.as_ref().expect("t0"));
+        let (new_id, _, old) = ps.start(t0, None, 1000).expect("replace");
         assert!(old.is_some());
         assert!(ps.get(&old.expect("old"), 1000).is_none());
         assert!(ps.get(&new_id, 1000).is_some());
+    }
+
+    fn request_with_key(id: &str, key_of: &Request) -> Request {
+        let mut r = request(id, [3; 32]);
+        r.csr = key_of.csr.clone();
+        r
+    }
+
+    #[test]
+    fn another_key_never_replaces_a_pending_pairing() {
+        let ps = Pairings::default();
+        let real = request("bear", [1; 32]);
+        let (id, _, _) = ps.start(real.clone(), None, 0).expect("start");
+        assert_eq!(
+            ps.start(request("bear", [2; 32]), None, 1).err(),
+            Some(PairError::KeyInUse),
+            "another key is refused"
+        );
+        assert!(ps.get(&id, 1).is_some(), "the real pairing lives on");
+        let (new_id, _, old) = ps
+            .start(request_with_key("bear", &real), None, 2)
+            .expect("the same key replaces");
+        assert_eq!(old.as_deref(), Some(id.as_str()));
+        assert!(ps.get(&id, 2).is_none());
+        ps.reject(&new_id, 3).expect("reject");
+        assert!(
+            ps.start(request("bear", [2; 32]), None, 4).is_ok(),
+            "after a rejection another key may try"
+        );
+    }
+
+    #[test]
+    fn one_address_is_limited_in_requests_open_pairings_and_audit_rows() {
+        let ps = Pairings::default();
+        let a = addr_key("192.168.1.50");
+        assert_eq!(addr_key("127.0.0.1"), None, "loopback is not limited");
+        assert_eq!(addr_key("::ffff:127.0.0.1"), None);
+        assert_eq!(
+            addr_key("2001:db8:1:2:aaaa::1"),
+            addr_key("2001:db8:1:2:bbbb::2"),
+            "one IPv6 /64 is one address"
+        );
+        for i in 0..ADDR_OPEN {
+            assert_eq!(ps.admit(a.as_deref(), 0), Ok(()));
+            ps.start(request(&format!("junk{i}"), [1; 32]), a.clone(), 0)
+                .expect("room");
+        }
+        assert_eq!(ps.admit(a.as_deref(), 0), Ok(()));
+        assert_eq!(
+            ps.start(request("junk-more", [1; 32]), a.clone(), 10).err(),
+            Some(PairError::AddrLimit((EXPIRES_IN - 10) as u64)),
+            "one address holds at most ADDR_OPEN pending pairings"
+        );
+        let other = addr_key("192.168.1.51");
+        assert!(ps.start(request("real", [1; 32]), other, 10).is_ok());
+        for _ in (ADDR_OPEN as u32 + 1)..ADDR_REQUESTS {
+            assert_eq!(ps.admit(a.as_deref(), 20), Ok(()));
+        }
+        assert_eq!(ps.admit(a.as_deref(), 20), Err((ADDR_WINDOW - 20) as u64));
+        assert_eq!(ps.admit(a.as_deref(), ADDR_WINDOW), Ok(()), "a new window");
+        assert_eq!(ps.admit(None, 0), Ok(()));
+        // Audit rows: ADDR_AUDIT_ROWS, then skipped and counted, then summed up.
+        let b = addr_key("10.0.0.9");
+        for _ in 0..ADDR_AUDIT_ROWS {
+            assert_eq!(ps.audit_quota(b.as_deref(), 0), Some(0));
+        }
+        for _ in 0..500 {
+            assert_eq!(ps.audit_quota(b.as_deref(), 1), None);
+        }
+        assert_eq!(ps.audit_quota(b.as_deref(), ADDR_WINDOW), Some(500));
+        assert_eq!(ps.audit_quota(b.as_deref(), ADDR_WINDOW), Some(0));
     }
 }

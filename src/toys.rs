@@ -58,6 +58,7 @@ impl ToyStatus {
             "battery": t.battery,
             "firmware": t.firmware,
             "child": t.child_name,
+            "key_changed": t.earlier_key_fp.as_ref().is_some_and(|k| *k != t.key_fp),
         })
     }
 }
@@ -216,6 +217,13 @@ pub fn pair_error(e: PairError) -> Error {
         ),
         PairError::WrongState(msg) => Error::new(Code::PairingNotReady, msg),
         PairError::TooMany => Error::too_many("too many pairings are waiting", 60),
+        PairError::AddrLimit(wait) => {
+            Error::too_many("too many pairing requests from one address", wait)
+        }
+        PairError::KeyInUse => Error::new(
+            Code::PairingInProgress,
+            "a pairing for this toy id is already waiting with another key",
+        ),
         PairError::CommitmentMismatch => Error::new(
             Code::CommitmentMismatch,
             "the toy's nonce does not match its commitment",
@@ -379,14 +387,27 @@ fn bad(msg: impl Into<String>) -> Error {
     Error::new(Code::InvalidPairingRequest, msg)
 }
 
-/// Records an act of a toy (the actor is `toy:<id>`).
+/// Records an unauthenticated act of a toy (the actor is `toy:<id>`) when
+/// the address still has quota (`pairing`), so a loop cannot fill the
+/// disk; rows skipped before are summed up in the next one written.
 async fn toy_record(
     state: &AppState,
+    addr: Option<&str>,
     action: Action,
     toy: Option<String>,
     outcome: Outcome,
     detail: String,
 ) -> Result<()> {
+    let Some(skipped) = state.pairings.audit_quota(addr, state.now()) else {
+        return Ok(());
+    };
+    let detail = match (skipped, addr) {
+        (0, _) => detail,
+        (n, Some(a)) => format!(
+            "{detail} ({n} earlier unauthenticated attempts from {a} were not recorded one by one)"
+        ),
+        (n, None) => format!("{detail} ({n} earlier attempts were not recorded one by one)"),
+    };
     let entry = AuditEntry {
         at: state.now(),
         actor: toy.as_ref().map(|t| format!("toy:{t}")),
@@ -422,8 +443,29 @@ pub struct PairingStarted {
 
 /// A toy asks to pair (`docs/toy-protocol.md` section 3, step 1): every
 /// field is checked, an already paired id is refused, at most 8 wait, and
-/// the outcome is recorded.
-pub async fn request_pairing(state: &AppState, b: PairingRequest) -> Result<PairingStarted> {
+/// the outcome is recorded. `addr` is the caller's limiting key
+/// (`pairing::addr_key`): one address gets a few requests and pending
+/// pairings, and a pending pairing is replaced only by the same key.
+pub async fn request_pairing(
+    state: &AppState,
+    b: PairingRequest,
+    addr: Option<String>,
+) -> Result<PairingStarted> {
+    if let Err(wait) = state.pairings.admit(addr.as_deref(), state.now()) {
+        toy_record(
+            state,
+            addr.as_deref(),
+            Action::PairingRequest,
+            None,
+            Outcome::Failure,
+            "too many pairing requests from this address".into(),
+        )
+        .await?;
+        return Err(Error::too_many(
+            "too many pairing requests from this address; try again later",
+            wait,
+        ));
+    }
     let toy_id = ToyId::parse(&b.toy_id).map_err(|e| bad(e.0))?;
     let name = DisplayName::parse(&b.name).map_err(|e| bad(format!("name: {e}")))?;
     if b.model.len() > 64 || b.model.chars().any(char::is_control) {
@@ -451,11 +493,43 @@ pub async fn request_pairing(state: &AppState, b: PairingRequest) -> Result<Pair
         csr,
         commitment,
     };
-    let (pairing_id, hub_nonce, replaced) = match state.pairings.start(request, now) {
+    let (pairing_id, hub_nonce, replaced) = match state.pairings.start(request, addr.clone(), now)
+    {
         Ok(x) => x,
+        Err(PairError::KeyInUse) => {
+            toy_record(
+                state,
+                addr.as_deref(),
+                Action::PairingRequest,
+                Some(toy_id.to_string()),
+                Outcome::Failure,
+                "a pending pairing for this toy id has another key".into(),
+            )
+            .await?;
+            return Err(Error::new(
+                Code::PairingInProgress,
+                "a pairing for this toy id is already waiting with another key; it ends when a parent confirms or rejects it, or after 10 minutes",
+            ));
+        }
+        Err(PairError::AddrLimit(wait)) => {
+            toy_record(
+                state,
+                addr.as_deref(),
+                Action::PairingRequest,
+                Some(toy_id.to_string()),
+                Outcome::Failure,
+                "too many pending pairings from this address".into(),
+            )
+            .await?;
+            return Err(Error::too_many(
+                "too many pairings from this address are waiting; finish or wait for them",
+                wait,
+            ));
+        }
         Err(PairError::TooMany) => {
             toy_record(
                 state,
+                addr.as_deref(),
                 Action::PairingRequest,
                 Some(toy_id.to_string()),
                 Outcome::Failure,
@@ -475,6 +549,7 @@ pub async fn request_pairing(state: &AppState, b: PairingRequest) -> Result<Pair
     };
     toy_record(
         state,
+        addr.as_deref(),
         Action::PairingRequest,
         Some(toy_id.to_string()),
         Outcome::Success,
@@ -494,7 +569,12 @@ pub async fn request_pairing(state: &AppState, b: PairingRequest) -> Result<Pair
 
 /// A toy reveals its nonce (step 2); a nonce that does not match the
 /// commitment discards the pairing and is recorded.
-pub async fn reveal_pairing(state: &AppState, id: &str, toy_nonce: &str) -> Result<()> {
+pub async fn reveal_pairing(
+    state: &AppState,
+    id: &str,
+    toy_nonce: &str,
+    addr: Option<String>,
+) -> Result<()> {
     let nonce = Hex32::parse("toy_nonce", toy_nonce).map_err(|e| bad(e.0))?;
     let now = state.now();
     let toy = state
@@ -515,6 +595,7 @@ pub async fn reveal_pairing(state: &AppState, id: &str, toy_nonce: &str) -> Resu
         Err(PairError::CommitmentMismatch) => {
             toy_record(
                 state,
+                addr.as_deref(),
                 Action::PairingReveal,
                 toy,
                 Outcome::Failure,

@@ -1,4 +1,9 @@
 //! Paired toys: identity (key and current certificate), name, status.
+//!
+//! A removed toy's id paired again with another key is another device (or
+//! a reset toy): it gets a new row with an empty inbox, while the old row
+//! keeps its conversation under the id `<toy_id>#<row id>` (`#` is never
+//! part of a toy id) until retention removes its messages.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -32,9 +37,14 @@ pub struct Toy {
     pub firmware: Option<String>,
     /// The child it belongs to.
     pub child_name: Option<String>,
+    /// The key of an earlier toy that had this id, when that key differs
+    /// (the id was paired again with another key).
+    pub earlier_key_fp: Option<String>,
 }
 
-const COLS: &str = "id, toy_id, name, model, key_fp, cert_sha256, paired_at, removed_at, last_seen, battery, firmware, child_name";
+const COLS: &str = "id, toy_id, name, model, key_fp, cert_sha256, paired_at, removed_at, last_seen, battery, firmware, child_name, \
+    (SELECT o.key_fp FROM toys o WHERE substr(o.toy_id, 1, length(toys.toy_id) + 1) = toys.toy_id || '#' \
+     ORDER BY o.id DESC LIMIT 1)";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Toy> {
     Ok(Toy {
@@ -50,6 +60,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Toy> {
         battery: r.get(9)?,
         firmware: r.get(10)?,
         child_name: r.get(11)?,
+        earlier_key_fp: r.get(12)?,
     })
 }
 
@@ -95,7 +106,9 @@ pub fn list_paired(c: &Connection) -> StoreResult<Vec<Toy>> {
 }
 
 /// Records a completed pairing: a new toy, or a removed one paired again
-/// (its conversation is kept). Only `cert_sha256` is accepted from now on.
+/// (with the same key its conversation is kept; with another key the old
+/// row is set aside and the toy starts afresh). Only `cert_sha256` is
+/// accepted from now on.
 pub fn upsert_paired(
     tx: &Connection,
     toy_id: &ToyId,
@@ -105,6 +118,12 @@ pub fn upsert_paired(
     cert_sha256: &[u8],
     now: i64,
 ) -> StoreResult<ToyRowId> {
+    tx.execute(
+        "UPDATE toys SET toy_id = toy_id || '#' || id
+         WHERE toy_id = ?1 AND removed_at IS NOT NULL AND key_fp <> ?2",
+        params![toy_id, key_fp],
+    )
+    .map_err(w)?;
     tx.execute(
         "INSERT INTO toys (toy_id, name, model, key_fp, cert_sha256, paired_at, last_seen)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)

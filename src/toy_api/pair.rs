@@ -3,7 +3,7 @@
 //! entries of each step are in `toys`; this file parses and renders.
 
 use actix_web::http::Method;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -43,8 +43,18 @@ struct PairBody {
     commitment: String,
 }
 
+/// The limiting key of the caller's address (see `pairing::addr_key`).
+fn addr_of(req: &HttpRequest) -> Option<String> {
+    let ip = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    crate::pairing::addr_key(&ip)
+}
+
 async fn start(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Json(b): Json<PairBody, PAIR_LIMIT>,
 ) -> Result<HttpResponse> {
     let request = PairingRequest {
@@ -54,7 +64,7 @@ async fn start(
         csr: b.csr,
         commitment: b.commitment,
     };
-    let started = toys::request_pairing(&state, request).await?;
+    let started = toys::request_pairing(&state, request, addr_of(&req)).await?;
     Ok(HttpResponse::Created().json(json!({
         "pairing_id": started.pairing_id,
         "hub_nonce": hex::encode(started.hub_nonce),
@@ -70,10 +80,11 @@ struct RevealBody {
 
 async fn reveal(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
     Json(b): Json<RevealBody, PAIR_LIMIT>,
 ) -> Result<HttpResponse> {
-    toys::reveal_pairing(&state, &path, &b.toy_nonce).await?;
+    toys::reveal_pairing(&state, &path, &b.toy_nonce, addr_of(&req)).await?;
     Ok(HttpResponse::Ok().json(json!({"status": "awaiting_confirmation"})))
 }
 
