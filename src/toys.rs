@@ -732,6 +732,7 @@ mod tests {
             battery: None,
             firmware: None,
             child_name: None,
+            earlier_key_fp: None,
         }
     }
 

@@ -121,7 +121,7 @@ pub fn upsert_paired(
     tx.execute(
         "UPDATE toys SET toy_id = toy_id || '#' || id
          WHERE toy_id = ?1 AND removed_at IS NOT NULL AND key_fp <> ?2",
-        params![toy_id, key_fp],
+        params![toy_id.as_str(), key_fp],
     )
     .map_err(w)?;
     tx.execute(

@@ -19,5 +19,9 @@ mod lan_guard;
 mod messages;
 mod netns;
 mod pairing;
+mod prerequisites;
 mod proc_hub;
+mod skipping;
+#[path = "../support/skips.rs"]
+mod skips;
 mod toy_client;
