@@ -493,8 +493,7 @@ pub async fn request_pairing(
         csr,
         commitment,
     };
-    let (pairing_id, hub_nonce, replaced) = match state.pairings.start(request, addr.clone(), now)
-    {
+    let (pairing_id, hub_nonce, replaced) = match state.pairings.start(request, addr.clone(), now) {
         Ok(x) => x,
         Err(PairError::KeyInUse) => {
             toy_record(

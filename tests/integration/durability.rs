@@ -31,10 +31,12 @@ fn parallel_wrong_passwords_are_throttled_in_bounded_memory() {
     let rt = runtime();
     let statuses = rt.block_on(async {
         hub.setup().await;
-        let c = hub.anon();
-        let tasks: Vec<_> = (0..60)
+        // From ten loopback addresses, so that the per-address connection
+        // caps (`http::limits`) do not hide the throttle under test.
+        let tasks: Vec<_> = (0..60u8)
             .map(|i| {
-                let (c, url) = (c.clone(), hub.url("/api/v1/login"));
+                let c = crate::harness::client_from(&hub.ca_pem, 10 + i % 10);
+                let url = hub.url("/api/v1/login");
                 tokio::spawn(async move {
                     let body =
                         json!({"username": "mum", "password": format!("wrong guess number {i}")});
@@ -88,10 +90,11 @@ fn parallel_wrong_passwords_are_throttled_in_bounded_memory() {
 async fn parallel_wrong_current_passwords_are_throttled() {
     let hub = Hub::start().await;
     let parent = hub.parent().await;
-    let tasks: Vec<_> = (0..30)
+    // From ten loopback addresses, below the per-address connection caps.
+    let tasks: Vec<_> = (0..30u8)
         .map(|i| {
             let (c, url, token) = (
-                parent.client.clone(),
+                crate::harness::client_from(&hub.ca_pem, 10 + i % 10),
                 hub.url("/api/v1/me/password"),
                 parent.token.clone(),
             );

@@ -243,6 +243,18 @@ pub fn client(tls: rustls::ClientConfig) -> reqwest::Client {
         .expect("client")
 }
 
+/// An anonymous client whose connections come from the loopback address
+/// `127.0.0.N`, so one test can act as several devices: the hub caps open
+/// connections and handshakes per address (`http::limits`).
+pub fn client_from(ca_pem: &str, n: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config(ca_pem, None))
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, n]))
+        .build()
+        .expect("client")
+}
+
 /// A signed-in parent using a bearer token.
 pub struct Parent {
     pub client: reqwest::Client,
