@@ -67,6 +67,18 @@ impl Discovery {
         let fullname = info.get_fullname().to_owned();
 
         let daemon = new_daemon(opts)?;
+        // The hub never announces nor browses on loopback: no device on the
+        // network can reach 127.0.0.1, and hearing its own records back
+        // there made the daemon see a conflict with itself on a rename and
+        // rename the hub's host (`hearth-2.local`), which the server
+        // certificate does not cover.
+        if let Err(e) = daemon.disable_interface(vec![
+            mdns_sd::IfKind::LoopbackV4,
+            mdns_sd::IfKind::LoopbackV6,
+        ]) {
+            let _ = daemon.shutdown();
+            return Err(e.into());
+        }
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let live = Arc::new(RwLock::new(Live::default()));
         let started = (|| {
