@@ -341,10 +341,14 @@ pub async fn session_used(state: &AppState, session: &Session) -> Result<()> {
     let now = state.now();
     if now - session.last_seen >= 60 {
         let id = session.id;
-        state
+        // Best effort: a full disk must not lock parents out.
+        if let Err(e) = state
             .store
             .write(move |tx| store::sessions::touch(tx, id, now))
-            .await?;
+            .await
+        {
+            tracing::warn!("cannot record session use: {e}");
+        }
     }
     Ok(())
 }

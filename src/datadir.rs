@@ -36,6 +36,9 @@ pub enum DataFile {
     CaPrevious,
     /// The one-time setup code, present until the first admin exists.
     SetupCode,
+    /// Space held back so a full disk still lets the hub start, sign in
+    /// and delete (`store::space`).
+    Reserve,
 }
 
 impl DataFile {
@@ -49,6 +52,7 @@ impl DataFile {
             Self::ServerCert => "server.crt",
             Self::CaPrevious => "ca-previous.pem",
             Self::SetupCode => "setup-code",
+            Self::Reserve => "reserve.bin",
         }
     }
 }

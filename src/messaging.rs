@@ -148,6 +148,9 @@ where
             return replayed(&prev);
         }
     }
+    // Refused early when the disk is nearly full, keeping room for
+    // sign-ins, deletes and state changes (see `store::space`).
+    state.store.admit_upload(up.body.as_ref().len() as u64)?;
     let Upload {
         toy,
         direction,
@@ -384,6 +387,10 @@ pub async fn delete(state: &AppState, by: &User, public_id: &str) -> Result<()> 
     if !gone {
         return Err(Error::not_found("no such message"));
     }
+    // Give the space back now (a parent deleting on a full disk wants room).
+    if let Err(e) = state.store.reclaim_space().await {
+        tracing::warn!("cannot give freed space back yet: {e}");
+    }
     state.events.publish(PageEvent::MessageDeleted {
         id: public_id.to_owned(),
     });
@@ -417,17 +424,20 @@ pub async fn set_keep(
     Ok((m, retention_days(state).await?))
 }
 
-/// Moves a message forward (never back) and tells open pages.
+/// Moves a message forward (never back) and tells open pages; when the
+/// disk is full the change is put off, never failing the caller.
 pub async fn advance(state: &AppState, m: &Message, to: MessageState) -> Result<()> {
     if m.state.rank() >= to.rank() {
         return Ok(());
     }
     let rowid = m.rowid;
+    // Best effort: serving a message never depends on this write. On a full
+    // disk it waits and is written before a later write (see `Store`).
     let changed = state
         .store
-        .write(move |tx| store::messages::advance_state(tx, rowid, to.rank(), to))
-        .await?;
-    if changed {
+        .write_or_defer(move |tx| store::messages::advance_state(tx, rowid, to.rank(), to))
+        .await;
+    if changed == Some(true) {
         publish(state, &m.public_id).await?;
     }
     Ok(())

@@ -620,10 +620,14 @@ pub async fn called(state: &AppState, toy: &Toy) -> Result<()> {
     let now = state.now();
     if toy.last_seen.is_none_or(|s| now - s >= 30) {
         let (id, was_online) = (toy.id, recently_seen(toy.last_seen, now));
-        state
+        // Best effort: a full disk must not keep a toy from its messages.
+        if let Err(e) = state
             .store
             .write(move |tx| store::toys::touch(tx, id, now))
-            .await?;
+            .await
+        {
+            tracing::warn!("cannot record that a toy called: {e}");
+        }
         if !was_online {
             state
                 .events

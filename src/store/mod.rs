@@ -15,6 +15,7 @@ pub mod household;
 pub mod idempotency;
 pub mod messages;
 pub mod sessions;
+pub mod space;
 pub mod toys;
 pub mod users;
 
@@ -71,8 +72,16 @@ impl StoreError {
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A write that may wait: retried before later writes until it succeeds.
+type Deferred = Arc<dyn Fn(&Transaction<'_>) -> StoreResult<()> + Send + Sync>;
+
+/// Most writes kept waiting; older ones are dropped beyond.
+const MAX_DEFERRED: usize = 10_000;
+
 struct Inner {
     path: PathBuf,
+    space: space::Space,
+    deferred: Mutex<Vec<Deferred>>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -108,7 +117,9 @@ impl Store {
     /// Opens (creating if needed) `hearth.db` in `data_dir` and migrates it.
     pub fn open(data_dir: &Path) -> StoreResult<Self> {
         let path = DataDir::new(data_dir).path(DataFile::Database);
-        let mut writer = open_connection(&path)?;
+        // Before SQLite needs room for its WAL and shared-memory files.
+        let space = space::Space::new(data_dir);
+        let mut writer = open_connection(&path).map_err(full_or)?;
         migrate(&mut writer, &path)?;
         let readers = (0..2)
             .map(|_| open_connection(&path))
@@ -116,10 +127,22 @@ impl Store {
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
+                space,
+                deferred: Mutex::new(Vec::new()),
                 writer: Mutex::new(writer),
                 readers: Mutex::new(readers),
             }),
         })
+    }
+
+    /// `Err(Full)` when an upload of `bytes` must be refused for lack of
+    /// space (see [`space`]): checked before the upload is processed.
+    pub fn admit_upload(&self, bytes: u64) -> StoreResult<()> {
+        if self.inner.space.admit_upload(bytes) {
+            Ok(())
+        } else {
+            Err(StoreError::Full)
+        }
     }
 
     /// The database file.
@@ -140,10 +163,38 @@ impl Store {
                 .writer
                 .lock()
                 .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
+            inner.space.before_write();
+            inner.catch_up(&mut conn);
             write_sync(&mut conn, f)
         })
         .await
         .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    /// A write that must not fail its caller, such as marking a message
+    /// delivered while serving it: tried now, and when it fails (a full
+    /// disk) kept and tried again before later writes. `Some` with its
+    /// result when it was written now, `None` when it was put off.
+    pub async fn write_or_defer<T, F>(&self, f: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Transaction<'_>) -> StoreResult<T> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let now = Arc::clone(&f);
+        match self.write(move |tx| now(tx)).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!("a state change waits for free disk space: {e}");
+                if let Ok(mut d) = self.inner.deferred.lock() {
+                    if d.len() >= MAX_DEFERRED {
+                        d.remove(0);
+                    }
+                    d.push(Arc::new(move |tx| f(tx).map(|_| ())));
+                }
+                None
+            }
+        }
     }
 
     /// Runs `f` with a reader connection on a blocking thread.
@@ -168,6 +219,7 @@ impl Store {
             .writer
             .lock()
             .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
+        self.inner.space.before_write();
         write_sync(&mut conn, f)
     }
 
@@ -195,6 +247,7 @@ impl Store {
                 .writer
                 .lock()
                 .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
+            inner.space.before_write();
             conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
                 .map_err(StoreError::classify)
         })
@@ -214,6 +267,26 @@ impl Store {
 }
 
 impl Inner {
+    /// Retries put-off writes, oldest first, until one fails again.
+    fn catch_up(&self, conn: &mut Connection) {
+        let waiting: Vec<Deferred> = match self.deferred.lock() {
+            Ok(mut d) if !d.is_empty() => std::mem::take(&mut *d),
+            _ => return,
+        };
+        let done = waiting
+            .iter()
+            .take_while(|f| write_sync(conn, |tx| f(tx)).is_ok())
+            .count();
+        let rest: Vec<Deferred> = waiting.into_iter().skip(done).collect();
+        if !rest.is_empty() {
+            if let Ok(mut d) = self.deferred.lock() {
+                let newer = std::mem::take(&mut *d);
+                *d = rest;
+                d.extend(newer);
+            }
+        }
+    }
+
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         let taken = self
             .readers
@@ -289,6 +362,14 @@ sql_row_id!(
     crate::domain::ToyRowId,
     crate::domain::MessageRowId
 );
+
+/// Recognises a full disk in an error from opening.
+fn full_or(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Sqlite(inner) => StoreError::classify(inner),
+        other => other,
+    }
+}
 
 /// Maps a write error, recognising a full disk.
 pub(crate) fn w(e: rusqlite::Error) -> StoreError {

@@ -561,3 +561,277 @@ fn acknowledged_uploads_survive_repeated_sigkill() {
     assert_eq!(integrity_ok(&data), "ok");
     eprintln!("{acked} uploads acknowledged across 4 crashes, all present, no duplicates");
 }
+
+/// A tmpfs mounted for one test (needs root); unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, mib: u64) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(Tmpfs(dir.to_owned()))
+    }
+
+    fn free(&self) -> u64 {
+        let s = nix::sys::statvfs::statvfs(&self.0).expect("statvfs");
+        s.blocks_available() as u64 * s.fragment_size() as u64
+    }
+
+    /// Writes a file of `bytes` (or until the disk is full); returns what fit.
+    fn fill(&self, name: &str, bytes: u64) -> u64 {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.0.join(name))
+            .expect("filler");
+        let chunk = vec![0x5au8; 64 << 10];
+        let mut done = 0u64;
+        while done < bytes {
+            let n = (bytes - done).min(chunk.len() as u64) as usize;
+            match f.write(&chunk[..n]) {
+                Ok(0) | Err(_) => break,
+                Ok(w) => done += w as u64,
+            }
+        }
+        let _ = f.sync_all();
+        done
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A toy or the parent, as a client of a hub process.
+struct Clients {
+    toy: reqwest::Client,
+    parent: reqwest::Client,
+    token: String,
+}
+
+impl Clients {
+    fn of(hub: &ProcHub, toy: &TestToy, token: &str) -> Clients {
+        Clients {
+            toy: hub.with_cert(toy.cert_pem.as_deref().expect("paired"), &toy.key_pem),
+            parent: hub.anon(),
+            token: token.to_owned(),
+        }
+    }
+
+    async fn record(&self, hub: &ProcHub, secs: f64) -> reqwest::Response {
+        self.toy
+            .post(hub.url("/toy/v1/recordings"))
+            .header("content-type", "audio/wav")
+            .body(crate::messages::tone_wav(secs, 16_000))
+            .send()
+            .await
+            .expect("recording")
+    }
+
+    async fn send(&self, hub: &ProcHub, secs: f64) -> reqwest::Response {
+        self.parent
+            .post(hub.url("/api/v1/toys/t0/messages"))
+            .bearer_auth(&self.token)
+            .header("content-type", "audio/wav")
+            .body(crate::messages::tone_wav(secs, 16_000))
+            .send()
+            .await
+            .expect("message")
+    }
+
+    /// Everything a full disk must leave working: listing, playing and
+    /// downloading for parents and toys, and signing in.
+    async fn reads_work(&self, hub: &ProcHub, ids: &[String], to_toy: &[String]) {
+        let r = hub
+            .anon()
+            .post(hub.url("/api/v1/login"))
+            .json(&json!({"username": "mum", "password": PASSWORD}))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(
+            r.status(),
+            200,
+            "sign-in: {}",
+            r.text().await.unwrap_or_default()
+        );
+        let listed = all_ids(hub, &self.token, "t0").await;
+        for id in ids {
+            assert!(listed.contains(id), "{id} is listed");
+            let r = self
+                .parent
+                .get(hub.url(&format!("/api/v1/messages/{id}/audio")))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .expect("play");
+            assert_eq!(
+                r.status(),
+                200,
+                "a parent plays {id}: {}",
+                r.text().await.unwrap_or_default()
+            );
+            hearth::audio::ogg_to_wav(&r.bytes().await.expect("bytes")).expect("decodes");
+        }
+        let r = self
+            .toy
+            .get(hub.url("/toy/v1/inbox"))
+            .send()
+            .await
+            .expect("inbox");
+        assert_eq!(r.status(), 200, "the toy lists its inbox");
+        for id in to_toy {
+            let r = self
+                .toy
+                .get(hub.url(&format!("/toy/v1/messages/{id}/audio")))
+                .send()
+                .await
+                .expect("download");
+            assert_eq!(
+                r.status(),
+                200,
+                "the toy downloads {id}: {}",
+                r.text().await.unwrap_or_default()
+            );
+            hearth::audio::ogg_to_wav(&r.bytes().await.expect("bytes")).expect("decodes");
+        }
+    }
+}
+
+async fn id_of(r: reqwest::Response) -> String {
+    let status = r.status();
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(status, 201, "{v}");
+    v["id"].as_str().expect("id").to_owned()
+}
+
+/// The data directory on a small tmpfs: uploads get 507 with the error
+/// body, everything else keeps working, deleting frees space, the hub
+/// starts on a full disk, uploads resume when space returns, and nothing
+/// acknowledged is lost.
+#[test]
+fn a_full_disk_is_lived_through() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = match Tmpfs::mount(&dir.path().join("fs"), 32) {
+        Ok(fs) => fs,
+        Err(e) => {
+            eprintln!("skipped: cannot mount a tmpfs (needs root): {e}");
+            return;
+        }
+    };
+    let data = fs.0.join("data");
+    let log = Arc::new(Mutex::new(String::new()));
+    let start = || {
+        ProcHub::start(&data, Arc::clone(&log))
+            .unwrap_or_else(|| panic!("the hub starts; log:\n{}", log.lock().expect("log")))
+    };
+    let rt = runtime();
+    let mut hub = start();
+    let (token, toy) = rt.block_on(async {
+        hub.setup().await;
+        let token = hub.login().await;
+        (token.clone(), pair_with_process(&hub, &token, "t0").await)
+    });
+    let mut c = Clients::of(&hub, &toy, &token);
+    let (mut kept, mut to_toy) = (Vec::new(), Vec::new());
+    rt.block_on(async {
+        for _ in 0..3 {
+            let id = id_of(c.send(&hub, 1.0).await).await;
+            to_toy.push(id.clone());
+            kept.push(id);
+            kept.push(id_of(c.record(&hub, 2.0).await).await);
+        }
+    });
+    // Something else fills the disk to just above the upload floor.
+    let floor = hearth::store::space::FLOOR_BYTES;
+    let filled = fs.fill("filler", fs.free().saturating_sub(floor + (256 << 10)));
+    assert!(filled > 0, "the filler wrote");
+    let mut recent = Vec::new();
+    rt.block_on(async {
+        let mut refused = None;
+        for _ in 0..40 {
+            let r = c.record(&hub, 5.0).await;
+            if r.status() == 507 {
+                refused = Some(r.json::<Value>().await.expect("json"));
+                break;
+            }
+            recent.push(id_of(r).await);
+        }
+        let body = refused.expect("uploads are refused before the disk is full");
+        assert_eq!(body["error"]["code"], "storage_full", "{body}");
+        assert_eq!(
+            c.send(&hub, 5.0).await.status(),
+            507,
+            "parents' uploads too"
+        );
+        c.reads_work(&hub, &kept, &to_toy).await;
+        // Deleting messages frees space: uploads work again.
+        let mut uploaded = false;
+        let mut deletable: Vec<String> = recent.drain(..).chain(kept.drain(..3)).collect();
+        while let Some(id) = deletable.pop() {
+            let r = c
+                .parent
+                .delete(hub.url(&format!("/api/v1/messages/{id}")))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("delete");
+            assert_eq!(
+                r.status(),
+                204,
+                "delete on a full disk: {}",
+                r.text().await.unwrap_or_default()
+            );
+            to_toy.retain(|t| *t != id);
+            let r = c.record(&hub, 1.0).await;
+            if r.status() == 201 {
+                kept.push(id_of(r).await);
+                uploaded = true;
+                break;
+            }
+            assert_eq!(r.status(), 507);
+        }
+        kept.extend(deletable);
+        assert!(uploaded, "after deletes an upload is stored again");
+    });
+    // The hub stops, the disk fills to the last byte, the hub starts.
+    hub.kill();
+    fs.fill("filler", u64::MAX);
+    assert!(
+        fs.free() < 64 << 10,
+        "the disk is full: {} bytes free",
+        fs.free()
+    );
+    log.lock().expect("log").clear();
+    hub = start();
+    c = Clients::of(&hub, &toy, &token);
+    assert!(
+        log.lock().expect("log").contains("free space"),
+        "the log says what to do"
+    );
+    rt.block_on(async {
+        c.reads_work(&hub, &kept, &to_toy).await;
+        assert_eq!(c.record(&hub, 1.0).await.status(), 507);
+    });
+    // Space comes back: uploads work again, no restart.
+    std::fs::remove_file(fs.0.join("filler")).expect("rm filler");
+    rt.block_on(async {
+        kept.push(id_of(c.record(&hub, 1.0).await).await);
+        c.reads_work(&hub, &kept, &to_toy).await;
+    });
+    hub.kill();
+    assert_eq!(integrity_ok(&data), "ok");
+}
