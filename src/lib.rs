@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod fuzzing;
 pub mod http;
 pub mod messaging;
 pub mod pairing;

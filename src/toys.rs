@@ -441,6 +441,25 @@ pub struct PairingStarted {
     pub hub_nonce: [u8; 32],
 }
 
+/// Checks a step-1 request without any state: toy id, name, model,
+/// commitment and CSR (also what the fuzzer drives).
+pub fn check_pairing_request(b: PairingRequest) -> Result<Request> {
+    let toy_id = ToyId::parse(&b.toy_id).map_err(|e| bad(e.0))?;
+    let name = DisplayName::parse(&b.name).map_err(|e| bad(format!("name: {e}")))?;
+    if b.model.len() > 64 || b.model.chars().any(char::is_control) {
+        return Err(bad("model is at most 64 bytes of printable text"));
+    }
+    let commitment = Hex32::parse("commitment", &b.commitment).map_err(|e| bad(e.0))?;
+    let csr = crate::pki::check_csr(&b.csr).map_err(|e| bad(e.0))?;
+    Ok(Request {
+        toy_id,
+        name,
+        model: b.model,
+        csr,
+        commitment,
+    })
+}
+
 /// A toy asks to pair (`docs/toy-protocol.md` section 3, step 1): every
 /// field is checked, an already paired id is refused, at most 8 wait, and
 /// the outcome is recorded. `addr` is the caller's limiting key
@@ -466,13 +485,8 @@ pub async fn request_pairing(
             wait,
         ));
     }
-    let toy_id = ToyId::parse(&b.toy_id).map_err(|e| bad(e.0))?;
-    let name = DisplayName::parse(&b.name).map_err(|e| bad(format!("name: {e}")))?;
-    if b.model.len() > 64 || b.model.chars().any(char::is_control) {
-        return Err(bad("model is at most 64 bytes of printable text"));
-    }
-    let commitment = Hex32::parse("commitment", &b.commitment).map_err(|e| bad(e.0))?;
-    let csr = crate::pki::check_csr(&b.csr).map_err(|e| bad(e.0))?;
+    let request = check_pairing_request(b)?;
+    let toy_id = request.toy_id.clone();
     let id = toy_id.clone();
     let paired = state
         .store
@@ -486,13 +500,6 @@ pub async fn request_pairing(
         ));
     }
     let now = state.now();
-    let request = Request {
-        toy_id: toy_id.clone(),
-        name,
-        model: b.model,
-        csr,
-        commitment,
-    };
     let (pairing_id, hub_nonce, replaced) = match state.pairings.start(request, addr.clone(), now) {
         Ok(x) => x,
         Err(PairError::KeyInUse) => {

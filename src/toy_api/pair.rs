@@ -52,6 +52,25 @@ fn addr_of(req: &HttpRequest) -> Option<String> {
     crate::pairing::addr_key(&ip)
 }
 
+/// Parses and checks a step-1 body as JSON bytes, without any state: what
+/// `POST /toy/v1/pair` does before it looks at the registry (for the
+/// fuzzer and its regression inputs).
+pub fn parse_pair_request(body: &[u8]) -> Result<crate::pairing::Request> {
+    let b: PairBody = serde_json::from_slice(body).map_err(|e| {
+        Error::new(
+            crate::error::Code::InvalidPairingRequest,
+            format!("not a pairing request: {e}"),
+        )
+    })?;
+    toys::check_pairing_request(PairingRequest {
+        toy_id: b.toy_id,
+        name: b.name,
+        model: b.model,
+        csr: b.csr,
+        commitment: b.commitment,
+    })
+}
+
 async fn start(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -14,6 +14,7 @@ mod family;
 mod first_start;
 mod foundation;
 mod hardening;
+mod fuzz_regressions;
 mod harness;
 mod lan_guard;
 mod messages;
