@@ -504,7 +504,7 @@ mod tests {
             if let Ok(r) = toy {
                 // The id listed is the record's first `id` value (keys
                 // compare case-insensitively), and that raw value meets
-                // PROTOCOL.md section 1 as written there, checked here
+                // docs/toy-protocol.md section 1 as written there, checked here
                 // without the hub's own parser.
                 let raw = e.iter().find_map(|s| {
                     let (k, v) = s.split_at(s.iter().position(|b| *b == b'=')?);

@@ -4,7 +4,7 @@
 //! browser-like cookie session, and toys with client certificates.
 //!
 //! It also holds the tests' own oracles, written from the specs rather than
-//! borrowed from the hub: [`pairing_code`] (PROTOCOL.md section 3 with
+//! borrowed from the hub: [`pairing_code`] (docs/toy-protocol.md section 3 with
 //! `sha2` and `x509-parser`), and [`run_with_timeout`] / [`ChildGuard`] so
 //! that no external command can hang the suite.
 
@@ -444,7 +444,7 @@ pub fn csr_spki_der(csr_pem: &str) -> Vec<u8> {
     csr.certification_request_info.subject_pki.raw.to_vec()
 }
 
-/// PROTOCOL.md section 3, step 3, written independently of the hub:
+/// docs/toy-protocol.md section 3, step 3, written independently of the hub:
 /// SHA-256 over "hearth-pair-v1" || CA DER || toy SPKI DER || toy nonce ||
 /// hub nonce; the first four bytes big-endian, mod 10^6, six digits.
 pub fn pairing_code_from_parts(

@@ -340,7 +340,7 @@ async fn toy_recordings_idempotency_wav_for_browsers_heard_and_delete() {
         .expect("req");
     assert_eq!(r.status(), 415);
     // Over the size limit: refused from the headers alone, before the body
-    // is sent (PROTOCOL.md section 2, `Expect: 100-continue`).
+    // is sent (docs/toy-protocol.md section 2, `Expect: 100-continue`).
     let head = raw_request_head(&hub, &toy, "POST /toy/v1/recordings", 5 << 20).await;
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
     let r = c

@@ -1,4 +1,4 @@
-//! Pairing (PROTOCOL.md section 3) over real TLS, every edge case, and the
+//! Pairing (docs/toy-protocol.md section 3) over real TLS, every edge case, and the
 //! toy identity rules of section 4.
 
 use serde_json::{Value, json};

@@ -43,10 +43,10 @@ fn readme_apt_line_covers_what_tests_need() {
         "nodejs",          // the browser test
         "chromium",        // the browser
         "opus-tools",      // opusinfo, opusdec, opusenc
-        "openssl",         // the TLS 1.1 refusal check
+        "openssl",         // openssl verify, an independent certificate check
         "iproute2",        // ip, for the network-namespace tests
         "mosquitto",       // the MQTT broker for the Home Assistant events (DESIGN.md)
-        "age",             // decrypts the hub's backups (API.md)
+        "age",             // decrypts the hub's encrypted backups
     ] {
         assert!(apt.contains(p), "the README's apt line lacks {p}");
     }
