@@ -500,54 +500,47 @@ pub async fn request_pairing(
         ));
     }
     let now = state.now();
-    let (pairing_id, hub_nonce, replaced) = match state.pairings.start(request, addr.clone(), now) {
+    let started = state.pairings.start(request, addr.clone(), now);
+    let (pairing_id, hub_nonce, replaced) = match started {
         Ok(x) => x,
-        Err(PairError::KeyInUse) => {
+        Err(e) => {
+            // Every refusal is recorded (within the address's quota) with
+            // what the toy is told.
+            let (detail, answer) = match e {
+                PairError::KeyInUse => (
+                    "a pending pairing for this toy id has another key",
+                    Error::new(
+                        Code::PairingInProgress,
+                        "a pairing for this toy id is already waiting with another key; it ends when a parent confirms or rejects it, or after 10 minutes",
+                    ),
+                ),
+                PairError::AddrLimit(wait) => (
+                    "too many pending pairings from this address",
+                    Error::too_many(
+                        "too many pairings from this address are waiting; finish or wait for them",
+                        wait,
+                    ),
+                ),
+                PairError::TooMany => (
+                    "too many pairings pending",
+                    Error::too_many(
+                        "too many pairings are waiting; try again in a few minutes",
+                        60,
+                    ),
+                ),
+                _ => return Err(Error::internal(anyhow::anyhow!("unexpected pairing state"))),
+            };
             toy_record(
                 state,
                 addr.as_deref(),
                 Action::PairingRequest,
                 Some(toy_id.to_string()),
                 Outcome::Failure,
-                "a pending pairing for this toy id has another key".into(),
+                detail.into(),
             )
             .await?;
-            return Err(Error::new(
-                Code::PairingInProgress,
-                "a pairing for this toy id is already waiting with another key; it ends when a parent confirms or rejects it, or after 10 minutes",
-            ));
+            return Err(answer);
         }
-        Err(PairError::AddrLimit(wait)) => {
-            toy_record(
-                state,
-                addr.as_deref(),
-                Action::PairingRequest,
-                Some(toy_id.to_string()),
-                Outcome::Failure,
-                "too many pending pairings from this address".into(),
-            )
-            .await?;
-            return Err(Error::too_many(
-                "too many pairings from this address are waiting; finish or wait for them",
-                wait,
-            ));
-        }
-        Err(PairError::TooMany) => {
-            toy_record(
-                state,
-                addr.as_deref(),
-                Action::PairingRequest,
-                Some(toy_id.to_string()),
-                Outcome::Failure,
-                "too many pairings pending".into(),
-            )
-            .await?;
-            return Err(Error::too_many(
-                "too many pairings are waiting; try again in a few minutes",
-                60,
-            ));
-        }
-        Err(_) => return Err(Error::internal(anyhow::anyhow!("unexpected pairing state"))),
     };
     let detail = match &replaced {
         Some(_) => "pairing requested (replacing an earlier request)".to_owned(),

@@ -83,24 +83,28 @@ fn duplicate_key_record() -> Vec<TxtProperty> {
     ]
 }
 
+/// Starts the child `name` (see [`CHILD`]) in namespace A or B, on that
+/// namespace's interface.
+fn start_child(pair: &NetnsPair, in_a: bool, name: &str) -> Proc {
+    let mut cmd = self_test_command(CHILD, name);
+    cmd.env(IFACE_ENV, if in_a { pair.if_a() } else { pair.if_b() });
+    let child = if in_a {
+        pair.spawn_in_a(&mut cmd)
+    } else {
+        pair.spawn_in_b(&mut cmd)
+    };
+    Proc::new(
+        name,
+        child.unwrap_or_else(|e| panic!("cannot start {name}: {e}")),
+    )
+}
+
 #[test]
 fn discovery_over_real_mdns_in_netns() {
     let Some(pair) = NetnsPair::create_or_skip() else {
         return;
     };
-    let start = |in_a: bool, name: &str| {
-        let mut cmd = self_test_command(CHILD, name);
-        cmd.env(IFACE_ENV, if in_a { pair.if_a() } else { pair.if_b() });
-        let child = if in_a {
-            pair.spawn_in_a(&mut cmd)
-        } else {
-            pair.spawn_in_b(&mut cmd)
-        };
-        Proc::new(
-            name,
-            child.unwrap_or_else(|e| panic!("cannot start {name}: {e}")),
-        )
-    };
+    let start = |in_a: bool, name: &str| start_child(&pair, in_a, name);
 
     let mut hub = start(true, "hub");
     hub.wait_for("READY", |l| l == "READY");
@@ -200,19 +204,7 @@ fn renames_keep_the_host_name_and_never_announce_loopback() {
     let Some(pair) = NetnsPair::create_or_skip() else {
         return;
     };
-    let start = |in_a: bool, name: &str| {
-        let mut cmd = self_test_command(CHILD, name);
-        cmd.env(IFACE_ENV, if in_a { pair.if_a() } else { pair.if_b() });
-        let child = if in_a {
-            pair.spawn_in_a(&mut cmd)
-        } else {
-            pair.spawn_in_b(&mut cmd)
-        };
-        Proc::new(
-            name,
-            child.unwrap_or_else(|e| panic!("cannot start {name}: {e}")),
-        )
-    };
+    let start = |in_a: bool, name: &str| start_child(&pair, in_a, name);
     let mut hub = start(true, "hub-all");
     hub.wait_for("READY", |l| l == "READY");
     let mut toy = start(false, "toy");

@@ -29,19 +29,8 @@ fn parent_call(pair: &NetnsPair, data: &std::path::Path, call: &str) -> Value {
     let mut cmd = self_test_command(CHILD, "parent");
     cmd.env("HEARTH_TEST_CALL", call)
         .env("HEARTH_TEST_DATA", data);
-    let out =
-        crate::harness::run_with_timeout(&mut NetnsPair::command_in(pair.ns_a(), &cmd), 90, None);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| {
-            panic!(
-                "no RESULT from `{call}`: {text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    serde_json::from_str(line).expect("RESULT is JSON")
+    let line = NetnsPair::result_in(pair.ns_a(), &cmd, &format!("from `{call}`"));
+    serde_json::from_str(&line).expect("RESULT is JSON")
 }
 
 /// Polls a parent call until `pred` holds.

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::run_with_timeout;
 use crate::netns::{NetnsPair, Proc, role, self_test_command};
 
 const CHILD: &str = "lan_guard::netns_child";
@@ -40,17 +39,8 @@ fn get_from_b_port(
     cmd.env("HEARTH_TEST_DATA", data)
         .env("HEARTH_TEST_ADDR", addr)
         .env("HEARTH_TEST_PATH", path);
-    let out = run_with_timeout(&mut NetnsPair::command_in(pair.ns_b(), &cmd), 90, None);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| {
-            panic!(
-                "no RESULT for {addr}{path}: {text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let line = NetnsPair::result_in(pair.ns_b(), &cmd, &format!("for {addr}{path}"));
+    let line = line.as_str();
     let (status, code) = line.split_once(' ').unwrap_or((line, ""));
     (status.parse().expect("a status"), code.to_owned())
 }

@@ -198,6 +198,23 @@ impl NetnsPair {
         ip(&["-n", self.ns_b(), "addr", "add", cidr, "dev", self.if_b()])
     }
 
+    /// Runs the self-test child `cmd` in namespace `ns` (90 s at most) and
+    /// returns what follows `RESULT ` on its output; panics with `what` and
+    /// the child's output when it printed none.
+    pub fn result_in(ns: &str, cmd: &Command, what: &str) -> String {
+        let out = crate::harness::run_with_timeout(&mut NetnsPair::command_in(ns, cmd), 90, None);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no RESULT {what}: {text}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+    }
+
     /// `cmd` rewritten as `ip netns exec <ns> <program> <args>`, with the
     /// same environment changes and working directory.
     pub fn command_in(ns: &str, cmd: &Command) -> Command {
