@@ -305,10 +305,21 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, crat
     })
 }
 
-/// A JSON request body of at most `LIMIT` bytes (`413` beyond, `400` when
+/// A JSON request body of at most `LIMIT` bytes (`415` without
+/// `Content-Type: application/json`, `413` beyond the limit, `400` when
 /// malformed). Put it after the authenticating extractor, so a request
 /// without credentials is refused before its body is read.
 pub struct Json<T, const LIMIT: usize = JSON_LIMIT>(pub T);
+
+/// The request declares a JSON body: `Content-Type: application/json`,
+/// with or without parameters such as `charset=utf-8`, in any case.
+pub fn is_json(req: &actix_web::HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
 
 impl<T: serde::de::DeserializeOwned + 'static, const LIMIT: usize> FromRequest for Json<T, LIMIT> {
     type Error = crate::error::Error;
@@ -321,6 +332,13 @@ impl<T: serde::de::DeserializeOwned + 'static, const LIMIT: usize> FromRequest f
         let req = req.clone();
         let payload = web::Payload::from_request(&req, payload);
         Box::pin(async move {
+            // Refused before reading: a cross-site form can post
+            // `text/plain` without a preflight, never `application/json`.
+            if !is_json(&req) {
+                return Err(Error::unsupported_media_type(
+                    "send the body as JSON with Content-Type: application/json",
+                ));
+            }
             let payload = payload.await.map_err(|e| {
                 Error::new(Code::BadBody, format!("the body could not be read: {e}"))
             })?;

@@ -460,6 +460,7 @@ async fn security_headers_on_pages_api_and_errors() {
     let bad_json = parent
         .client
         .post(hub.url("/api/v1/login"))
+        .header("content-type", "application/json")
         .body("{nope")
         .send()
         .await

@@ -480,3 +480,51 @@ async fn sigterm_answers_50_parked_long_polls_at_once_and_exits_within_2_s() {
     );
     assert!(exited < Duration::from_secs(2), "exited after {exited:?}");
 }
+
+/// A cross-site page can post `text/plain` without a CORS preflight: the
+/// JSON endpoints that need no session (setup, sign-in, pairing) answer
+/// such a post with `415` before reading it, and it changes nothing.
+#[actix_web::test]
+async fn json_endpoints_refuse_bodies_that_are_not_declared_json() {
+    let hub = Hub::start().await;
+    let toy = TestToy::new("owl");
+    let setup = serde_json::json!({"setup_code": hub.setup_code(), "household": "Fernhill",
+        "username": "mum", "password": crate::harness::PASSWORD});
+    let login = serde_json::json!({"username": "mum", "password": crate::harness::PASSWORD});
+    let posts = [
+        ("/api/v1/setup", setup.to_string()),
+        ("/api/v1/login", login.to_string()),
+        ("/toy/v1/pair", toy.request_body().to_string()),
+    ];
+    for (path, body) in &posts {
+        for ct in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            None,
+        ] {
+            let mut req = hub.anon().post(hub.url(path)).body(body.clone());
+            if let Some(ct) = ct {
+                req = req.header("content-type", ct);
+            }
+            let r = req.send().await.expect("post");
+            assert_eq!(r.status(), 415, "{path} with {ct:?}");
+            let v: Value = r.json().await.expect("json");
+            assert_eq!(v["error"]["code"], "unsupported_media_type", "{path}");
+        }
+    }
+    // Nothing happened: setup is still open (the harness's setup asserts
+    // its 201) and no pairing waits.
+    let parent = hub.parent().await;
+    let v: Value = parent.get("/api/v1/toys").await.json().await.expect("toys");
+    assert_eq!(v["pending"].as_array().map(Vec::len), Some(0), "{v}");
+    // Parameters and case of the media type do not matter.
+    let r = hub
+        .anon()
+        .post(hub.url("/api/v1/login"))
+        .header("content-type", "Application/JSON; charset=utf-8")
+        .body(posts[1].1.clone())
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
