@@ -33,6 +33,7 @@ use crate::store::{self, Store};
 /// A bound, not yet running hub.
 pub struct Application {
     port: u16,
+    redirect_port: Option<u16>,
     server: Server,
     redirect: Option<Server>,
     state: web::Data<AppState>,
@@ -117,6 +118,60 @@ fn form_error(err: actix_web::error::UrlencodedError, _: &HttpRequest) -> actix_
 
 fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
     Error::not_found(format!("no such resource: {err}")).into()
+}
+
+/// The plain-HTTP listener's answer: pages are sent to HTTPS, on the host
+/// the client asked for only when the hub's certificate names it (the
+/// `Host` header, never `X-Forwarded-Host`), else on the hub's own name, so
+/// nobody can make the hub point a browser elsewhere; the APIs get `403`,
+/// since redirecting would invite a client to send its body in clear text
+/// first and again after the redirect.
+fn redirect_answer(req: &HttpRequest, hosts: &[String], fallback: &str, port: u16) -> HttpResponse {
+    let path = req.uri().path();
+    if ["/api", "/toy"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    {
+        return http::error_response(
+            req,
+            &Error::new(
+                crate::error::Code::HttpsRequired,
+                "use HTTPS: the hub's APIs do not answer over plain HTTP",
+            ),
+        );
+    }
+    let asked = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(host_of);
+    let host = asked
+        .filter(|h| hosts.iter().any(|n| n.eq_ignore_ascii_case(h)))
+        .unwrap_or_else(|| fallback.to_owned());
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let target = if port == 443 {
+        format!("https://{host}{path_and_query}")
+    } else {
+        format!("https://{host}:{port}{path_and_query}")
+    };
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, target))
+        .finish()
+}
+
+/// The host name or address of a `Host` header, without its port or the
+/// brackets of an IPv6 address, in lower case.
+fn host_of(h: &str) -> String {
+    let name = match h.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => h.split(':').next().unwrap_or(""),
+    };
+    name.to_ascii_lowercase()
 }
 
 /// The HTTPS listener, composed by hand rather than with
@@ -294,29 +349,22 @@ impl Application {
         });
         let server = https_server(state.clone(), listener, tls)?;
         let st = state.clone();
+        let redirect_port = match &redirect_listener {
+            Some(l) => Some(l.local_addr()?.port()),
+            None => None,
+        };
+        let (hosts, fallback) = (cert_names.clone(), state.config.mdns.host_name.clone());
         let redirect = match redirect_listener {
             // Behind the same LAN guard: no connection from outside the home.
             Some(l) => Some(
                 HttpServer::new(move || {
+                    let (hosts, fallback) = (hosts.clone(), fallback.clone());
                     App::new()
                         .app_data(st.clone())
                         .wrap(from_fn(http::lan_guard))
-                        .default_service(web::to(move |req: HttpRequest| async move {
-                            let host = req
-                                .connection_info()
-                                .host()
-                                .split(':')
-                                .next()
-                                .unwrap_or("hearth.local")
-                                .to_owned();
-                            let target = if port == 443 {
-                                format!("https://{host}{}", req.uri())
-                            } else {
-                                format!("https://{host}:{port}{}", req.uri())
-                            };
-                            HttpResponse::PermanentRedirect()
-                                .insert_header((header::LOCATION, target))
-                                .finish()
+                        .default_service(web::to(move |req: HttpRequest| {
+                            let answer = redirect_answer(&req, &hosts, &fallback, port);
+                            async move { answer }
                         }))
                 })
                 .workers(1)
@@ -327,10 +375,16 @@ impl Application {
         };
         Ok(Self {
             port,
+            redirect_port,
             server,
             redirect,
             state,
         })
+    }
+
+    /// The plain-HTTP redirect port actually bound, when there is one.
+    pub fn redirect_port(&self) -> Option<u16> {
+        self.redirect_port
     }
 
     /// The HTTPS port actually bound.

@@ -126,7 +126,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The HTTPS address (parents' pages, parent API and toy API on one port).
     pub listen: SocketAddr,
-    /// An optional plain-HTTP address that only redirects to HTTPS.
+    /// An optional plain-HTTP address that only redirects pages to HTTPS
+    /// (the APIs get `403`; see `app::redirect_answer`).
     pub redirect_http_listen: Option<SocketAddr>,
     /// Answer clients outside the LAN (off by default: the CloudPets lesson).
     pub allow_public_clients: bool,

@@ -77,6 +77,8 @@ pub enum Code {
     PayloadTooLarge,
     /// The body did not arrive within its deadline.
     BodyTimeout,
+    /// An API was called over plain HTTP.
+    HttpsRequired,
     /// The content type is not accepted.
     UnsupportedMediaType,
     /// The toy's nonce does not match its commitment.
@@ -142,6 +144,7 @@ impl Code {
             Self::PairingInProgress => "pairing_in_progress",
             Self::PayloadTooLarge => "payload_too_large",
             Self::BodyTimeout => "body_timeout",
+            Self::HttpsRequired => "https_required",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::CommitmentMismatch => "commitment_mismatch",
             Self::InvalidAudio => "invalid_audio",
@@ -192,6 +195,7 @@ impl Code {
             | Self::PairingInProgress => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::HttpsRequired => StatusCode::FORBIDDEN,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::CommitmentMismatch
             | Self::InvalidAudio

@@ -528,3 +528,63 @@ async fn json_endpoints_refuse_bodies_that_are_not_declared_json() {
         .expect("login");
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
 }
+
+/// The plain-HTTP redirect listener sends pages to HTTPS on a host the
+/// certificate names (never one taken from `X-Forwarded-Host` or an
+/// unknown `Host`), and answers the APIs `403` instead of redirecting, so
+/// a client does not send its body in clear text and then again.
+#[actix_web::test]
+async fn the_redirect_listener_keeps_its_host_and_refuses_the_apis() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::development_defaults();
+    config.data_dir = dir.path().to_owned();
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.redirect_http_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.mdns.enabled = false;
+    let app = Application::build_with_clock(config, Arc::new(ManualClock::default()))
+        .await
+        .expect("the hub starts");
+    let (port, plain) = (app.port(), app.redirect_port().expect("a redirect port"));
+    actix_web::rt::spawn(app.run_until_stopped());
+    let ca = std::fs::read_to_string(dir.path().join("ca.crt")).expect("ca.crt");
+    let http = client(tls_config(&ca, None));
+    let get = |path: &'static str, headers: Vec<(&'static str, &'static str)>| {
+        let http = http.clone();
+        async move {
+            let mut req = http.get(format!("http://127.0.0.1:{plain}{path}"));
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            req.send().await.expect("plain request")
+        }
+    };
+    let location = |r: &reqwest::Response| {
+        r.headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    // A name the certificate holds is kept, with the path and query.
+    let r = get("/toys?x=1", vec![("host", "localhost:80")]).await;
+    assert_eq!(r.status(), 308);
+    assert_eq!(location(&r), format!("https://localhost:{port}/toys?x=1"));
+    // Forwarded and unknown hosts are never reflected.
+    let r = get(
+        "/",
+        vec![("host", "localhost"), ("x-forwarded-host", "evil.example")],
+    )
+    .await;
+    assert_eq!(location(&r), format!("https://localhost:{port}/"));
+    let r = get("/", vec![("host", "evil.example")]).await;
+    assert_eq!(r.status(), 308);
+    assert_eq!(location(&r), format!("https://hearth.local:{port}/"));
+    // The APIs are not redirected.
+    for path in ["/api/v1/login", "/toy/v1/inbox", "/api"] {
+        let r = get(path, vec![]).await;
+        assert_eq!(r.status(), 403, "{path}");
+        assert!(location(&r).is_empty(), "{path} is not redirected");
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(v["error"]["code"], "https_required", "{path}");
+    }
+}
