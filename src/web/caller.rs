@@ -52,7 +52,14 @@ fn bearer(req: &HttpRequest) -> Option<String> {
 /// True when the request's `Origin` (or, lacking it, `Referer`) is this
 /// hub, or when a same-origin `Sec-Fetch-Site` vouches for it.
 pub fn same_origin(req: &HttpRequest) -> bool {
-    let host = req.connection_info().host().to_owned();
+    // The Host header itself: `connection_info()` would prefer
+    // `X-Forwarded-Host`, which any client can set.
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let ours = format!("https://{host}");
     if let Some(site) = req
         .headers()

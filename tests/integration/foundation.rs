@@ -346,6 +346,19 @@ async fn cookie_state_changes_need_csrf_token_and_origin() {
         .await
         .expect("req");
     assert_eq!(r.status(), 403, "foreign origin");
+    // A forwarded host header must not make a foreign origin look like ours.
+    let r = hub
+        .anon()
+        .patch(hub.url("/api/v1/household"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .header("x-forwarded-host", "evil.example")
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"name": "Evil"}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 403, "foreign origin behind X-Forwarded-Host");
     let r = patch(Some(&"0".repeat(64)), &hub.origin())
         .await
         .expect("req");
