@@ -45,7 +45,10 @@ pub fn mdns_txt(data: &[u8]) {
 /// The public JSON bodies: a pairing request checked in full, and the
 /// string fields of sign-in, setup and reveal bodies through their parsers.
 pub fn json_bodies(data: &[u8]) {
-    let _ = crate::toy_api::pair::parse_pair_request(data);
+    // What `POST /toy/v1/pair` does before it looks at the registry.
+    if let Ok(request) = serde_json::from_slice::<crate::toys::PairingRequest>(data) {
+        let _ = crate::toys::check_pairing_request(request);
+    }
     let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(data)
     else {
         return;

@@ -419,13 +419,16 @@ async fn toy_record(
     record(state, entry).await
 }
 
-/// A toy's pairing request, as sent (step 1).
+/// A toy's pairing request, as sent (step 1): the JSON body of
+/// `POST /toy/v1/pair`, fields unchecked until [`check_pairing_request`].
+#[derive(serde::Deserialize)]
 pub struct PairingRequest {
     /// Its id.
     pub toy_id: String,
     /// Its name.
     pub name: String,
     /// Model text (may be empty).
+    #[serde(default)]
     pub model: String,
     /// Its CSR (PEM).
     pub csr: String,

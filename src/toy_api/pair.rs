@@ -33,16 +33,6 @@ pub fn register(r: &mut Routes<'_>) {
     );
 }
 
-#[derive(Deserialize)]
-struct PairBody {
-    toy_id: String,
-    name: String,
-    #[serde(default)]
-    model: String,
-    csr: String,
-    commitment: String,
-}
-
 /// The limiting key of the caller's address (see `pairing::addr_key`).
 fn addr_of(req: &HttpRequest) -> Option<String> {
     let ip = req
@@ -52,37 +42,11 @@ fn addr_of(req: &HttpRequest) -> Option<String> {
     crate::pairing::addr_key(&ip)
 }
 
-/// Parses and checks a step-1 body as JSON bytes, without any state: what
-/// `POST /toy/v1/pair` does before it looks at the registry (for the
-/// fuzzer and its regression inputs).
-pub fn parse_pair_request(body: &[u8]) -> Result<crate::pairing::Request> {
-    let b: PairBody = serde_json::from_slice(body).map_err(|e| {
-        Error::new(
-            crate::error::Code::InvalidPairingRequest,
-            format!("not a pairing request: {e}"),
-        )
-    })?;
-    toys::check_pairing_request(PairingRequest {
-        toy_id: b.toy_id,
-        name: b.name,
-        model: b.model,
-        csr: b.csr,
-        commitment: b.commitment,
-    })
-}
-
 async fn start(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Json(b): Json<PairBody, PAIR_LIMIT>,
+    Json(request): Json<PairingRequest, PAIR_LIMIT>,
 ) -> Result<HttpResponse> {
-    let request = PairingRequest {
-        toy_id: b.toy_id,
-        name: b.name,
-        model: b.model,
-        csr: b.csr,
-        commitment: b.commitment,
-    };
     let started = toys::request_pairing(&state, request, addr_of(&req)).await?;
     Ok(HttpResponse::Created().json(json!({
         "pairing_id": started.pairing_id,
