@@ -658,20 +658,25 @@ impl Served {
     pub fn wait_line(&mut self, secs: u64, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(l) => {
-                    self.log.push_str(&l);
-                    self.log.push('\n');
-                    if pred(&l) {
-                        return l;
-                    }
-                }
+            match self.next_line(deadline) {
+                Ok(l) if pred(&l) => return l,
+                Ok(_) => {}
                 Err(e) => panic!("hearth serve: {e:?}; its log:\n{}", self.log),
             }
         }
+    }
+
+    /// The next log line before `deadline`, also kept in `log`.
+    fn next_line(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<String, std::sync::mpsc::RecvTimeoutError> {
+        let l = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))?;
+        self.log.push_str(&l);
+        self.log.push('\n');
+        Ok(l)
     }
 
     /// Stops the hub with SIGINT and waits up to 20 s for it to exit.
@@ -686,14 +691,8 @@ impl Served {
         assert!(kill.status.success());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(l) => {
-                    self.log.push_str(&l);
-                    self.log.push('\n');
-                }
+            match self.next_line(deadline) {
+                Ok(_) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 Err(e) => panic!("hearth serve did not stop: {e:?}; its log:\n{}", self.log),
             }
