@@ -18,6 +18,9 @@ pub const DIR_MODE: u32 = 0o700;
 /// Mode of every key, certificate and secret written there.
 pub const PRIVATE_FILE_MODE: u32 = 0o600;
 
+/// How scratch paths ([`DataDir::scratch_path`]) begin.
+const SCRATCH_PREFIX: &str = ".scratch-";
+
 /// The files of the data directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataFile {
@@ -81,6 +84,35 @@ impl DataDir {
         self.root.join(file.name())
     }
 
+    /// A new path for a temporary file or directory inside the data
+    /// directory (same file system, same private mode), such as a backup's
+    /// database snapshot. Its user removes it when done; [`Self::prepare`]
+    /// removes any a crash left behind, since they may hold recordings.
+    pub fn scratch_path(&self, what: &str) -> PathBuf {
+        let tag = hex::encode(rand::random::<[u8; 8]>());
+        self.root.join(format!("{SCRATCH_PREFIX}{what}-{tag}"))
+    }
+
+    /// Removes scratch files and directories left by an interrupted backup.
+    fn remove_scratch(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(SCRATCH_PREFIX) {
+                let p = e.path();
+                let gone = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                if let Err(err) = gone {
+                    tracing::warn!(path = %p.display(), "cannot remove a leftover scratch file: {err}");
+                }
+            }
+        }
+    }
+
     /// The secrets that must be [`PRIVATE_FILE_MODE`] (checked by `doctor`).
     pub fn secret_files(&self) -> [PathBuf; 3] {
         [DataFile::CaKey, DataFile::ServerKey, DataFile::SetupCode].map(|f| self.path(f))
@@ -101,6 +133,7 @@ impl DataDir {
         std::fs::write(&probe, b"")
             .and_then(|_| std::fs::remove_file(&probe))
             .with_context(|| format!("the data directory {} is not writable by this user; fix its owner or choose another with --data-dir", dir.display()))?;
+        self.remove_scratch();
         let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "the data directory is readable by other users; chmod 700 it");

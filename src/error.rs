@@ -101,6 +101,12 @@ pub enum Code {
     WeakPassword,
     /// The pairing code the parent typed is wrong.
     WrongCode,
+    /// The passphrase does not open the backup.
+    WrongPassphrase,
+    /// The file is not a Hearth backup, or it is damaged.
+    InvalidBackup,
+    /// A typed confirmation (the household's name) does not match.
+    ConfirmationMismatch,
     /// Throttled; `Retry-After` says how long.
     TooManyRequests,
     /// Too much slow work (password checks) is waiting; try again shortly.
@@ -156,6 +162,9 @@ impl Code {
             Self::NotSupported => "not_supported",
             Self::WeakPassword => "weak_password",
             Self::WrongCode => "wrong_code",
+            Self::WrongPassphrase => "wrong_passphrase",
+            Self::InvalidBackup => "invalid_backup",
+            Self::ConfirmationMismatch => "confirmation_mismatch",
             Self::TooManyRequests => "too_many_requests",
             Self::Busy => "busy",
             Self::InternalError => "internal_error",
@@ -206,7 +215,10 @@ impl Code {
             | Self::InvalidUsername
             | Self::NotSupported
             | Self::WeakPassword
-            | Self::WrongCode => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::WrongCode
+            | Self::WrongPassphrase
+            | Self::InvalidBackup
+            | Self::ConfirmationMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,

@@ -29,10 +29,28 @@ pub enum Action {
     /// A parent removed a toy.
     #[serde(rename = "toy.remove")]
     ToyRemove,
+    /// An admin downloaded the export of everything.
+    #[serde(rename = "export_created")]
+    ExportCreated,
+    /// An encrypted backup was made (page, command line or schedule).
+    #[serde(rename = "backup_created")]
+    BackupCreated,
+    /// A backup was decrypted and verified without restoring it.
+    #[serde(rename = "backup_checked")]
+    BackupChecked,
+    /// The hub was rebuilt from a backup.
+    #[serde(rename = "restore_done")]
+    RestoreDone,
+    /// An admin deleted every message of one toy.
+    #[serde(rename = "toy_messages_deleted")]
+    ToyMessagesDeleted,
+    /// An admin deleted the whole household (the one entry left after it).
+    #[serde(rename = "household_deleted")]
+    HouseholdDeleted,
 }
 
 impl Action {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 13] = [
         Self::Setup,
         Self::PasswordChange,
         Self::PairingRequest,
@@ -40,6 +58,12 @@ impl Action {
         Self::PairingConfirm,
         Self::PairingReject,
         Self::ToyRemove,
+        Self::ExportCreated,
+        Self::BackupCreated,
+        Self::BackupChecked,
+        Self::RestoreDone,
+        Self::ToyMessagesDeleted,
+        Self::HouseholdDeleted,
     ];
 
     /// The stored form.
@@ -52,6 +76,12 @@ impl Action {
             Self::PairingConfirm => "pairing.confirm",
             Self::PairingReject => "pairing.reject",
             Self::ToyRemove => "toy.remove",
+            Self::ExportCreated => "export_created",
+            Self::BackupCreated => "backup_created",
+            Self::BackupChecked => "backup_checked",
+            Self::RestoreDone => "restore_done",
+            Self::ToyMessagesDeleted => "toy_messages_deleted",
+            Self::HouseholdDeleted => "household_deleted",
         }
     }
 
@@ -158,6 +188,42 @@ pub fn recent(c: &Connection, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(v)
+}
+
+/// A ledger entry with its row id, as the export's `ledger.csv` lists it.
+#[derive(Debug, Clone)]
+pub struct NumberedEntry {
+    /// The row id (orders entries).
+    pub id: i64,
+    /// The entry.
+    pub entry: AuditEntry,
+}
+
+/// Calls `f` for every entry, oldest first, one row at a time.
+pub fn for_each<E: From<rusqlite::Error>>(
+    c: &Connection,
+    mut f: impl FnMut(NumberedEntry) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut st = c.prepare(
+        "SELECT id, at, actor, action, subject, outcome, detail FROM audit ORDER BY id ASC",
+    )?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let action: String = r.get(3)?;
+        let outcome: String = r.get(5)?;
+        f(NumberedEntry {
+            id: r.get(0)?,
+            entry: AuditEntry {
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                action: Action::parse(&action).ok_or_else(|| unknown(3, "action", &action))?,
+                subject: r.get(4)?,
+                outcome: Outcome::parse(&outcome).ok_or_else(|| unknown(5, "outcome", &outcome))?,
+                detail: r.get(6)?,
+            },
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -224,3 +224,38 @@ pub fn count_unheard(c: &Connection) -> StoreResult<i64> {
         |r| r.get(0),
     )?)
 }
+
+/// Calls `f` for every message, oldest first, with its toy's name and its
+/// audio, one row at a time (so memory holds one clip, whatever the
+/// household's size). Used by the export.
+pub fn for_each_with_audio<E: From<rusqlite::Error>>(
+    c: &Connection,
+    mut f: impl FnMut(Message, String, Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLS}, t.name, m.audio FROM messages m JOIN toys t ON t.id = m.toy ORDER BY m.id ASC"
+    ))?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let m = row(r)?;
+        let toy_name: String = r.get(13)?;
+        let audio: Vec<u8> = r.get(14)?;
+        f(m, toy_name, audio)?;
+    }
+    Ok(())
+}
+
+/// Deletes every message of one toy; returns their public ids.
+pub fn delete_for_toy(tx: &Connection, toy: ToyRowId) -> StoreResult<Vec<String>> {
+    let mut st = tx.prepare("DELETE FROM messages WHERE toy = ?1 RETURNING public_id")?;
+    let v = st
+        .query_map([toy], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(w)?;
+    Ok(v)
+}
+
+/// How many messages are stored.
+pub fn count(c: &Connection) -> StoreResult<i64> {
+    Ok(c.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?)
+}
