@@ -408,6 +408,22 @@ pub async fn change_password(
     change: PasswordChange,
 ) -> Result<usize> {
     let PasswordChange { current, new } = change;
+    confirm_password(state, user, current).await?;
+    let now = state.now();
+    set_password(
+        &state.store,
+        now,
+        &user.username,
+        user,
+        new,
+        Some(session.id),
+    )
+    .await
+}
+
+/// Checks `user`'s own password before a grave act (changing it, deleting
+/// the household), throttled like a sign-in: `403 wrong_password`.
+pub async fn confirm_password(state: &AppState, user: &User, given: String) -> Result<()> {
     let (key, now) = (Guess::Account(&user.username).key(), state.now());
     let throttle = &state.accounts.login_account;
     // Charged before the check, like a sign-in; refunded when right.
@@ -418,22 +434,28 @@ pub async fn change_password(
         ));
     }
     let stored = user.password_hash.clone();
-    if !blocking(move || password::verify(&current, &stored)).await? {
+    if !blocking(move || password::verify(&given, &stored)).await? {
         return Err(Error::new(
             Code::WrongPassword,
             "the current password is wrong",
         ));
     }
     throttle.refund(&[&key]);
-    set_password(
-        &state.store,
-        now,
-        &user.username,
-        user,
-        new,
-        Some(session.id),
-    )
-    .await
+    Ok(())
+}
+
+/// Back to first-run setup after the household was deleted: a new setup
+/// code, written to its file and printed in the log as at a first start,
+/// and live at once (no restart).
+pub fn start_over(state: &AppState) -> Result<String> {
+    let dir = &state.config.data_dir;
+    setup::remove(dir).map_err(|e| Error::internal(e.into()))?;
+    let code = setup::load_or_create(dir).map_err(|e| Error::internal(e.into()))?;
+    if let Ok(mut g) = state.accounts.setup_code.lock() {
+        *g = Some(code.clone());
+    }
+    tracing::info!("setup code: {code}");
+    Ok(code)
 }
 
 /// Sets `user`'s password after the password rule, ends their sessions

@@ -505,8 +505,8 @@ pub async fn renew_server_certificate(state: &AppState) -> Option<time::OffsetDa
     }
 }
 
-/// Certificate renewal, retention sweep, session purge and the
-/// online/offline tracker.
+/// Certificate renewal, retention sweep, session purge, scheduled backups
+/// and the online/offline tracker.
 async fn background_jobs(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     let mut tracker = crate::toys::Tracker::default();
@@ -521,6 +521,13 @@ async fn background_jobs(state: web::Data<AppState>) {
             }
             if let Err(e) = crate::accounts::purge_sessions(&state).await {
                 tracing::warn!(error = %e, "session purge failed");
+            }
+            match crate::data::backup::scheduled(&state).await {
+                Ok(Some(file)) => {
+                    tracing::info!(file = %file.display(), "scheduled backup written")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!("the scheduled backup failed: {e:#}"),
             }
         }
         if let Err(e) = tracker.tick(&state).await {

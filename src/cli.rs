@@ -58,6 +58,22 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Write an encrypted backup (age format, passphrase read from standard input) of the hub's database and keys.
+    Backup {
+        /// The backup file to create (it must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Decrypt and verify a backup without restoring it (passphrase from standard input).
+    CheckBackup {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Rebuild a hub from a backup into an empty data directory (passphrase from standard input).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
     /// Check the configuration and exit.
     CheckConfig,
     /// Check the installation (configuration, data directory, certificates, database, disk, clock) and print fixes.
@@ -150,6 +166,81 @@ fn read_password(prompt: &str) -> anyhow::Result<String> {
             .context("cannot read the password from standard input")?;
         Ok(line.trim_end_matches(['\n', '\r']).to_owned())
     }
+}
+
+/// A backup's passphrase: asked twice on a terminal when `twice`, else
+/// the first line of standard input.
+fn read_passphrase(twice: bool) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let a = rpassword::prompt_password("Backup passphrase: ")
+            .context("cannot read the passphrase")?;
+        if twice {
+            eprintln!("Keep it safe: without this passphrase, nobody can open the backup.");
+            let b =
+                rpassword::prompt_password("Repeat it: ").context("cannot read the passphrase")?;
+            anyhow::ensure!(a == b, "the two passphrases differ; no backup was written");
+        }
+        Ok(a)
+    } else {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the passphrase from standard input")?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+    }
+}
+
+fn backup_command(cfg: &Config, command: &Command) -> anyhow::Result<()> {
+    use crate::data::backup;
+    let now = SystemClock.unix();
+    match command {
+        Command::Backup { out } => {
+            anyhow::ensure!(
+                !out.exists(),
+                "{} exists already; choose a new file name",
+                out.display()
+            );
+            let store = open_store(cfg)?;
+            let pass = backup::Passphrase::new_for_backup(read_passphrase(true)?)
+                .map_err(|e| anyhow::anyhow!("passphrase refused: {}", e.message))?;
+            let m = backup::write_file(&store, &cfg.data_dir, out, &pass, now, audit::SYSTEM)?;
+            println!(
+                "backup written to {} ({} files); `hearth check-backup {}` verifies it",
+                out.display(),
+                m.files.len() + 1,
+                out.display()
+            );
+        }
+        Command::CheckBackup { file } => {
+            let f = std::fs::File::open(file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let pass = backup::Passphrase::to_open(read_passphrase(false)?);
+            // The check unpacks into a scratch directory next to the data
+            // when there is one, else next to the backup.
+            let room = if cfg.data_dir.is_dir() {
+                cfg.data_dir.clone()
+            } else {
+                file.parent().map(PathBuf::from).unwrap_or_default()
+            };
+            let c = backup::check(f, &pass, &room)?;
+            println!("ok: {}", c.summary());
+        }
+        Command::Restore { file } => {
+            let f = std::fs::File::open(file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let pass = backup::Passphrase::to_open(read_passphrase(false)?);
+            let c = backup::restore(f, &pass, &cfg.data_dir, now)?;
+            println!(
+                "restored into {}: {}; start the hub with this data directory",
+                cfg.data_dir.display(),
+                c.summary()
+            );
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn refuse_foreign_owner(dir: &std::path::Path) -> anyhow::Result<()> {
@@ -277,6 +368,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Command::User { action } = cli.command {
                 user_command(&cfg, action)?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { .. } | Command::CheckBackup { .. } | Command::Restore { .. } => {
+            let cfg = load_config(&cli, None, false)?;
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+            backup_command(&cfg, &cli.command)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig => {

@@ -88,6 +88,33 @@ impl Default for SessionConfig {
     }
 }
 
+/// The `[backups]` table: scheduled, encrypted backups to a directory
+/// (e.g. a USB stick), the newest `keep` kept.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where scheduled backups go; none (the default) turns them off.
+    pub directory: Option<PathBuf>,
+    /// A file whose first line is the backup passphrase, readable only by
+    /// the hub's user (mode 0600 or stricter); needed with `directory`.
+    pub passphrase_file: Option<PathBuf>,
+    /// Hours between two scheduled backups.
+    pub every_hours: u32,
+    /// How many scheduled backups to keep; older ones are deleted.
+    pub keep: u32,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            directory: None,
+            passphrase_file: None,
+            every_hours: 24,
+            keep: 7,
+        }
+    }
+}
+
 /// The file as written.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -101,6 +128,7 @@ struct FileConfig {
     mdns: MdnsConfig,
     tls: TlsConfig,
     sessions: SessionConfig,
+    backups: BackupConfig,
 }
 
 impl Default for FileConfig {
@@ -115,6 +143,7 @@ impl Default for FileConfig {
             mdns: MdnsConfig::default(),
             tls: TlsConfig::default(),
             sessions: SessionConfig::default(),
+            backups: BackupConfig::default(),
         }
     }
 }
@@ -139,6 +168,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Session lifetimes.
     pub sessions: SessionConfig,
+    /// Scheduled backups.
+    pub backups: BackupConfig,
 }
 
 /// Command-line values that override the file and the environment.
@@ -203,6 +234,7 @@ fn unreachable_defaults() -> Config {
         mdns: MdnsConfig::default(),
         tls: TlsConfig::default(),
         sessions: SessionConfig::default(),
+        backups: BackupConfig::default(),
     }
 }
 
@@ -333,6 +365,17 @@ fn check(fc: FileConfig) -> Result<Config, ConfigError> {
             "sessions.idle_minutes and sessions.absolute_hours must be at least 1".into(),
         ));
     }
+    let b = &fc.backups;
+    if b.directory.is_some() && b.passphrase_file.is_none() {
+        return Err(ConfigError::Invalid(
+            "backups.directory is set but backups.passphrase_file is not: scheduled backups need a file holding their passphrase".into(),
+        ));
+    }
+    if !(1..=24 * 90).contains(&b.every_hours) || !(1..=1000).contains(&b.keep) {
+        return Err(ConfigError::Invalid(
+            "backups.every_hours must be 1 to 2160 and backups.keep 1 to 1000".into(),
+        ));
+    }
     tracing_subscriber::EnvFilter::try_new(&fc.log).map_err(|e| {
         ConfigError::Invalid(format!("log {:?} is not a valid log filter: {e}", fc.log))
     })?;
@@ -348,6 +391,7 @@ fn check(fc: FileConfig) -> Result<Config, ConfigError> {
         },
         tls: fc.tls,
         sessions: fc.sessions,
+        backups: fc.backups,
     })
 }
 
@@ -367,6 +411,29 @@ mod tests {
         assert_eq!(c.listen.port(), 443);
         assert_eq!(c.redirect_http_listen.map(|a| a.port()), Some(80));
         assert!(!c.allow_public_clients);
+        assert_eq!(
+            c.backups.directory, None,
+            "scheduled backups are off until set"
+        );
+        assert_eq!((c.backups.every_hours, c.backups.keep), (24, 7));
+    }
+
+    #[test]
+    fn scheduled_backups_need_a_passphrase_file_and_sane_numbers() {
+        let load = |text: &str| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let f = dir.path().join("h.toml");
+            std::fs::write(&f, format!("version = 1\n[backups]\n{text}")).expect("write");
+            Config::load(Some(&f), &[], &Overrides::default())
+        };
+        let err = load("directory = \"/media/usb\"").err().expect("refused");
+        assert!(err.to_string().contains("passphrase_file"), "{err}");
+        let c = load("directory = \"/media/usb\"\npassphrase_file = \"/etc/hearth/backup-passphrase\"\nkeep = 3")
+            .expect("valid");
+        assert_eq!(c.backups.keep, 3);
+        assert!(load("keep = 0").is_err());
+        assert!(load("every_hours = 0").is_err());
+        assert!(load("evry_hours = 2").is_err(), "unknown keys are refused");
     }
 
     fn dev_sample_path() -> PathBuf {
@@ -386,6 +453,7 @@ mod tests {
         assert_eq!(c.mdns, d.mdns);
         assert_eq!(c.tls, d.tls);
         assert_eq!(c.sessions, d.sessions);
+        assert_eq!(c.backups, d.backups);
         assert_eq!(c.data_dir, PathBuf::from("./hearth-data"));
         assert_eq!(c.listen.port(), 8443);
     }

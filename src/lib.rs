@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod data;
 pub mod datadir;
 pub mod discovery;
 pub mod doctor;

@@ -766,6 +766,97 @@
     loadSessions();
   }
 
+  // ---- your data (admin) ---------------------------------------------------
+  const exportLink = $('[data-export]');
+  if (exportLink) {
+    exportLink.addEventListener('click', () => status('The export is being prepared; your browser saves it as it arrives.', 'ok'));
+  }
+  const backupForm = $('[data-backup]');
+  if (backupForm) {
+    backupForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const a = backupForm.elements.passphrase.value;
+      if (a !== backupForm.elements.passphrase2.value) {
+        status('The two passphrases differ. Type the same passphrase twice.', 'error');
+        backupForm.elements.passphrase2.focus();
+        return;
+      }
+      const btn = $('button[type="submit"]', backupForm);
+      btn.disabled = true;
+      status('Making the backup…');
+      let res;
+      try {
+        res = await fetch('/api/v1/backups', { method: 'POST', credentials: 'same-origin',
+          headers: { 'X-CSRF-Token': CSRF, 'Content-Type': 'application/json' }, body: JSON.stringify({ passphrase: a }) });
+      } catch (e) { res = null; }
+      if (!res || !res.ok) {
+        let data = null;
+        try { data = res ? await res.json() : null; } catch (e) { data = null; }
+        btn.disabled = false;
+        status(errorText(data, 'The backup could not be made.'), 'error');
+        return;
+      }
+      const name = (/filename="([^"]+)"/.exec(res.headers.get('content-disposition') || '') || [])[1] || 'hearth-backup.age';
+      const blob = await res.blob();
+      const url = URL.createObjectURL(blob);
+      const link = el('a', { href: url, download: name, class: 'visually-hidden', text: name });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+      backupForm.reset();
+      btn.disabled = false;
+      status('Backup saved as ' + name + '. Check it below with its passphrase.', 'ok');
+    });
+  }
+  const checkForm = $('[data-check-backup]');
+  if (checkForm) {
+    checkForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const file = checkForm.elements.file.files[0];
+      if (!file) return;
+      const out = $('#check-result');
+      const btn = $('button[type="submit"]', checkForm);
+      btn.disabled = true;
+      out.textContent = 'Checking…';
+      let res = null;
+      let data = null;
+      try {
+        res = await fetch('/api/v1/backups/check', { method: 'POST', credentials: 'same-origin',
+          headers: { 'X-CSRF-Token': CSRF, 'Content-Type': 'application/octet-stream',
+            'X-Backup-Passphrase': encodeURIComponent(checkForm.elements.passphrase.value) }, body: file });
+        data = await res.json();
+      } catch (e) { data = null; }
+      btn.disabled = false;
+      if (res && res.ok && data) out.textContent = 'This backup is good: ' + data.summary + '.';
+      else out.textContent = errorText(data, 'The backup could not be checked.');
+    });
+  }
+  const eraseForm = $('[data-erase]');
+  if (eraseForm) {
+    eraseForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      if (!window.confirm('Delete everything on this hub? This cannot be undone.')) return;
+      const btn = $('button[type="submit"]', eraseForm);
+      btn.disabled = true;
+      const r = await api('DELETE', '/api/v1/household', { confirm: eraseForm.elements.confirm.value, password: eraseForm.elements.password.value });
+      btn.disabled = false;
+      if (r.ok) location.assign('/setup');
+      else status(errorText(r.data, 'The household could not be deleted.'), 'error');
+    });
+  }
+  $$('[data-delete-messages]').forEach((btn) => {
+    btn.addEventListener('click', async () => {
+      const name = btn.dataset.name;
+      if (!window.confirm('Delete every message of ' + name + '? This cannot be undone.')) return;
+      btn.disabled = true;
+      const r = await api('DELETE', '/api/v1/toys/' + encodeURIComponent(btn.dataset.deleteMessages) + '/messages');
+      btn.disabled = false;
+      if (r.ok) status('Every message of ' + name + ' is deleted.', 'ok');
+      else status(errorText(r.data, 'The messages could not be deleted.'), 'error');
+    });
+  });
+
   prettifyTimes(document.querySelector('main'));
   startEvents();
 })();

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod assets;
 pub mod caller;
+pub mod data;
 pub mod errors;
 pub mod events;
 pub mod messages;
@@ -22,6 +23,7 @@ use crate::http::{Access, Routes};
 pub fn register(r: &mut Routes<'_>) {
     api::register(r);
     messages::register(r);
+    data::register(r);
     pages::register(r);
     assets::register(r);
     r.add(Method::GET, "/api/v1/events", Access::User, events::stream);

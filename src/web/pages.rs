@@ -23,7 +23,7 @@ use crate::state::AppState;
 use crate::store;
 use crate::toys::{self, ToyStatus};
 
-type PageResult = Result<HttpResponse, PageError>;
+pub(super) type PageResult = Result<HttpResponse, PageError>;
 
 /// Registers the routes of this file.
 pub fn register(r: &mut Routes<'_>) {
@@ -71,13 +71,13 @@ fn form_again(page: &impl Template, e: &Error) -> PageResult {
     Ok(resp.content_type("text/html; charset=utf-8").body(body))
 }
 
-fn render(t: &impl Template) -> PageResult {
+pub(super) fn render(t: &impl Template) -> PageResult {
     t.render()
         .map(html)
         .map_err(|e| PageError::Error(Error::internal(anyhow::anyhow!("template failed: {e}"))))
 }
 
-async fn layout(
+pub(super) async fn layout(
     state: &AppState,
     caller: Option<&PageCaller>,
     title: &str,
