@@ -168,6 +168,30 @@ async function main() {
     step('household retention changed to forever and back to 30 days from the account page');
     await axe(page, '/account');
 
+    // --- your data (admin): a backup from the page, then checked there
+    await page.goto(`${HUB}/data`);
+    const BACKUP_PASS = 'a long backup passphrase';
+    await page.fill('#backup-pass', BACKUP_PASS);
+    await page.fill('#backup-pass2', 'not the same passphrase');
+    await page.click('[data-backup] button[type=submit]');
+    await page.locator('#status.is-error').waitFor();
+    step(`backup refused when the passphrases differ: "${(await page.textContent('#status')).trim()}"`);
+    await page.fill('#backup-pass2', BACKUP_PASS);
+    const [download] = await Promise.all([
+      page.waitForEvent('download', { timeout: 60000 }),
+      page.click('[data-backup] button[type=submit]'),
+    ]);
+    const backupFile = await download.path();
+    const head = fs.readFileSync(backupFile).subarray(0, 22).toString('latin1');
+    assert(head === 'age-encryption.org/v1\n', `the backup is an age file (starts ${JSON.stringify(head)})`);
+    step(`backup downloaded from the page as ${download.suggestedFilename()}`);
+    await page.setInputFiles('#check-file', backupFile);
+    await page.fill('#check-pass', BACKUP_PASS);
+    await page.click('[data-check-backup] button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('#check-result').textContent.startsWith('This backup is good'), null, { timeout: 60000 });
+    step(`check this backup: "${(await page.textContent('#check-result')).trim()}"`);
+    await axe(page, '/data');
+
     // --- certificate help (public)
     await page.goto(`${HUB}/help/certificate`);
     await axe(page, '/help/certificate');

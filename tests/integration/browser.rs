@@ -106,7 +106,7 @@ async fn npm_ci(root: &Path) -> Result<(), String> {
 /// Installs what the test can install itself (the npm packages, even when
 /// Chromium is missing, so installing Chromium is the only step left), then
 /// says what is still missing: `(reason, how to fix it)`.
-async fn prepare(root: &Path) -> Option<(String, String)> {
+pub async fn prepare(root: &Path) -> Option<(String, String)> {
     if !runs("node") {
         return Some((
             "node is not installed".into(),

@@ -26,3 +26,4 @@ mod skipping;
 #[path = "../support/skips.rs"]
 mod skips;
 mod toy_client;
+mod yourdata;
