@@ -426,7 +426,7 @@ mod tests {
             std::fs::write(&f, format!("version = 1\n[backups]\n{text}")).expect("write");
             Config::load(Some(&f), &[], &Overrides::default())
         };
-        let err = load("directory = \"/media/usb\"").err().expect("refused");
+        let err = load("directory = \"/media/usb\"").expect_err("refused");
         assert!(err.to_string().contains("passphrase_file"), "{err}");
         let c = load("directory = \"/media/usb\"\npassphrase_file = \"/etc/hearth/backup-passphrase\"\nkeep = 3")
             .expect("valid");
