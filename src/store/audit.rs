@@ -29,10 +29,13 @@ pub enum Action {
     /// A parent removed a toy.
     #[serde(rename = "toy.remove")]
     ToyRemove,
+    /// An admin set or removed the MQTT broker password.
+    #[serde(rename = "mqtt_password_set")]
+    MqttPasswordSet,
 }
 
 impl Action {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::Setup,
         Self::PasswordChange,
         Self::PairingRequest,
@@ -40,6 +43,7 @@ impl Action {
         Self::PairingConfirm,
         Self::PairingReject,
         Self::ToyRemove,
+        Self::MqttPasswordSet,
     ];
 
     /// The stored form.
@@ -52,6 +56,7 @@ impl Action {
             Self::PairingConfirm => "pairing.confirm",
             Self::PairingReject => "pairing.reject",
             Self::ToyRemove => "toy.remove",
+            Self::MqttPasswordSet => "mqtt_password_set",
         }
     }
 
