@@ -242,8 +242,9 @@ impl Session {
                 ConnectReturnCode::BadUserNamePassword => Err(MqttError::Refused(
                     "wrong user name or password: check mqtt.username and set the password with `hearth mqtt set-password`",
                 )),
+                // Mosquitto answers a wrong password with this code too.
                 ConnectReturnCode::NotAuthorized => Err(MqttError::Refused(
-                    "not authorised: the broker wants a user name and password, or this user may not connect",
+                    "not authorised: check mqtt.username and set the password with `hearth mqtt set-password` (or the broker does not let this user connect)",
                 )),
                 ConnectReturnCode::RefusedProtocolVersion => {
                     Err(MqttError::Refused("the broker does not speak MQTT 3.1.1"))
