@@ -537,3 +537,93 @@ async fn serve(
         }
     }
 }
+
+/// What the admin's MQTT page and `GET /api/v1/mqtt` show: the settings
+/// from the configuration file (never the password), whether a password
+/// is stored, and the link's state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Overview {
+    /// `[mqtt] enabled`.
+    pub enabled: bool,
+    /// `[mqtt] host`.
+    pub host: String,
+    /// The port used.
+    pub port: u16,
+    /// `[mqtt] tls`.
+    pub tls: bool,
+    /// `[mqtt] ca_file`, when set.
+    pub ca_file: Option<String>,
+    /// `[mqtt] username`.
+    pub username: String,
+    /// `[mqtt] discovery_prefix`.
+    pub discovery_prefix: String,
+    /// `[mqtt] base_topic`.
+    pub base_topic: String,
+    /// A password is stored in the data directory.
+    pub password_set: bool,
+    /// `off`, `connecting`, `connected` or `failed`.
+    pub link: &'static str,
+    /// The broker's address when connected, why when failed.
+    pub detail: Option<String>,
+}
+
+/// The MQTT settings and link state (admins only).
+pub fn overview(state: &AppState, by: &crate::store::users::User) -> Result<Overview> {
+    crate::accounts::require(by, crate::domain::Role::Admin)?;
+    let c = &state.config.mqtt;
+    let (link, detail) = match state.mqtt.state() {
+        LinkState::Off => ("off", None),
+        LinkState::Connecting => ("connecting", None),
+        LinkState::Connected(a) => ("connected", Some(a)),
+        LinkState::Failed(w) => ("failed", Some(w)),
+    };
+    let password_set = DataDir::new(&state.config.data_dir)
+        .path(DataFile::MqttPassword)
+        .exists();
+    Ok(Overview {
+        enabled: c.enabled,
+        host: c.host.clone(),
+        port: c.effective_port(),
+        tls: c.tls,
+        ca_file: c.ca_file.as_ref().map(|p| p.display().to_string()),
+        username: c.username.clone(),
+        discovery_prefix: c.discovery_prefix.clone(),
+        base_topic: c.base_topic.clone(),
+        password_set,
+        link,
+        detail,
+    })
+}
+
+/// An admin sets (or, empty, removes) the broker password; the publisher
+/// tries again at once with it.
+pub async fn change_password(
+    state: &AppState,
+    by: &crate::store::users::User,
+    password: String,
+) -> Result<()> {
+    crate::accounts::require(by, crate::domain::Role::Admin)?;
+    set_password(
+        &state.store,
+        &state.config.data_dir,
+        state.now(),
+        by.username.as_str(),
+        password,
+    )
+    .await?;
+    state.mqtt.retry_now();
+    Ok(())
+}
+
+/// An admin's "test connection": connects once with the current settings
+/// and password. `Ok(Ok(how))` or `Ok(Err(why))`; `Err` only when the
+/// caller may not.
+pub async fn test_connection(
+    state: &AppState,
+    by: &crate::store::users::User,
+) -> Result<std::result::Result<String, String>> {
+    crate::accounts::require(by, crate::domain::Role::Admin)?;
+    Ok(check(&state.config.mqtt, &state.config.data_dir)
+        .await
+        .map_err(|e| e.to_string()))
+}

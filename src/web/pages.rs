@@ -77,7 +77,7 @@ fn render(t: &impl Template) -> PageResult {
         .map_err(|e| PageError::Error(Error::internal(anyhow::anyhow!("template failed: {e}"))))
 }
 
-async fn layout(
+pub(super) async fn layout(
     state: &AppState,
     caller: Option<&PageCaller>,
     title: &str,

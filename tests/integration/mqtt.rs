@@ -419,6 +419,19 @@ async fn home_assistant_sees_toys_events_removal_and_a_broker_restart() {
         .collect();
     assert_eq!(events.len(), 1, "exactly one new_recording: {events:?}");
 
+    // The admin's view and test button.
+    let o = parent.json("/api/v1/mqtt").await;
+    assert_eq!(
+        (o["link"].as_str(), o["password_set"].as_bool()),
+        (Some("connected"), Some(true)),
+        "{o}"
+    );
+    assert!(o.get("password").is_none());
+    let r = parent.post("/api/v1/mqtt/check", json!({})).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["ok"], true, "{v}");
+
     // Home Assistant restarts and says `online`: the hub publishes again.
     let mark = all(&seen).len();
     broker.publish("homeassistant/status", "online");
@@ -445,6 +458,19 @@ async fn home_assistant_sees_toys_events_removal_and_a_broker_restart() {
         .expect("upload while the broker is down");
     assert_eq!(r.status(), 201);
     assert!(started.elapsed() < Duration::from_secs(10));
+    let v: Value = parent
+        .post("/api/v1/mqtt/check", json!({}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot reach")),
+        "{v}"
+    );
 
     // It comes back empty (no persistence): the hub publishes everything again.
     broker.resume();
@@ -611,4 +637,51 @@ async fn a_broker_outside_the_home_network_is_refused() {
     assert!(why.contains("not on the home network"), "{why}");
     let parent = hub.parent().await;
     assert_eq!(parent.get("/api/v1/toys").await.status(), 200);
+    let o = parent.json("/api/v1/mqtt").await;
+    assert_eq!(o["link"], "failed");
+    assert_eq!(o["password_set"], false);
+
+    // The admin stores a password: 0600 in the data directory, in the
+    // ledger, never echoed.
+    let r = parent
+        .client
+        .put(hub.url("/api/v1/mqtt/password"))
+        .bearer_auth(&parent.token)
+        .json(&json!({"password": "s3cret broker pass"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 204);
+    let file = hub.data_dir().join("mqtt-password");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).expect("file").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        "s3cret broker pass"
+    );
+    let o = parent.json("/api/v1/mqtt").await;
+    assert_eq!(o["password_set"], true);
+    assert!(!o.to_string().contains("s3cret"));
+    let entry = hub
+        .ledger()
+        .await
+        .into_iter()
+        .find(|e| e.action.as_str() == "mqtt_password_set")
+        .expect("ledger entry");
+    assert_eq!(entry.actor.as_deref(), Some("mum"));
+    assert!(!entry.detail.contains("s3cret"));
+    let r = parent
+        .client
+        .put(hub.url("/api/v1/mqtt/password"))
+        .bearer_auth(&parent.token)
+        .json(&json!({"password": "two\nlines"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        "s3cret broker pass"
+    );
 }
