@@ -78,8 +78,8 @@ pub enum MqttError {
 }
 
 /// Resolves the configured host and checks every address it names: all
-/// must be on the home network. Returns the address to dial.
-pub async fn resolve(cfg: &MqttConfig) -> Result<SocketAddr, MqttError> {
+/// must be on the home network. Returns the addresses to dial, in order.
+pub async fn resolve(cfg: &MqttConfig) -> Result<Vec<SocketAddr>, MqttError> {
     let host = cfg.host.trim();
     if !cfg.enabled || host.is_empty() {
         return Err(MqttError::Off);
@@ -104,10 +104,13 @@ pub async fn resolve(cfg: &MqttConfig) -> Result<SocketAddr, MqttError> {
             addr: outside.ip(),
         });
     }
-    addrs.into_iter().next().ok_or_else(|| MqttError::Resolve {
-        host: host.to_owned(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
-    })
+    if addrs.is_empty() {
+        return Err(MqttError::Resolve {
+            host: host.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
+        });
+    }
+    Ok(addrs)
 }
 
 /// The rustls client configuration (ring only) for the broker.
@@ -174,20 +177,34 @@ pub struct Session {
 
 impl Session {
     /// Checks the address, connects, logs in and waits for the broker's
-    /// answer, all within [`CONNECT_TIMEOUT`].
+    /// answer, each attempt within [`CONNECT_TIMEOUT`]. Each checked
+    /// address is tried in turn (a name such as `localhost` may give `::1`
+    /// first while the broker listens on 127.0.0.1 only); the last failure
+    /// is the answer.
     pub async fn open(cfg: &MqttConfig, hello: &Hello<'_>) -> Result<Session, MqttError> {
-        let addr = resolve(cfg).await?;
+        let addrs = resolve(cfg).await?;
         let tls = if cfg.tls {
             Some(tls_config(cfg)?)
         } else {
             None
         };
-        tokio::time::timeout(CONNECT_TIMEOUT, Self::open_at(cfg, addr, tls, hello))
-            .await
-            .map_err(|_| MqttError::Connect {
-                addr,
-                why: format!("no answer within {} seconds", CONNECT_TIMEOUT.as_secs()),
-            })?
+        let mut last = MqttError::Off;
+        for addr in addrs {
+            let attempt = Self::open_at(cfg, addr, tls.clone(), hello);
+            match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+                Ok(Ok(s)) => return Ok(s),
+                // The broker answered: another address would say the same.
+                Ok(Err(e @ (MqttError::Refused(_) | MqttError::Tls(_)))) => return Err(e),
+                Ok(Err(e)) => last = e,
+                Err(_) => {
+                    last = MqttError::Connect {
+                        addr,
+                        why: format!("no answer within {} seconds", CONNECT_TIMEOUT.as_secs()),
+                    }
+                }
+            }
+        }
+        Err(last)
     }
 
     async fn open_at(

@@ -398,8 +398,16 @@ async fn home_assistant_sees_toys_events_removal_and_a_broker_restart() {
         m.json()["unheard"] == 1
     })
     .await;
-    // A later change (battery) is published after anything the recording
+    // Keeping it changes the message again (a second `event: message`),
+    // and a later change (battery) is published after anything these
     // caused; by then still exactly one event.
+    let r = parent
+        .patch(
+            &format!("/api/v1/messages/{message_id}"),
+            json!({"keep": true}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
     let mark = all(&seen).len();
     let r = toy
         .client(&hub)
@@ -418,6 +426,34 @@ async fn home_assistant_sees_toys_events_removal_and_a_broker_restart() {
         .filter(|m| m.topic == "hearth/toy/bear/event")
         .collect();
     assert_eq!(events.len(), 1, "exactly one new_recording: {events:?}");
+
+    // A parent's message, played by the toy: one `message_played`.
+    let r = parent
+        .client
+        .post(hub.url("/api/v1/toys/bear/messages"))
+        .bearer_auth(&parent.token)
+        .header("content-type", "audio/wav")
+        .body(crate::messages::tone_wav(0.5, 16_000))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 201);
+    let sent = r.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = toy
+        .client(&hub)
+        .post(hub.url(&format!("/toy/v1/messages/{sent}/played")))
+        .send()
+        .await
+        .expect("played");
+    assert!(r.status().is_success(), "{}", r.status());
+    let ev = wait_msg(&seen, mark, "hearth/toy/bear/event", |m| {
+        m.json()["event_type"] == "message_played"
+    })
+    .await;
+    assert_eq!(ev.json(), json!({"event_type": "message_played"}));
 
     // The admin's view and test button.
     let o = parent.json("/api/v1/mqtt").await;
@@ -509,6 +545,7 @@ async fn home_assistant_sees_toys_events_removal_and_a_broker_restart() {
         .expect("audio");
     let needles: Vec<(&str, Vec<u8>)> = vec![
         ("the message id", message_id.as_bytes().to_vec()),
+        ("the sent message's id", sent.as_bytes().to_vec()),
         ("the Ogg magic", b"OggS".to_vec()),
         ("the stored audio", stored_ogg[100..132].to_vec()),
         ("the uploaded WAV", wav[1000..1032].to_vec()),
