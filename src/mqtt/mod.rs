@@ -318,13 +318,23 @@ async fn publish_all(
 ) -> std::result::Result<(), MqttError> {
     let (hub, toys) = facts(state).await.map_err(internal)?;
     publish_json(s, &topics.hub_config(), &topics.hub_config_payload(), true).await?;
+    // Toys unpaired while the broker was away, or while MQTT was off or the
+    // hub was not running: an empty retained config removes any left behind
+    // (one for a device Home Assistant never saw changes nothing).
     let paired: HashSet<&str> = toys.iter().map(|t| t.toy_id.as_str()).collect();
-    let gone: Vec<String> = memory
+    let mut gone: HashSet<String> = memory
         .configs
         .keys()
         .filter(|k| !paired.contains(k.as_str()))
         .cloned()
         .collect();
+    gone.extend(
+        state
+            .store
+            .read(store::toys::removed_ids)
+            .await
+            .map_err(|e| internal(e.into()))?,
+    );
     for id in gone {
         remove_toy(topics, s, memory, &id).await?;
     }

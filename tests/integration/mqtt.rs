@@ -15,7 +15,9 @@ use hearth::clock::ManualClock;
 use serde_json::{Value, json};
 use sha2::Digest;
 
-use crate::harness::{ChildGuard, Hub, TestToy, eventually, have, run_with_timeout};
+use crate::harness::{
+    ChildGuard, Hub, Served, Target, TestToy, eventually, have, run_with_timeout,
+};
 
 const USER: &str = "hearth";
 const PASS: &str = "broker secret 42";
@@ -721,4 +723,88 @@ async fn a_broker_outside_the_home_network_is_refused() {
         std::fs::read_to_string(&file).expect("read"),
         "s3cret broker pass"
     );
+}
+
+/// Setup and sign-in on a served hub.
+async fn served_parent(served: &Served, data: &Path) -> crate::harness::Parent {
+    let code = std::fs::read_to_string(data.join("setup-code")).expect("setup code");
+    let r = served
+        .anon()
+        .post(served.url("/api/v1/setup"))
+        .json(&json!({"setup_code": code.trim(), "household": "Fernhill",
+                      "username": "mum", "password": crate::harness::PASSWORD}))
+        .send()
+        .await
+        .expect("setup");
+    assert_eq!(r.status(), 201);
+    let v: Value = served
+        .login("mum", crate::harness::PASSWORD)
+        .await
+        .json()
+        .await
+        .expect("json");
+    served.parent(v["token"].as_str().expect("token"))
+}
+
+#[actix_web::test]
+async fn the_served_hub_says_offline_and_clears_toys_unpaired_while_mqtt_was_off() {
+    if missing_mosquitto() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start(tmp.path(), None);
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).expect("data");
+    std::fs::write(data.join("mqtt-password"), PASS).expect("password");
+    let section = format!(
+        "[mqtt]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\nusername = \"{USER}\"\n",
+        broker.port
+    );
+
+    // The real binary publishes the toy, and says `offline` when stopped.
+    let served = Served::start_with(&data, &section);
+    let parent = served_parent(&served, &data).await;
+    let mut toy = TestToy::new("bear");
+    toy.pair(&served, &parent).await;
+    let toy_cfg = format!(
+        "homeassistant/device/hearth_{}_bear/config",
+        hub_id(&served.ca_pem)
+    );
+    eventually(30, "the toy's retained config", || {
+        let r = broker.retained(&toy_cfg);
+        async move { r }
+    })
+    .await;
+    assert_eq!(
+        broker.retained("hearth/status").as_deref(),
+        Some(&b"online"[..])
+    );
+    served.stop();
+    assert_eq!(
+        broker.retained("hearth/status").as_deref(),
+        Some(&b"offline"[..])
+    );
+
+    // MQTT off: the toy is unpaired; its config stays on the broker.
+    let served = Served::start(&data);
+    let token: Value = served
+        .login("mum", crate::harness::PASSWORD)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let parent = served.parent(token["token"].as_str().expect("token"));
+    assert_eq!(parent.delete("/api/v1/toys/bear").await.status(), 204);
+    served.stop();
+    assert!(broker.retained(&toy_cfg).is_some());
+
+    // MQTT on again: the hub removes what it left behind.
+    let served = Served::start_with(&data, &section);
+    eventually(30, "the stale config removed", || {
+        let gone = broker.retained(&toy_cfg).is_none()
+            && broker.retained("hearth/status").as_deref() == Some(&b"online"[..]);
+        async move { gone.then_some(()) }
+    })
+    .await;
+    served.stop();
 }
