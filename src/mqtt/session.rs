@@ -356,3 +356,44 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(host: &str) -> MqttConfig {
+        MqttConfig {
+            enabled: true,
+            host: host.into(),
+            ..MqttConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn only_home_network_brokers_are_dialled() {
+        for home in [
+            "127.0.0.1",
+            "192.168.1.10",
+            "10.0.0.2",
+            "fd00::1",
+            "fe80::1",
+        ] {
+            let a = resolve(&cfg(home)).await.expect(home);
+            assert_eq!(a[0].ip().to_string(), home);
+            assert_eq!(a[0].port(), 1883);
+        }
+        for outside in ["8.8.8.8", "100.64.0.1", "2001:db8::1"] {
+            match resolve(&cfg(outside)).await {
+                Err(MqttError::NotHomeNetwork { addr, .. }) => {
+                    assert_eq!(addr.to_string(), outside)
+                }
+                other => panic!("{outside}: {other:?}"),
+            }
+        }
+        let off = MqttConfig {
+            enabled: false,
+            ..cfg("127.0.0.1")
+        };
+        assert!(matches!(resolve(&off).await, Err(MqttError::Off)));
+    }
+}
