@@ -47,6 +47,8 @@ pub use session::{MqttError, Session};
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest pause between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often every state is published again without news.
+const STATE_EVERY: Duration = Duration::from_secs(300);
 /// A recording older than this when its event is seen is not announced
 /// (its `event: message` is a later change, such as *keep*).
 const FRESH_SECS: i64 = 300;
@@ -509,6 +511,11 @@ async fn serve(
     let mut ping = tokio::time::interval(session::KEEP_ALIVE / 2);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
+    // States are also refreshed now and then: a toy's last call is
+    // recorded without an event while it stays online.
+    let mut restate = tokio::time::interval(STATE_EVERY);
+    restate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    restate.tick().await;
     let mut heard = Instant::now();
     loop {
         tokio::select! {
@@ -533,6 +540,7 @@ async fn serve(
                 }
                 Err(RecvError::Closed) => return Ok(()),
             },
+            _ = restate.tick() => refresh(state, topics, &mut s, memory, None).await?,
             _ = ping.tick() => {
                 if heard.elapsed() > session::KEEP_ALIVE * 2 {
                     return Err(MqttError::Protocol("the broker stopped answering pings".into()));

@@ -481,7 +481,8 @@ async fn home_assistant_sees_toys_events_removal_and_a_broker_restart() {
     let toys = parent.json("/api/v1/toys").await;
     assert_eq!(toys["paired"][0]["toy_id"], "bear");
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        // Well under the 10 s a connection attempt may take.
+        started.elapsed() < Duration::from_secs(5),
         "the API waited {:?} while the broker was down",
         started.elapsed()
     );
