@@ -346,6 +346,7 @@ impl Application {
             pairings: Pairings::default(),
             accounts: crate::accounts::Accounts::new(setup_code),
             discovery,
+            mqtt: crate::mqtt::Link::default(),
         });
         let server = https_server(state.clone(), listener, tls)?;
         let st = state.clone();
@@ -401,6 +402,8 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let state = self.state.clone();
         let jobs = tokio::spawn(background_jobs(state.clone()));
+        // The publisher ends by itself at shutdown (it says `offline` first).
+        let mqtt = tokio::spawn(crate::mqtt::run(state.clone().into_inner()));
         let relay = state
             .discovery
             .as_ref()
@@ -420,6 +423,7 @@ impl Application {
         let res = self.server.await;
         signals.abort();
         jobs.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(2), mqtt).await;
         if let Some(r) = relay {
             r.abort();
         }

@@ -74,6 +74,12 @@ pub enum Command {
         /// The backup file.
         file: PathBuf,
     },
+    /// Home Assistant over MQTT: test the broker, set its password.
+    Mqtt {
+        /// What to do.
+        #[command(subcommand)]
+        action: MqttAction,
+    },
     /// Check the configuration and exit.
     CheckConfig,
     /// Check the installation (configuration, data directory, certificates, database, disk, clock) and print fixes.
@@ -104,6 +110,16 @@ pub enum UserAction {
     },
     /// List users.
     List,
+}
+
+/// MQTT administration.
+#[derive(Debug, Subcommand)]
+pub enum MqttAction {
+    /// Connect to the configured broker once and say how it went (exit 1 on failure).
+    Check,
+    /// Set the broker password (read from standard input; empty removes it).
+    /// It is kept in the data directory as mqtt-password, mode 0600.
+    SetPassword,
 }
 
 fn env_vars() -> Vec<(String, String)> {
@@ -375,6 +391,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
             backup_command(&cfg, &cli.command)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Mqtt { action } => {
+            let cfg = load_config(&cli, None, false)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")?;
+            match action {
+                MqttAction::Check => {
+                    match rt.block_on(crate::mqtt::check(&cfg.mqtt, &cfg.data_dir)) {
+                        Ok(how) => {
+                            println!("ok: {how}");
+                            Ok(ExitCode::SUCCESS)
+                        }
+                        Err(e) => {
+                            eprintln!("hearth: MQTT check failed: {e}");
+                            Ok(ExitCode::FAILURE)
+                        }
+                    }
+                }
+                MqttAction::SetPassword => {
+                    let store = open_store(&cfg)?;
+                    let pw = read_password("MQTT broker password: ")?;
+                    let removed = pw.is_empty();
+                    rt.block_on(crate::mqtt::set_password(
+                        &store,
+                        &cfg.data_dir,
+                        SystemClock.unix(),
+                        audit::SYSTEM,
+                        pw,
+                    ))
+                    .map_err(refused)?;
+                    println!(
+                        "{}; a running hub uses it at its next connection (restart it to connect at once)",
+                        if removed {
+                            "MQTT password removed"
+                        } else {
+                            "MQTT password stored"
+                        }
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
         }
         Command::CheckConfig => {
             let file = config_file(&cli);

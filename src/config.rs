@@ -115,6 +115,60 @@ impl Default for BackupConfig {
     }
 }
 
+/// The `[mqtt]` table: publishing toy status and events to the family's
+/// MQTT broker for Home Assistant (see `docs/home-assistant.md`). The
+/// password is not here: this file is world-readable, so it lives in
+/// `mqtt-password` (mode 0600) in the data directory, written by
+/// `hearth mqtt set-password` or the admin's MQTT page.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Publish to the broker (off by default).
+    pub enabled: bool,
+    /// The broker's host name or IP address; it must resolve to an address
+    /// of the home network (loopback, private, link-local, unique-local).
+    pub host: String,
+    /// The broker's port (1883, or 8883 with TLS, when left at 0).
+    pub port: u16,
+    /// Connect with TLS (rustls), checking the broker's certificate.
+    pub tls: bool,
+    /// A PEM file of the CA that signed the broker's certificate (with
+    /// `tls`); without it the system's trusted CAs are used.
+    pub ca_file: Option<PathBuf>,
+    /// The user name to log in with (empty: none).
+    pub username: String,
+    /// Home Assistant's discovery prefix.
+    pub discovery_prefix: String,
+    /// The root of the hub's own state and event topics.
+    pub base_topic: String,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            host: String::new(),
+            port: 0,
+            tls: false,
+            ca_file: None,
+            username: String::new(),
+            discovery_prefix: "homeassistant".into(),
+            base_topic: "hearth".into(),
+        }
+    }
+}
+
+impl MqttConfig {
+    /// The port to connect to: `port`, else the MQTT default for the transport.
+    pub fn effective_port(&self) -> u16 {
+        match (self.port, self.tls) {
+            (0, false) => 1883,
+            (0, true) => 8883,
+            (p, _) => p,
+        }
+    }
+}
+
 /// The file as written.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -129,6 +183,7 @@ struct FileConfig {
     tls: TlsConfig,
     sessions: SessionConfig,
     backups: BackupConfig,
+    mqtt: MqttConfig,
 }
 
 impl Default for FileConfig {
@@ -144,6 +199,7 @@ impl Default for FileConfig {
             tls: TlsConfig::default(),
             sessions: SessionConfig::default(),
             backups: BackupConfig::default(),
+            mqtt: MqttConfig::default(),
         }
     }
 }
@@ -170,6 +226,8 @@ pub struct Config {
     pub sessions: SessionConfig,
     /// Scheduled backups.
     pub backups: BackupConfig,
+    /// Home Assistant over MQTT.
+    pub mqtt: MqttConfig,
 }
 
 /// Command-line values that override the file and the environment.
@@ -235,6 +293,7 @@ fn unreachable_defaults() -> Config {
         tls: TlsConfig::default(),
         sessions: SessionConfig::default(),
         backups: BackupConfig::default(),
+        mqtt: MqttConfig::default(),
     }
 }
 
@@ -279,11 +338,25 @@ fn apply_env(fc: &mut FileConfig, env: &[(String, String)]) -> Result<(), Config
                     .map(str::to_owned)
                     .collect()
             }
+            "HEARTH_MQTT_ENABLED" => fc.mqtt.enabled = parse_bool(name, value)?,
+            "HEARTH_MQTT_HOST" => fc.mqtt.host = value.clone(),
+            "HEARTH_MQTT_PORT" => {
+                fc.mqtt.port = value.parse().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "the environment variable {name}={value:?} must be a port from 0 to 65535"
+                    ))
+                })?
+            }
+            "HEARTH_MQTT_TLS" => fc.mqtt.tls = parse_bool(name, value)?,
+            "HEARTH_MQTT_CA_FILE" => fc.mqtt.ca_file = (!value.is_empty()).then(|| value.into()),
+            "HEARTH_MQTT_USERNAME" => fc.mqtt.username = value.clone(),
             other if other.starts_with("HEARTH_") && !KNOWN_NON_CONFIG_ENV.contains(&other) => {
                 return Err(ConfigError::Invalid(format!(
                     "unknown environment variable {other}; known ones are HEARTH_DATA_DIR, HEARTH_LISTEN, \
                      HEARTH_REDIRECT_HTTP_LISTEN, HEARTH_ALLOW_PUBLIC_CLIENTS, HEARTH_LOG, \
-                     HEARTH_MDNS_ENABLED, HEARTH_MDNS_HOST_NAME, HEARTH_MDNS_INTERFACES"
+                     HEARTH_MDNS_ENABLED, HEARTH_MDNS_HOST_NAME, HEARTH_MDNS_INTERFACES, \
+                     HEARTH_MQTT_ENABLED, HEARTH_MQTT_HOST, HEARTH_MQTT_PORT, HEARTH_MQTT_TLS, \
+                     HEARTH_MQTT_CA_FILE, HEARTH_MQTT_USERNAME"
                 )));
             }
             _ => {}
@@ -376,6 +449,7 @@ fn check(fc: FileConfig) -> Result<Config, ConfigError> {
             "backups.every_hours must be 1 to 2160 and backups.keep 1 to 1000".into(),
         ));
     }
+    check_mqtt(&fc.mqtt)?;
     tracing_subscriber::EnvFilter::try_new(&fc.log).map_err(|e| {
         ConfigError::Invalid(format!("log {:?} is not a valid log filter: {e}", fc.log))
     })?;
@@ -392,7 +466,58 @@ fn check(fc: FileConfig) -> Result<Config, ConfigError> {
         tls: fc.tls,
         sessions: fc.sessions,
         backups: fc.backups,
+        mqtt: fc.mqtt,
     })
+}
+
+/// A topic segment for `discovery_prefix` and `base_topic`: letters,
+/// digits, `_`, `-` and inner `/`, no wildcards, no leading or trailing `/`.
+fn valid_topic_root(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with('/')
+        && !s.ends_with('/')
+        && !s.contains("//")
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/'))
+}
+
+fn check_mqtt(m: &MqttConfig) -> Result<(), ConfigError> {
+    for (key, v) in [
+        ("mqtt.discovery_prefix", &m.discovery_prefix),
+        ("mqtt.base_topic", &m.base_topic),
+    ] {
+        if !valid_topic_root(v) {
+            return Err(ConfigError::Invalid(format!(
+                "{key} {v:?} is not a valid topic root: use letters, digits, _ and - (and / between parts), such as \"homeassistant\" or \"hearth\""
+            )));
+        }
+    }
+    if m.username.len() > 256 || m.username.chars().any(char::is_control) {
+        return Err(ConfigError::Invalid(
+            "mqtt.username is at most 256 bytes of printable text".into(),
+        ));
+    }
+    let host = m.host.trim();
+    if m.enabled && host.is_empty() {
+        return Err(ConfigError::Invalid(
+            "mqtt.enabled is true but mqtt.host is empty: write the broker's address on the home network, such as \"192.168.1.10\" or \"homeassistant.local\"".into(),
+        ));
+    }
+    if host.len() > 253
+        || host.contains(['/', ' ', ':']) && host.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err(ConfigError::Invalid(format!(
+            "mqtt.host {:?} is not a host name or IP address (write the port in mqtt.port)",
+            m.host
+        )));
+    }
+    if m.ca_file.is_some() && !m.tls {
+        return Err(ConfigError::Invalid(
+            "mqtt.ca_file is set but mqtt.tls is false: turn TLS on, or remove ca_file".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -454,6 +579,7 @@ mod tests {
         assert_eq!(c.tls, d.tls);
         assert_eq!(c.sessions, d.sessions);
         assert_eq!(c.backups, d.backups);
+        assert_eq!(c.mqtt, d.mqtt);
         assert_eq!(c.data_dir, PathBuf::from("./hearth-data"));
         assert_eq!(c.listen.port(), 8443);
     }
@@ -510,6 +636,15 @@ mod tests {
             "[sessions]",
             "idle_minutes",
             "absolute_hours",
+            "[mqtt]",
+            "host",
+            "port",
+            "tls",
+            "ca_file",
+            "username",
+            "discovery_prefix",
+            "base_topic",
+            "mqtt-password",
         ] {
             assert!(
                 text.contains(key),
@@ -517,6 +652,42 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    #[test]
+    fn mqtt_is_off_by_default_and_checked() {
+        let c = Config::load(Some(&sample_path()), &[], &Overrides::default()).expect("sample");
+        assert!(!c.mqtt.enabled);
+        assert_eq!(c.mqtt.discovery_prefix, "homeassistant");
+        assert_eq!(c.mqtt.base_topic, "hearth");
+        assert_eq!(c.mqtt.effective_port(), 1883);
+        let load = |pairs: &[(&str, &str)]| {
+            let env: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            Config::load(None, &env, &Overrides::default())
+        };
+        let c = load(&[
+            ("HEARTH_MQTT_ENABLED", "true"),
+            ("HEARTH_MQTT_HOST", "192.168.1.10"),
+            ("HEARTH_MQTT_TLS", "on"),
+        ])
+        .expect("valid");
+        assert_eq!(c.mqtt.effective_port(), 8883);
+        let e = load(&[("HEARTH_MQTT_ENABLED", "true")]).expect_err("no host");
+        assert!(e.to_string().contains("mqtt.host is empty"), "{e}");
+        let e = load(&[("HEARTH_MQTT_HOST", "broker:1883")]).expect_err("port in host");
+        assert!(e.to_string().contains("mqtt.port"), "{e}");
+        let e = load(&[("HEARTH_MQTT_CA_FILE", "/etc/ca.pem")]).expect_err("ca without tls");
+        assert!(e.to_string().contains("mqtt.tls"), "{e}");
+        let e = parse_file("version = 1\n[mqtt]\nbase_topic = \"a/#\"\n")
+            .map(check)
+            .expect("parses")
+            .expect_err("wildcard");
+        assert!(e.to_string().contains("mqtt.base_topic"), "{e}");
+        let e = parse_file("version = 1\n[mqtt]\npassword = \"x\"\n").expect_err("no password key");
+        assert!(e.contains("password"), "{e}");
     }
 
     #[test]

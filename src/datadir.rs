@@ -39,6 +39,9 @@ pub enum DataFile {
     CaPrevious,
     /// The one-time setup code, present until the first admin exists.
     SetupCode,
+    /// The MQTT broker password (`hearth mqtt set-password`, the admin's
+    /// MQTT page): kept out of the world-readable configuration file.
+    MqttPassword,
     /// Space held back so a full disk still lets the hub start, sign in
     /// and delete (`store::space`).
     Reserve,
@@ -56,6 +59,7 @@ impl DataFile {
             Self::CaPrevious => "ca-previous.pem",
             Self::SetupCode => "setup-code",
             Self::Reserve => "reserve.bin",
+            Self::MqttPassword => "mqtt-password",
         }
     }
 }
@@ -114,8 +118,14 @@ impl DataDir {
     }
 
     /// The secrets that must be [`PRIVATE_FILE_MODE`] (checked by `doctor`).
-    pub fn secret_files(&self) -> [PathBuf; 3] {
-        [DataFile::CaKey, DataFile::ServerKey, DataFile::SetupCode].map(|f| self.path(f))
+    pub fn secret_files(&self) -> [PathBuf; 4] {
+        [
+            DataFile::CaKey,
+            DataFile::ServerKey,
+            DataFile::SetupCode,
+            DataFile::MqttPassword,
+        ]
+        .map(|f| self.path(f))
     }
 
     /// Creates the directory ([`DIR_MODE`]) when missing and checks that

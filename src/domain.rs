@@ -445,6 +445,25 @@ impl IdempotencyScope {
     }
 }
 
+/// True for addresses of the home network: loopback, private (RFC 1918),
+/// link-local, unique-local IPv6 (and IPv4-mapped forms of those). Clients
+/// outside it are refused (`http::guard`), and so is an MQTT broker.
+pub fn on_home_network(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return on_home_network(IpAddr::V4(v4));
+            }
+            let seg0 = v6.segments()[0];
+            v6.is_loopback()
+                || (seg0 & 0xfe00) == 0xfc00 // fc00::/7 unique local
+                || (seg0 & 0xffc0) == 0xfe80 // fe80::/10 link local
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,6 +136,9 @@ pub struct Event {
     pub kind: &'static str,
     /// The JSON `data:` line.
     pub data: serde_json::Value,
+    /// The typed event itself, for listeners other than pages (the MQTT
+    /// publisher reads the facts from it, not from the JSON).
+    pub page: PageEvent,
 }
 
 /// The hub's notifier; cheap to clone.
@@ -169,6 +172,7 @@ impl Events {
         let _ = self.tx.send(Event {
             kind: event.name(),
             data: event.data(),
+            page: event,
         });
     }
 

@@ -21,6 +21,7 @@ pub mod events;
 pub mod fuzzing;
 pub mod http;
 pub mod messaging;
+pub mod mqtt;
 pub mod pairing;
 pub mod pki;
 pub mod state;

@@ -31,6 +31,8 @@ pub struct AppState {
     pub accounts: Accounts,
     /// mDNS, when on.
     pub discovery: Option<Discovery>,
+    /// The MQTT publisher's status (`mqtt::run`).
+    pub mqtt: crate::mqtt::Link,
 }
 
 impl AppState {

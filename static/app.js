@@ -739,6 +739,32 @@
       else status(errorText(r.data, 'The settings could not be saved.'), 'error');
     });
   }
+  const mqttForm = $('[data-mqtt-password]');
+  if (mqttForm) {
+    mqttForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const btn = $('button[type="submit"]', mqttForm);
+      btn.disabled = true;
+      const pw = mqttForm.elements.password.value;
+      const r = await api('PUT', '/api/v1/mqtt/password', { password: pw });
+      btn.disabled = false;
+      mqttForm.elements.password.value = '';
+      if (r.ok) status(pw ? 'Broker password saved. The hub connects again with it.' : 'Broker password removed.', 'ok');
+      else status(errorText(r.data, 'The password could not be saved.'), 'error');
+    });
+  }
+  const mqttCheck = $('[data-mqtt-check]');
+  if (mqttCheck) {
+    mqttCheck.addEventListener('click', async () => {
+      mqttCheck.disabled = true;
+      status('Testing the connection…');
+      const r = await api('POST', '/api/v1/mqtt/check');
+      mqttCheck.disabled = false;
+      if (r.ok && r.data && r.data.ok) status('Works: ' + r.data.message + '.', 'ok');
+      else if (r.ok && r.data) status('Failed: ' + r.data.message, 'error');
+      else status(errorText(r.data, 'The test could not run.'), 'error');
+    });
+  }
   const sessions = $('#sessions');
   async function loadSessions() {
     if (!sessions) return;

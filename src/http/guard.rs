@@ -5,20 +5,10 @@
 
 use std::net::IpAddr;
 
-/// True for addresses of the home network.
+/// True for addresses of the home network (the rule lives in
+/// [`crate::domain::on_home_network`], shared with the MQTT broker check).
 pub fn is_local(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_local(IpAddr::V4(v4));
-            }
-            let seg0 = v6.segments()[0];
-            v6.is_loopback()
-                || (seg0 & 0xfe00) == 0xfc00 // fc00::/7 unique local
-                || (seg0 & 0xffc0) == 0xfe80 // fe80::/10 link local
-        }
-    }
+    crate::domain::on_home_network(ip)
 }
 
 #[cfg(test)]

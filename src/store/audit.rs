@@ -47,10 +47,13 @@ pub enum Action {
     /// An admin deleted the whole household (the one entry left after it).
     #[serde(rename = "household_deleted")]
     HouseholdDeleted,
+    /// An admin set or removed the MQTT broker password.
+    #[serde(rename = "mqtt_password_set")]
+    MqttPasswordSet,
 }
 
 impl Action {
-    const ALL: [Self; 13] = [
+    const ALL: [Self; 14] = [
         Self::Setup,
         Self::PasswordChange,
         Self::PairingRequest,
@@ -64,6 +67,7 @@ impl Action {
         Self::RestoreDone,
         Self::ToyMessagesDeleted,
         Self::HouseholdDeleted,
+        Self::MqttPasswordSet,
     ];
 
     /// The stored form.
@@ -82,6 +86,7 @@ impl Action {
             Self::RestoreDone => "restore_done",
             Self::ToyMessagesDeleted => "toy_messages_deleted",
             Self::HouseholdDeleted => "household_deleted",
+            Self::MqttPasswordSet => "mqtt_password_set",
         }
     }
 

@@ -216,6 +216,18 @@ pub fn delete_expired(tx: &Connection, cutoff: i64) -> StoreResult<Vec<String>> 
     Ok(v)
 }
 
+/// Per toy (row id), its `from_toy` messages not yet heard (toys with
+/// none are absent).
+pub fn unheard_per_toy(c: &Connection) -> StoreResult<std::collections::HashMap<ToyRowId, i64>> {
+    let mut st = c.prepare(
+        "SELECT toy, COUNT(*) FROM messages WHERE direction = 'from_toy' AND state = 'received' GROUP BY toy",
+    )?;
+    let v = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(v)
+}
+
 /// Number of `from_toy` messages not yet heard.
 pub fn count_unheard(c: &Connection) -> StoreResult<i64> {
     Ok(c.query_row(

@@ -105,6 +105,28 @@ pub fn list_paired(c: &Connection) -> StoreResult<Vec<Toy>> {
     Ok(v)
 }
 
+/// The ids of toys removed (unpaired) at some time, as their parents knew
+/// them (a row set aside by a re-pairing with another key counts too),
+/// without the ones paired now.
+pub fn removed_ids(c: &Connection) -> StoreResult<Vec<String>> {
+    let mut st = c.prepare("SELECT DISTINCT toy_id FROM toys WHERE removed_at IS NOT NULL")?;
+    let rows = st
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let paired: std::collections::HashSet<String> = list_paired(c)?
+        .into_iter()
+        .map(|t| t.toy_id.to_string())
+        .collect();
+    let mut ids: Vec<String> = rows
+        .into_iter()
+        .map(|id| id.split('#').next().unwrap_or_default().to_owned())
+        .filter(|id| !id.is_empty() && !paired.contains(id))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
 /// Records a completed pairing: a new toy, or a removed one paired again
 /// (with the same key its conversation is kept; with another key the old
 /// row is set aside and the toy starts afresh). Only `cert_sha256` is

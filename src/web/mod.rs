@@ -13,6 +13,7 @@ pub mod data;
 pub mod errors;
 pub mod events;
 pub mod messages;
+pub mod mqtt;
 pub mod pages;
 
 use actix_web::http::Method;
@@ -24,6 +25,7 @@ pub fn register(r: &mut Routes<'_>) {
     api::register(r);
     messages::register(r);
     data::register(r);
+    mqtt::register(r);
     pages::register(r);
     assets::register(r);
     r.add(Method::GET, "/api/v1/events", Access::User, events::stream);

@@ -191,6 +191,17 @@ async function main() {
     await page.waitForFunction(() => document.querySelector('#check-result').textContent.startsWith('This backup is good'), null, { timeout: 60000 });
     step(`check this backup: "${(await page.textContent('#check-result')).trim()}"`);
     await axe(page, '/data');
+    // --- Home Assistant (MQTT) settings, reached from the account page
+    await page.goto(`${HUB}/account`);
+    await page.click('a[href="/settings/mqtt"]');
+    await page.locator('[data-mqtt-password]').waitFor();
+    await page.fill('#mqtt-password', 'a broker password');
+    await page.click('[data-mqtt-password] button[type=submit]');
+    await page.locator('#status.is-ok').waitFor();
+    const mq = await page.evaluate(async () => (await fetch('/api/v1/mqtt')).json());
+    assert(mq.password_set === true && mq.link === 'off', `MQTT password stored (got ${JSON.stringify(mq)})`);
+    step('MQTT broker password saved from the Home Assistant page');
+    await axe(page, '/settings/mqtt');
 
     // --- certificate help (public)
     await page.goto(`${HUB}/help/certificate`);

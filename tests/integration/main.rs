@@ -18,6 +18,7 @@ mod hardening;
 mod harness;
 mod lan_guard;
 mod messages;
+mod mqtt;
 mod netns;
 mod pairing;
 mod prerequisites;
