@@ -297,7 +297,7 @@ impl Application {
             .await?
             .context("cannot prepare the hub's certificates")?;
         let has_admin = store.read(store::users::any_admin).await?;
-        let setup_code = crate::accounts::setup_code_at_start(&data_dir, has_admin)
+        let setup_code = crate::accounts::setup_code_at_start(&data_dir, has_admin, clock.unix())
             .context("cannot write the setup-code file")?;
         let household = store
             .read(store::household::get)
@@ -333,7 +333,7 @@ impl Application {
             &cert_names,
             setup_code.is_some(),
         );
-        if let Some(code) = &setup_code {
+        if let Some((code, _)) = &setup_code {
             tracing::info!("setup code: {code}");
         }
         let tls = pki.server_config()?;
@@ -523,6 +523,7 @@ async fn background_jobs(state: web::Data<AppState>) {
                 tracing::warn!(error = %e, "session purge failed");
             }
         }
+        crate::accounts::renew_setup_code(&state).await;
         if let Err(e) = tracker.tick(&state).await {
             tracing::warn!(error = %e, "the online/offline tracker failed");
         }

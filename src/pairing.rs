@@ -161,17 +161,10 @@ struct AddrUse {
 pub fn addr_key(ip: &str) -> Option<String> {
     match ip.parse::<std::net::IpAddr>() {
         Ok(a) if a.is_loopback() => None,
-        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) if v4.is_loopback() => None,
-            Some(v4) => Some(v4.to_string()),
-            None => {
-                let s = v6.segments();
-                Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
-            }
-        },
-        Ok(a) => Some(a.to_string()),
-        // No parsable peer address (not expected): one shared bucket.
-        Err(_) => Some("unknown".into()),
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()) => {
+            None
+        }
+        _ => Some(crate::auth::throttle::address_bucket(ip)),
     }
 }
 
