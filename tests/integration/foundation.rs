@@ -937,6 +937,10 @@ async fn doctor_passes_on_a_healthy_hub_and_names_fixes() {
         text.contains("integrity_check passed") && text.contains("covers hearth.local"),
         "{text}"
     );
+    assert!(
+        text.contains("setup is not done yet") && text.contains("changes every 24 hours"),
+        "doctor says where the setup code is and that it changes: {text}"
+    );
     std::fs::set_permissions(hub.data_dir(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod");
     let out = actix_web::rt::task::spawn_blocking(run2)

@@ -27,3 +27,4 @@ mod skipping;
 #[path = "../support/skips.rs"]
 mod skips;
 mod toy_client;
+mod toy_polls;
