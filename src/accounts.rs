@@ -28,9 +28,17 @@ pub const SETUP_CODE_LIFETIME_SECS: i64 = 24 * 3600;
 /// whatever many addresses guess, a code sees at most this many guesses,
 /// and the parent, who reads the newest code in the log, is never locked out.
 pub const SETUP_CODE_MAX_WRONG: u32 = 10;
-/// Wrong setup codes one address (an IPv6 /64) may send before its growing
-/// waits begin.
+/// Wrong setup codes one address may send before its growing waits begin.
 const SETUP_FREE_PER_ADDRESS: u32 = 5;
+/// Wrong setup codes one IPv6 /64 may send before its growing waits begin:
+/// a device that takes many addresses of its prefix gets this many, not
+/// `SETUP_FREE_PER_ADDRESS` per address; its neighbours on the same home
+/// /64 are throttled only after this many.
+const SETUP_FREE_PER_NETWORK: u32 = 25;
+/// Failed sign-ins from one address before its growing waits begin.
+const LOGIN_FREE_PER_ADDRESS: u32 = 20;
+/// Failed sign-ins from one IPv6 /64 before its growing waits begin.
+const LOGIN_FREE_PER_NETWORK: u32 = 100;
 
 /// The throttles of guesses and the setup code, shared by every request.
 pub struct Accounts {
@@ -38,9 +46,14 @@ pub struct Accounts {
     login_account: Throttle,
     /// Sign-in failures per source address (20 free: a family shares one).
     login_addr: Throttle,
-    /// Wrong setup codes per source address (IPv6: per /64). There is no
-    /// global block: one device's guesses never block another's setup.
+    /// Sign-in failures per IPv6 /64 (100 free), so a device with a prefix
+    /// does not get 2^64 fresh addresses' worth of guesses.
+    login_net: Throttle,
+    /// Wrong setup codes per source address. There is no global block: one
+    /// device's guesses never block another's setup.
     setup_addr: Throttle,
+    /// Wrong setup codes per IPv6 /64 (25 free).
+    setup_net: Throttle,
     /// The setup code while setup is not done.
     setup_code: Mutex<Option<LiveCode>>,
 }
@@ -51,8 +64,10 @@ impl Accounts {
     pub fn new(setup_code: Option<(String, i64)>) -> Self {
         Self {
             login_account: Throttle::new(5),
-            login_addr: Throttle::new(20),
+            login_addr: Throttle::new(LOGIN_FREE_PER_ADDRESS),
+            login_net: Throttle::new(LOGIN_FREE_PER_NETWORK),
             setup_addr: Throttle::new(SETUP_FREE_PER_ADDRESS),
+            setup_net: Throttle::new(SETUP_FREE_PER_NETWORK),
             setup_code: Mutex::new(setup_code.map(|(code, issued_at)| LiveCode {
                 code,
                 issued_at,
@@ -282,8 +297,18 @@ pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Resul
     }
     // One device's wrong codes block only its own address; the code itself
     // is replaced after SETUP_CODE_MAX_WRONG wrong guesses from anywhere.
-    let addr_key = Guess::Address(&client.ip).key();
-    if let Err(wait) = accounts.setup_addr.reserve(&[&addr_key], now) {
+    let (addr_key, net_key) = (
+        Guess::Address(&client.ip).key(),
+        Guess::Network(&client.ip).key(),
+    );
+    let reserved = crate::auth::throttle::reserve_all(
+        &[
+            (&accounts.setup_addr, &[&addr_key]),
+            (&accounts.setup_net, &[&net_key]),
+        ],
+        now,
+    );
+    if let Err(wait) = reserved {
         return Err(Error::too_many(
             format!("too many wrong setup codes; wait {}", seconds(wait)),
             wait,
@@ -296,7 +321,10 @@ pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Resul
     }
     match verdict {
         // Knowing the code is all setup asks: the address is cleared.
-        CodeVerdict::Right => accounts.setup_addr.succeed(&addr_key),
+        CodeVerdict::Right => {
+            accounts.setup_addr.succeed(&addr_key);
+            accounts.setup_net.refund(&[&net_key]);
+        }
         CodeVerdict::Wrong => {
             tracing::warn!(client = %client.ip, "wrong setup code");
             return Err(Error::new(
@@ -376,8 +404,11 @@ pub struct NewSession {
 enum Guess<'a> {
     /// Passwords of one account.
     Account(&'a str),
-    /// Anything from one source address (IPv6: its /64).
+    /// Anything from one source address (an IPv4-mapped one as the IPv4).
     Address(&'a str),
+    /// Anything from one network: an IPv6 address's /64 (an IPv4 address
+    /// is its own network).
+    Network(&'a str),
 }
 
 impl Guess<'_> {
@@ -385,7 +416,8 @@ impl Guess<'_> {
     fn key(&self) -> String {
         match self {
             Self::Account(username) => format!("user:{username}"),
-            Self::Address(ip) => format!("addr:{}", crate::auth::throttle::address_bucket(ip)),
+            Self::Address(ip) => format!("addr:{}", crate::auth::throttle::full_address(ip)),
+            Self::Network(ip) => format!("net:{}", crate::auth::throttle::address_bucket(ip)),
         }
     }
 }
@@ -407,12 +439,14 @@ pub async fn sign_in(
         .unwrap_or_default();
     let account_key = Guess::Account(&name).key();
     let addr_key = Guess::Address(&ip).key();
+    let net_key = Guess::Network(&ip).key();
     // The guess is charged before any await, so parallel guesses cannot all
     // pass; a right one is cleared or refunded below.
     let reserved = crate::auth::throttle::reserve_all(
         &[
             (&accounts.login_account, &[&account_key]),
             (&accounts.login_addr, &[&addr_key]),
+            (&accounts.login_net, &[&net_key]),
         ],
         now,
     );
@@ -441,6 +475,7 @@ pub async fn sign_in(
     };
     accounts.login_account.succeed(&account_key);
     accounts.login_addr.refund(&[&addr_key]);
+    accounts.login_net.refund(&[&net_key]);
     let rehash = if password::needs_rehash(&user.password_hash) {
         Some(
             blocking(move || password::hash(&pw))
@@ -809,6 +844,34 @@ pub fn require(user: &User, role: Role) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guesses_count_per_address_and_per_ipv6_slash_64() {
+        let key = |g: Guess<'_>| g.key();
+        assert_eq!(
+            key(Guess::Address("2001:db8:1:2::1")),
+            "addr:2001:db8:1:2::1"
+        );
+        assert_ne!(
+            key(Guess::Address("2001:db8:1:2::1")),
+            key(Guess::Address("2001:db8:1:2::2"))
+        );
+        assert_eq!(
+            key(Guess::Network("2001:db8:1:2::1")),
+            "net:2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            key(Guess::Network("2001:db8:1:2:a:b:c:d")),
+            key(Guess::Network("2001:db8:1:2::1")),
+            "every address of a /64 shares one network key"
+        );
+        assert_eq!(
+            key(Guess::Address("::ffff:192.168.1.5")),
+            "addr:192.168.1.5"
+        );
+        assert_eq!(key(Guess::Network("192.168.1.5")), "net:192.168.1.5");
+        assert_eq!(key(Guess::Account("mum")), "user:mum");
+    }
 
     #[test]
     fn a_setup_code_is_replaced_after_its_lifetime_and_its_last_wrong_guess() {

@@ -47,6 +47,20 @@ pub fn address_bucket(ip: &str) -> String {
     }
 }
 
+/// A client address as text, an IPv4-mapped IPv6 address as the IPv4 one,
+/// so both spellings of one client share their key; `unknown` for text that
+/// is no address.
+pub fn full_address(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        Ok(a) => a.to_string(),
+        Err(_) => "unknown".into(),
+    }
+}
+
 /// A throttle for one kind of guess.
 pub struct Throttle {
     free: u32,
@@ -211,6 +225,14 @@ mod tests {
         assert_eq!(address_bucket("127.0.0.1"), "127.0.0.1");
         assert_eq!(address_bucket(""), "unknown");
         assert_eq!(address_bucket("not an address"), "unknown");
+        assert_eq!(full_address("::ffff:10.0.0.7"), "10.0.0.7");
+        assert_eq!(full_address("2001:db8:1:2:0:0:0:1"), "2001:db8:1:2::1");
+        assert_ne!(
+            full_address("2001:db8:1:2::1"),
+            full_address("2001:db8:1:2::2")
+        );
+        assert_eq!(full_address("10.0.0.7"), "10.0.0.7");
+        assert_eq!(full_address("x"), "unknown");
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! Issue 9, the setup code: wrong codes are throttled per address (an IPv6
-//! client per /64), never for everyone, and the code itself is replaced
-//! after ten wrong guesses from anywhere and after 24 hours.
+//! Issue 9, the setup code: wrong codes are throttled per address (and per
+//! IPv6 /64, with a higher allowance), never for everyone, and the code itself is replaced
+//! after ten wrong guesses from anywhere and after 24 hours. (The IPv6
+//! test shows an IPv6 client keyed apart from an IPv4 one; the /64 network
+//! keys are unit tests in `accounts` and `auth::throttle`: loopback has one
+//! IPv6 address, so no test here holds two addresses of one /64.)
 
 use serde_json::{Value, json};
 
