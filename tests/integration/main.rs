@@ -10,6 +10,7 @@ mod browser;
 mod contract;
 mod discovery;
 mod durability;
+mod expect_continue;
 mod family;
 mod first_start;
 mod foundation;
