@@ -551,6 +551,37 @@ mod tests {
     }
 
     #[test]
+    fn remembered_addresses_are_bounded_and_only_expired_ones_forgotten() {
+        // Found by cargo-mutants: nothing exercised the eviction.
+        // (At capacity every call evicts, so the recent address spends its
+        // window first and the map is filled last.)
+        let ps = Pairings::default();
+        for _ in 0..ADDR_REQUESTS {
+            assert_eq!(ps.admit(Some("recent"), 10 + ADDR_WINDOW - 1), Ok(()));
+        }
+        for n in 0..ADDR_REMEMBERED - 1 {
+            assert_eq!(ps.admit(Some(&format!("old{n}")), 10), Ok(()));
+        }
+        let remembered = || ps.addrs.lock().map(|m| m.len()).unwrap_or(0);
+        assert_eq!(remembered(), ADDR_REMEMBERED);
+        // The old windows end exactly now: they are forgotten, the recent
+        // address (and its spent window) is kept.
+        assert_eq!(ps.admit(Some("new"), 10 + ADDR_WINDOW), Ok(()));
+        assert_eq!(remembered(), 2, "only the expired addresses went");
+        assert!(
+            ps.admit(Some("recent"), 10 + ADDR_WINDOW).is_err(),
+            "the recent address is still limited"
+        );
+        // A map full of live windows is cleared rather than grown.
+        let full = Pairings::default();
+        for n in 0..ADDR_REMEMBERED {
+            assert_eq!(full.admit(Some(&format!("a{n}")), 10), Ok(()));
+        }
+        assert_eq!(full.admit(Some("b"), 11), Ok(()));
+        assert_eq!(full.addrs.lock().map(|m| m.len()).unwrap_or(0), 1);
+    }
+
+    #[test]
     fn one_address_is_limited_in_requests_open_pairings_and_audit_rows() {
         let ps = Pairings::default();
         let a = addr_key("192.168.1.50");
@@ -561,6 +592,14 @@ mod tests {
             addr_key("2001:db8:1:2:bbbb::2"),
             "one IPv6 /64 is one address"
         );
+        // Limited at all (a mutant exempting every IPv6 address survived
+        // the comparison above, None == None).
+        assert_eq!(
+            addr_key("2001:db8:1:2:aaaa::1").as_deref(),
+            Some("2001:db8:1:2::/64")
+        );
+        assert_eq!(addr_key("::1"), None);
+        assert_eq!(addr_key("::ffff:10.0.0.9").as_deref(), Some("10.0.0.9"));
         for i in 0..ADDR_OPEN {
             assert_eq!(ps.admit(a.as_deref(), 0), Ok(()));
             ps.start(request(&format!("junk{i}"), [1; 32]), a.clone(), 0)
