@@ -613,6 +613,17 @@ mod tests {
         );
         let other = addr_key("192.168.1.51");
         assert!(ps.start(request("real", [1; 32]), other, 10).is_ok());
+        // The wait names the end of this address's own oldest pairing, not
+        // another address's (a mutant widening the filter survived).
+        let c = addr_key("192.168.1.52");
+        for i in 0..ADDR_OPEN {
+            ps.start(request(&format!("c{i}"), [1; 32]), c.clone(), 50)
+                .expect("room");
+        }
+        assert_eq!(
+            ps.start(request("c-more", [1; 32]), c.clone(), 60).err(),
+            Some(PairError::AddrLimit((EXPIRES_IN - 10) as u64))
+        );
         for _ in (ADDR_OPEN as u32 + 1)..ADDR_REQUESTS {
             assert_eq!(ps.admit(a.as_deref(), 20), Ok(()));
         }
