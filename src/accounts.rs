@@ -21,38 +21,216 @@ use crate::store::sessions::Session;
 use crate::store::users::User;
 use crate::store::{self, Store};
 
+/// How long a setup code works: after this, the hub makes a new one and
+/// logs it (a code copied from an old log or backup stops working).
+pub const SETUP_CODE_LIFETIME_SECS: i64 = 24 * 3600;
+/// Wrong setup codes, from any address, after which the code is replaced:
+/// whatever many addresses guess, a code sees at most this many guesses,
+/// and the parent, who reads the newest code in the log, is never locked out.
+pub const SETUP_CODE_MAX_WRONG: u32 = 10;
+/// Wrong setup codes one address may send before its growing waits begin.
+const SETUP_FREE_PER_ADDRESS: u32 = 5;
+/// Wrong setup codes one IPv6 /64 may send before its growing waits begin:
+/// a device that takes many addresses of its prefix gets this many, not
+/// `SETUP_FREE_PER_ADDRESS` per address; its neighbours on the same home
+/// /64 are throttled only after this many.
+const SETUP_FREE_PER_NETWORK: u32 = 25;
+/// Failed sign-ins from one address before its growing waits begin.
+const LOGIN_FREE_PER_ADDRESS: u32 = 20;
+/// Failed sign-ins from one IPv6 /64 before its growing waits begin.
+const LOGIN_FREE_PER_NETWORK: u32 = 100;
+
 /// The throttles of guesses and the setup code, shared by every request.
 pub struct Accounts {
     /// Sign-in failures per account (5 free).
     login_account: Throttle,
     /// Sign-in failures per source address (20 free: a family shares one).
     login_addr: Throttle,
-    /// Wrong setup codes (every one blocks, growing).
-    setup: Throttle,
+    /// Sign-in failures per IPv6 /64 (100 free), so a device with a prefix
+    /// does not get 2^64 fresh addresses' worth of guesses.
+    login_net: Throttle,
+    /// Wrong setup codes per source address. There is no global block: one
+    /// device's guesses never block another's setup.
+    setup_addr: Throttle,
+    /// Wrong setup codes per IPv6 /64 (25 free).
+    setup_net: Throttle,
     /// The setup code while setup is not done.
-    setup_code: Mutex<Option<String>>,
+    setup_code: Mutex<Option<LiveCode>>,
 }
 
 impl Accounts {
-    /// Fresh throttles; `setup_code` is the code of a hub without an admin.
-    pub fn new(setup_code: Option<String>) -> Self {
+    /// Fresh throttles; `setup_code` is the code of a hub without an admin,
+    /// with the Unix time it was made.
+    pub fn new(setup_code: Option<(String, i64)>) -> Self {
         Self {
             login_account: Throttle::new(5),
-            login_addr: Throttle::new(20),
-            setup: Throttle::new(1),
-            setup_code: Mutex::new(setup_code),
+            login_addr: Throttle::new(LOGIN_FREE_PER_ADDRESS),
+            login_net: Throttle::new(LOGIN_FREE_PER_NETWORK),
+            setup_addr: Throttle::new(SETUP_FREE_PER_ADDRESS),
+            setup_net: Throttle::new(SETUP_FREE_PER_NETWORK),
+            setup_code: Mutex::new(setup_code.map(|(code, issued_at)| LiveCode {
+                code,
+                issued_at,
+                wrong: 0,
+            })),
+        }
+    }
+
+    /// Checks a typed (normalised) setup code against the live one at
+    /// `now`, replacing the live code when it expired or saw its last wrong
+    /// guess; the new code is returned with the reason, to be written and
+    /// logged by the caller.
+    fn check_setup_code(&self, given: &str, now: i64) -> (CodeVerdict, Option<(String, Replaced)>) {
+        let mut guard = match self.setup_code.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match guard.as_mut() {
+            None => (CodeVerdict::Wrong, None),
+            Some(live) => live.check(given, now),
+        }
+    }
+
+    /// Replaces the live setup code when it has expired at `now`.
+    fn expire_setup_code(&self, now: i64) -> Option<(String, Replaced)> {
+        let mut guard = match self.setup_code.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let live = guard.as_mut()?;
+        live.expired(now).then(|| {
+            *live = LiveCode::fresh(now);
+            (live.code.clone(), Replaced::Expired)
+        })
+    }
+}
+
+/// The live setup code and the wrong guesses it has seen.
+#[derive(Debug)]
+struct LiveCode {
+    code: String,
+    issued_at: i64,
+    wrong: u32,
+}
+
+/// What a typed setup code was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CodeVerdict {
+    /// The live code.
+    Right,
+    /// Not the live code (or no code is live).
+    Wrong,
+    /// The code that was live until its lifetime ended.
+    Expired,
+}
+
+/// Why a setup code was replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replaced {
+    /// It lived [`SETUP_CODE_LIFETIME_SECS`].
+    Expired,
+    /// It saw [`SETUP_CODE_MAX_WRONG`] wrong guesses.
+    TooManyWrong,
+}
+
+impl Replaced {
+    fn describe(self) -> String {
+        match self {
+            Self::Expired => format!(
+                "the previous one expired after {} hours",
+                SETUP_CODE_LIFETIME_SECS / 3600
+            ),
+            Self::TooManyWrong => {
+                format!("the previous one got {SETUP_CODE_MAX_WRONG} wrong guesses")
+            }
         }
     }
 }
 
+impl LiveCode {
+    fn fresh(now: i64) -> Self {
+        Self {
+            code: setup::new_code(),
+            issued_at: now,
+            wrong: 0,
+        }
+    }
+
+    fn expired(&self, now: i64) -> bool {
+        now - self.issued_at >= SETUP_CODE_LIFETIME_SECS
+    }
+
+    fn check(&mut self, given: &str, now: i64) -> (CodeVerdict, Option<(String, Replaced)>) {
+        if self.expired(now) {
+            let old = std::mem::replace(self, Self::fresh(now));
+            let verdict = if tokens::tokens_equal(given, &old.code) {
+                CodeVerdict::Expired
+            } else {
+                CodeVerdict::Wrong
+            };
+            return (verdict, Some((self.code.clone(), Replaced::Expired)));
+        }
+        if !given.is_empty() && tokens::tokens_equal(given, &self.code) {
+            return (CodeVerdict::Right, None);
+        }
+        self.wrong += 1;
+        if self.wrong >= SETUP_CODE_MAX_WRONG {
+            *self = Self::fresh(now);
+            return (
+                CodeVerdict::Wrong,
+                Some((self.code.clone(), Replaced::TooManyWrong)),
+            );
+        }
+        (CodeVerdict::Wrong, None)
+    }
+}
+
 /// Makes or removes the setup code at start: a hub with an admin has none;
-/// one without keeps the code of its file across restarts.
-pub fn setup_code_at_start(dir: &DataDir, has_admin: bool) -> std::io::Result<Option<String>> {
+/// one without keeps the code of its file across restarts while it is
+/// younger than [`SETUP_CODE_LIFETIME_SECS`] (its age read from the file's
+/// modification time), else makes a new one. Returns the code and when it
+/// was made.
+pub fn setup_code_at_start(
+    dir: &DataDir,
+    has_admin: bool,
+    now: i64,
+) -> std::io::Result<Option<(String, i64)>> {
     if has_admin {
         let _ = setup::remove(dir.root());
-        Ok(None)
-    } else {
-        setup::load_or_create(dir.root()).map(Some)
+        return Ok(None);
+    }
+    let (code, age) = setup::load_or_create(dir.root())?;
+    if age >= SETUP_CODE_LIFETIME_SECS {
+        let code = setup::replace(dir.root())?;
+        return Ok(Some((code, now)));
+    }
+    Ok(Some((code, now - age)))
+}
+
+/// Writes a replaced setup code to its file and logs it, where the admin
+/// reads it (the journal), on a `setup code: ` line like the first one.
+async fn announce_setup_code(state: &AppState, code: String, why: Replaced) {
+    let dir = state.config.data_dir.clone();
+    let line = format!("{code}\n");
+    let written = tokio::task::spawn_blocking(move || {
+        crate::datadir::write_private_file(&setup::code_path(&dir), line.as_bytes())
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::warn!("could not write the new setup code to the setup-code file");
+    }
+    tracing::warn!(
+        "a new setup code was made: {}; the old one no longer works",
+        why.describe()
+    );
+    tracing::info!("setup code: {code}");
+}
+
+/// Replaces the setup code when it has expired (called by the background
+/// jobs, so the newest line in the log is always the live code).
+pub async fn renew_setup_code(state: &AppState) {
+    if let Some((code, why)) = state.accounts.expire_setup_code(state.now()) {
+        announce_setup_code(state, code, why).await;
     }
 }
 
@@ -117,28 +295,52 @@ pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Resul
     if is_set_up(state).await? {
         return Err(already_set_up());
     }
-    let (code_key, addr_key) = (Guess::SetupCode.key(), Guess::Address(&client.ip).key());
-    let keys = [code_key.as_str(), addr_key.as_str()];
-    if let Some(wait) = accounts.setup.check(&keys, now) {
+    // One device's wrong codes block only its own address; the code itself
+    // is replaced after SETUP_CODE_MAX_WRONG wrong guesses from anywhere.
+    let (addr_key, net_key) = (
+        Guess::Address(&client.ip).key(),
+        Guess::Network(&client.ip).key(),
+    );
+    let reserved = crate::auth::throttle::reserve_all(
+        &[
+            (&accounts.setup_addr, &[&addr_key]),
+            (&accounts.setup_net, &[&net_key]),
+        ],
+        now,
+    );
+    if let Err(wait) = reserved {
         return Err(Error::too_many(
             format!("too many wrong setup codes; wait {}", seconds(wait)),
             wait,
         ));
     }
-    let expected = accounts
-        .setup_code
-        .lock()
-        .ok()
-        .and_then(|g| g.clone())
-        .unwrap_or_default();
     let given = setup::normalise(&form.setup_code);
-    if expected.is_empty() || !tokens::tokens_equal(&given, &expected) {
-        accounts.setup.fail(&keys, now);
-        tracing::warn!(client = %client.ip, "wrong setup code");
-        return Err(Error::new(
-            Code::WrongSetupCode,
-            "that setup code is wrong; read it from the hub's log or its setup-code file",
-        ));
+    let (verdict, replaced) = accounts.check_setup_code(&given, now);
+    if let Some((code, why)) = replaced {
+        announce_setup_code(state, code, why).await;
+    }
+    match verdict {
+        // Knowing the code is all setup asks: the address is cleared.
+        CodeVerdict::Right => {
+            accounts.setup_addr.succeed(&addr_key);
+            accounts.setup_net.refund(&[&net_key]);
+        }
+        CodeVerdict::Wrong => {
+            tracing::warn!(client = %client.ip, "wrong setup code");
+            return Err(Error::new(
+                Code::WrongSetupCode,
+                "that setup code is wrong; read the newest one from the hub's log (journalctl -u hearth) or its setup-code file",
+            ));
+        }
+        CodeVerdict::Expired => {
+            return Err(Error::new(
+                Code::SetupCodeExpired,
+                format!(
+                    "that setup code has expired (a code works for {} hours); the hub has made a new one: read it from its log (journalctl -u hearth) or its setup-code file",
+                    SETUP_CODE_LIFETIME_SECS / 3600
+                ),
+            ));
+        }
     }
     let household = DisplayName::parse(&form.household)
         .map_err(|e| Error::new(Code::InvalidHousehold, format!("household name: {e}")))?;
@@ -202,10 +404,11 @@ pub struct NewSession {
 enum Guess<'a> {
     /// Passwords of one account.
     Account(&'a str),
-    /// Anything from one source address.
+    /// Anything from one source address (an IPv4-mapped one as the IPv4).
     Address(&'a str),
-    /// The setup code, whoever guesses.
-    SetupCode,
+    /// Anything from one network: an IPv6 address's /64 (an IPv4 address
+    /// is its own network).
+    Network(&'a str),
 }
 
 impl Guess<'_> {
@@ -213,8 +416,8 @@ impl Guess<'_> {
     fn key(&self) -> String {
         match self {
             Self::Account(username) => format!("user:{username}"),
-            Self::Address(ip) => format!("addr:{ip}"),
-            Self::SetupCode => "setup".into(),
+            Self::Address(ip) => format!("addr:{}", crate::auth::throttle::full_address(ip)),
+            Self::Network(ip) => format!("net:{}", crate::auth::throttle::address_bucket(ip)),
         }
     }
 }
@@ -236,12 +439,14 @@ pub async fn sign_in(
         .unwrap_or_default();
     let account_key = Guess::Account(&name).key();
     let addr_key = Guess::Address(&ip).key();
+    let net_key = Guess::Network(&ip).key();
     // The guess is charged before any await, so parallel guesses cannot all
     // pass; a right one is cleared or refunded below.
     let reserved = crate::auth::throttle::reserve_all(
         &[
             (&accounts.login_account, &[&account_key]),
             (&accounts.login_addr, &[&addr_key]),
+            (&accounts.login_net, &[&net_key]),
         ],
         now,
     );
@@ -270,6 +475,7 @@ pub async fn sign_in(
     };
     accounts.login_account.succeed(&account_key);
     accounts.login_addr.refund(&[&addr_key]);
+    accounts.login_net.refund(&[&net_key]);
     let rehash = if password::needs_rehash(&user.password_hash) {
         Some(
             blocking(move || password::hash(&pw))
@@ -660,6 +866,136 @@ pub fn require(user: &User, role: Role) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guesses_count_per_address_and_per_ipv6_slash_64() {
+        let key = |g: Guess<'_>| g.key();
+        assert_eq!(
+            key(Guess::Address("2001:db8:1:2::1")),
+            "addr:2001:db8:1:2::1"
+        );
+        assert_ne!(
+            key(Guess::Address("2001:db8:1:2::1")),
+            key(Guess::Address("2001:db8:1:2::2"))
+        );
+        assert_eq!(
+            key(Guess::Network("2001:db8:1:2::1")),
+            "net:2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            key(Guess::Network("2001:db8:1:2:a:b:c:d")),
+            key(Guess::Network("2001:db8:1:2::1")),
+            "every address of a /64 shares one network key"
+        );
+        assert_eq!(
+            key(Guess::Address("::ffff:192.168.1.5")),
+            "addr:192.168.1.5"
+        );
+        assert_eq!(key(Guess::Network("192.168.1.5")), "net:192.168.1.5");
+        assert_eq!(key(Guess::Account("mum")), "user:mum");
+    }
+
+    #[test]
+    fn a_setup_code_is_replaced_after_its_lifetime_and_its_last_wrong_guess() {
+        let accounts = Accounts::new(Some(("1234-5678".into(), 1000)));
+        let check = |given: &str, now| accounts.check_setup_code(given, now);
+        for n in 1..SETUP_CODE_MAX_WRONG {
+            assert_eq!(check("0000-0000", 1000), (CodeVerdict::Wrong, None), "{n}");
+        }
+        assert_eq!(check("1234-5678", 1000), (CodeVerdict::Right, None));
+        let (verdict, replaced) = check("", 1000);
+        assert_eq!(verdict, CodeVerdict::Wrong, "an empty code is wrong");
+        assert_eq!(replaced.map(|r| r.1), Some(Replaced::TooManyWrong));
+        // The tenth wrong guess (an empty code counts) replaced the code.
+        let live = || {
+            accounts
+                .setup_code
+                .lock()
+                .map(|g| g.as_ref().map(|l| (l.code.clone(), l.issued_at, l.wrong)))
+                .ok()
+                .flatten()
+                .expect("a live code")
+        };
+        let (code, issued, wrong) = live();
+        assert_ne!(code, "1234-5678");
+        assert_eq!((issued, wrong), (1000, 0));
+        assert_eq!(
+            check("1234-5678", 1001),
+            (CodeVerdict::Wrong, None),
+            "the old code is dead"
+        );
+        let (verdict, replaced) = check(&code, 1000 + SETUP_CODE_LIFETIME_SECS - 1);
+        assert_eq!(
+            (verdict, replaced),
+            (CodeVerdict::Right, None),
+            "alive to its last second"
+        );
+        let (verdict, replaced) = check(&code, 1000 + SETUP_CODE_LIFETIME_SECS);
+        assert_eq!(verdict, CodeVerdict::Expired);
+        let (new, why) = replaced.expect("replaced");
+        assert_eq!(why, Replaced::Expired);
+        assert_ne!(new, code);
+        assert_eq!(live(), (new.clone(), 1000 + SETUP_CODE_LIFETIME_SECS, 0));
+        // A wrong code at expiry is wrong, and the code is replaced too.
+        let (verdict, replaced) = check("0000-0001", 1000 + 2 * SETUP_CODE_LIFETIME_SECS);
+        assert_eq!(verdict, CodeVerdict::Wrong);
+        let (newest, why) = replaced.expect("replaced at expiry");
+        assert_eq!(why, Replaced::Expired);
+        assert_ne!(newest, new);
+        // The background renewal replaces only an expired code.
+        let at = live().1;
+        assert_eq!(
+            accounts.expire_setup_code(at + SETUP_CODE_LIFETIME_SECS - 1),
+            None
+        );
+        let (renewed, why) = accounts
+            .expire_setup_code(at + SETUP_CODE_LIFETIME_SECS)
+            .expect("renewed");
+        assert_eq!((live().0, why), (renewed, Replaced::Expired));
+        // No code once setup is done: everything is wrong.
+        let done = Accounts::new(None);
+        assert_eq!(
+            done.check_setup_code("1234-5678", 0),
+            (CodeVerdict::Wrong, None)
+        );
+        assert_eq!(done.expire_setup_code(i64::MAX), None);
+    }
+
+    #[test]
+    fn the_setup_code_file_is_kept_while_young_and_replaced_when_old() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = DataDir::new(dir.path());
+        let (code, at) = setup_code_at_start(&data, false, 5000)
+            .expect("start")
+            .expect("a code");
+        assert!((4990..=5000).contains(&at), "a new code is made now: {at}");
+        let again = setup_code_at_start(&data, false, 5000).expect("restart");
+        assert_eq!(
+            again.map(|c| c.0),
+            Some(code.clone()),
+            "a restart keeps the code"
+        );
+        let path = setup::code_path(dir.path());
+        let old = std::time::SystemTime::now()
+            - std::time::Duration::from_secs(SETUP_CODE_LIFETIME_SECS as u64 + 60);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(old))
+            .expect("age the file");
+        let (newer, at) = setup_code_at_start(&data, false, 9000)
+            .expect("restart")
+            .expect("a code");
+        assert_ne!(
+            newer, code,
+            "a code older than its lifetime is replaced at start"
+        );
+        assert_eq!(at, 9000);
+        let file = std::fs::read_to_string(&path).expect("file");
+        assert_eq!(file, format!("{newer}\n"));
+        assert_eq!(setup_code_at_start(&data, true, 9000).expect("admin"), None);
+        assert!(!path.exists(), "an admin exists: no code file");
+    }
 
     fn store_with_user(dir: &std::path::Path) -> (Store, User) {
         let store = Store::open(dir).expect("open");

@@ -225,6 +225,16 @@ fn https_server(
             let done = conn_limits.clone();
             let events = st.events.clone();
             let http = HttpService::build()
+                // `Expect: 100-continue` with a body over the endpoint's
+                // limit: 413 instead of 100 Continue.
+                .expect(actix_service::fn_service(
+                    |req: actix_http::Request| async move {
+                        match limits::refuse_expected_body(&req, body_limit(req.path())) {
+                            Some(refusal) => Err(refusal),
+                            None => Ok(req),
+                        }
+                    },
+                ))
                 // At shutdown, idle keep-alive connections close at once.
                 .graceful_shutdown_signal(move || events.shutdown())
                 .keep_alive(KeepAlive::Timeout(limits::KEEP_ALIVE))
@@ -265,6 +275,21 @@ fn https_server(
     Ok(server)
 }
 
+/// The body limit of the endpoint at `path`, as its handler enforces it
+/// (for answering `Expect: 100-continue`; a path without a body limit of
+/// its own takes JSON's). The handlers' own checks stay the authority.
+fn body_limit(path: &str) -> usize {
+    if path == "/toy/v1/recordings" {
+        crate::messaging::TOY_LIMIT
+    } else if path.starts_with("/api/v1/toys/") && path.ends_with("/messages") {
+        crate::messaging::PARENT_LIMIT
+    } else if path.starts_with("/toy/v1/pair") {
+        crate::toy_api::pair::PAIR_LIMIT
+    } else {
+        http::JSON_LIMIT
+    }
+}
+
 impl Application {
     /// Builds with the system clock.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -297,7 +322,7 @@ impl Application {
             .await?
             .context("cannot prepare the hub's certificates")?;
         let has_admin = store.read(store::users::any_admin).await?;
-        let setup_code = crate::accounts::setup_code_at_start(&data_dir, has_admin)
+        let setup_code = crate::accounts::setup_code_at_start(&data_dir, has_admin, clock.unix())
             .context("cannot write the setup-code file")?;
         let household = store
             .read(store::household::get)
@@ -314,7 +339,15 @@ impl Application {
             match Discovery::start(
                 advert,
                 &DiscoveryOptions {
-                    interfaces: config.mdns.interfaces.clone(),
+                    interfaces: crate::discovery::interfaces_for(
+                        config.listen.ip(),
+                        &config.mdns.interfaces,
+                        &if_addrs::get_if_addrs()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|i| (i.name.clone(), i.ip()))
+                            .collect::<Vec<_>>(),
+                    ),
                 },
             ) {
                 Ok(d) => Some(d),
@@ -333,7 +366,7 @@ impl Application {
             &cert_names,
             setup_code.is_some(),
         );
-        if let Some(code) = &setup_code {
+        if let Some((code, _)) = &setup_code {
             tracing::info!("setup code: {code}");
         }
         let tls = pki.server_config()?;
@@ -534,6 +567,7 @@ async fn background_jobs(state: web::Data<AppState>) {
                 Err(e) => tracing::error!("the scheduled backup failed: {e:#}"),
             }
         }
+        crate::accounts::renew_setup_code(&state).await;
         if let Err(e) = tracker.tick(&state).await {
             tracing::warn!(error = %e, "the online/offline tracker failed");
         }

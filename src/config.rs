@@ -47,7 +47,9 @@ pub struct MdnsConfig {
     pub enabled: bool,
     /// The hub's mDNS host name, covered by its certificate.
     pub host_name: String,
-    /// Only use these network interfaces (by name, e.g. `wlan0`); empty means all.
+    /// Only use these network interfaces (by name, e.g. `wlan0`); empty means
+    /// the interfaces carrying `listen` when it is one specific address, and
+    /// all interfaces when the hub listens on every address.
     pub interfaces: Vec<String>,
 }
 

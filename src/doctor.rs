@@ -105,6 +105,21 @@ fn check_files(r: &mut Report, cfg: &Config) {
             }
         }
     }
+    let code = layout.path(DataFile::SetupCode);
+    if code.exists() {
+        r.warn(
+            &format!(
+                "setup is not done yet: the one-time setup code is in {}",
+                code.display()
+            ),
+            &format!(
+                "open the hub's /setup page and type the code from sudo cat {} (or the newest line of journalctl -u hearth | grep 'setup code'); it changes every {} hours and after {} wrong guesses",
+                code.display(),
+                crate::accounts::SETUP_CODE_LIFETIME_SECS / 3600,
+                crate::accounts::SETUP_CODE_MAX_WRONG
+            ),
+        );
+    }
     match std::fs::read(layout.path(DataFile::ServerCert)) {
         Err(_) => r.warn(
             "no server certificate yet",

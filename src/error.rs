@@ -61,6 +61,8 @@ pub enum Code {
     WrongPassword,
     /// The setup code is wrong.
     WrongSetupCode,
+    /// The setup code was right but has expired; a new one was logged.
+    SetupCodeExpired,
     /// Nothing there.
     NotFound,
     /// A toy with this id is paired.
@@ -142,6 +144,7 @@ impl Code {
             Self::ToyNotPaired => "toy_not_paired",
             Self::WrongPassword => "wrong_password",
             Self::WrongSetupCode => "wrong_setup_code",
+            Self::SetupCodeExpired => "setup_code_expired",
             Self::NotFound => "not_found",
             Self::AlreadyPaired => "already_paired",
             Self::AlreadyRevealed => "already_revealed",
@@ -195,7 +198,8 @@ impl Code {
             | Self::OutsideHomeNetwork
             | Self::ToyNotPaired
             | Self::WrongPassword
-            | Self::WrongSetupCode => StatusCode::FORBIDDEN,
+            | Self::WrongSetupCode
+            | Self::SetupCodeExpired => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::AlreadyPaired
             | Self::AlreadyRevealed

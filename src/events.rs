@@ -148,6 +148,8 @@ pub struct Events {
     toys: Arc<Mutex<HashMap<ToyRowId, Arc<Notify>>>>,
     /// Set once when the hub begins to shut down.
     stopping: Arc<(AtomicBool, Notify)>,
+    /// Parked long-polls per toy, oldest first.
+    parked: Arc<Mutex<ParkedPolls>>,
 }
 
 impl Default for Events {
@@ -164,6 +166,37 @@ impl Events {
             tx,
             toys: Arc::new(Mutex::new(HashMap::new())),
             stopping: Arc::new((AtomicBool::new(false), Notify::new())),
+            parked: Arc::default(),
+        }
+    }
+
+    /// Registers a long-poll of `toy` about to park. When the toy already
+    /// has [`MAX_PARKED_PER_TOY`] parked, the oldest is told to answer now
+    /// (its [`Parked::bumped`] resolves): a toy certificate cannot hold
+    /// more connections and tasks open by opening more long-polls. The
+    /// registration ends when the handle is dropped.
+    pub fn park(&self, toy: ToyRowId) -> Parked {
+        let bumped = Arc::new(Notify::new());
+        let mut reg = match self.parked.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        reg.next += 1;
+        let id = reg.next;
+        let queue = reg.by_toy.entry(toy).or_default();
+        queue.push_back((id, bumped.clone()));
+        while queue.len() > MAX_PARKED_PER_TOY {
+            if let Some((_, oldest)) = queue.pop_front() {
+                // A stored permit: the oldest answers even if it is not
+                // awaiting yet.
+                oldest.notify_one();
+            }
+        }
+        Parked {
+            toy,
+            id,
+            bumped,
+            registry: self.parked.clone(),
         }
     }
 
@@ -217,9 +250,81 @@ impl Events {
     }
 }
 
+/// Long-polls one toy may keep parked at once; a further one answers the
+/// oldest (`docs/toy-protocol.md` section 4: the toy asks again).
+pub const MAX_PARKED_PER_TOY: usize = 2;
+
+/// The parked long-polls of every toy.
+#[derive(Default)]
+struct ParkedPolls {
+    next: u64,
+    by_toy: HashMap<ToyRowId, std::collections::VecDeque<(u64, Arc<Notify>)>>,
+}
+
+/// One parked long-poll (see [`Events::park`]); dropping it unregisters it.
+pub struct Parked {
+    toy: ToyRowId,
+    id: u64,
+    bumped: Arc<Notify>,
+    registry: Arc<Mutex<ParkedPolls>>,
+}
+
+impl Parked {
+    /// Resolves when a newer long-poll of the same toy pushed this one out.
+    pub async fn bumped(&self) {
+        self.bumped.notified().await;
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        let mut reg = match self.registry.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(queue) = reg.by_toy.get_mut(&self.toy) {
+            queue.retain(|(id, _)| *id != self.id);
+            if queue.is_empty() {
+                reg.by_toy.remove(&self.toy);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `p` was told to answer (within 50 ms).
+    async fn quick(p: &Parked) -> bool {
+        tokio::time::timeout(std::time::Duration::from_millis(50), p.bumped())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_third_parked_long_poll_of_a_toy_answers_the_oldest() {
+        let events = Events::new();
+        let (toy, other) = (ToyRowId(1), ToyRowId(2));
+        let first = events.park(toy);
+        let second = events.park(toy);
+        let elsewhere = events.park(other);
+        assert!(!quick(&first).await, "two parked polls are allowed");
+        let third = events.park(toy);
+        assert!(quick(&first).await, "the third answers the oldest");
+        assert!(!quick(&second).await && !quick(&third).await);
+        assert!(!quick(&elsewhere).await, "another toy's poll stays");
+        drop(second);
+        let fourth = events.park(toy);
+        assert!(!quick(&third).await, "a dropped poll frees its place");
+        drop(first);
+        let _fifth = events.park(toy);
+        assert!(quick(&third).await, "then the oldest parked one answers");
+        assert!(!quick(&fourth).await);
+        drop((third, fourth, _fifth, elsewhere));
+        let left = events.parked.lock().map(|r| r.by_toy.len()).unwrap_or(9);
+        assert_eq!(left, 0, "dropped polls leave nothing behind");
+    }
     use serde_json::json;
 
     #[test]

@@ -161,17 +161,10 @@ struct AddrUse {
 pub fn addr_key(ip: &str) -> Option<String> {
     match ip.parse::<std::net::IpAddr>() {
         Ok(a) if a.is_loopback() => None,
-        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) if v4.is_loopback() => None,
-            Some(v4) => Some(v4.to_string()),
-            None => {
-                let s = v6.segments();
-                Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
-            }
-        },
-        Ok(a) => Some(a.to_string()),
-        // No parsable peer address (not expected): one shared bucket.
-        Err(_) => Some("unknown".into()),
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()) => {
+            None
+        }
+        _ => Some(crate::auth::throttle::address_bucket(ip)),
     }
 }
 
@@ -558,6 +551,37 @@ mod tests {
     }
 
     #[test]
+    fn remembered_addresses_are_bounded_and_only_expired_ones_forgotten() {
+        // Found by cargo-mutants: nothing exercised the eviction.
+        // (At capacity every call evicts, so the recent address spends its
+        // window first and the map is filled last.)
+        let ps = Pairings::default();
+        for _ in 0..ADDR_REQUESTS {
+            assert_eq!(ps.admit(Some("recent"), 10 + ADDR_WINDOW - 1), Ok(()));
+        }
+        for n in 0..ADDR_REMEMBERED - 1 {
+            assert_eq!(ps.admit(Some(&format!("old{n}")), 10), Ok(()));
+        }
+        let remembered = || ps.addrs.lock().map(|m| m.len()).unwrap_or(0);
+        assert_eq!(remembered(), ADDR_REMEMBERED);
+        // The old windows end exactly now: they are forgotten, the recent
+        // address (and its spent window) is kept.
+        assert_eq!(ps.admit(Some("new"), 10 + ADDR_WINDOW), Ok(()));
+        assert_eq!(remembered(), 2, "only the expired addresses went");
+        assert!(
+            ps.admit(Some("recent"), 10 + ADDR_WINDOW).is_err(),
+            "the recent address is still limited"
+        );
+        // A map full of live windows is cleared rather than grown.
+        let full = Pairings::default();
+        for n in 0..ADDR_REMEMBERED {
+            assert_eq!(full.admit(Some(&format!("a{n}")), 10), Ok(()));
+        }
+        assert_eq!(full.admit(Some("b"), 11), Ok(()));
+        assert_eq!(full.addrs.lock().map(|m| m.len()).unwrap_or(0), 1);
+    }
+
+    #[test]
     fn one_address_is_limited_in_requests_open_pairings_and_audit_rows() {
         let ps = Pairings::default();
         let a = addr_key("192.168.1.50");
@@ -568,6 +592,14 @@ mod tests {
             addr_key("2001:db8:1:2:bbbb::2"),
             "one IPv6 /64 is one address"
         );
+        // Limited at all (a mutant exempting every IPv6 address survived
+        // the comparison above, None == None).
+        assert_eq!(
+            addr_key("2001:db8:1:2:aaaa::1").as_deref(),
+            Some("2001:db8:1:2::/64")
+        );
+        assert_eq!(addr_key("::1"), None);
+        assert_eq!(addr_key("::ffff:10.0.0.9").as_deref(), Some("10.0.0.9"));
         for i in 0..ADDR_OPEN {
             assert_eq!(ps.admit(a.as_deref(), 0), Ok(()));
             ps.start(request(&format!("junk{i}"), [1; 32]), a.clone(), 0)
@@ -581,6 +613,17 @@ mod tests {
         );
         let other = addr_key("192.168.1.51");
         assert!(ps.start(request("real", [1; 32]), other, 10).is_ok());
+        // The wait names the end of this address's own oldest pairing, not
+        // another address's (a mutant widening the filter survived).
+        let c = addr_key("192.168.1.52");
+        for i in 0..ADDR_OPEN {
+            ps.start(request(&format!("c{i}"), [1; 32]), c.clone(), 50)
+                .expect("room");
+        }
+        assert_eq!(
+            ps.start(request("c-more", [1; 32]), c.clone(), 60).err(),
+            Some(PairError::AddrLimit((EXPIRES_IN - 10) as u64))
+        );
         for _ in (ADDR_OPEN as u32 + 1)..ADDR_REQUESTS {
             assert_eq!(ps.admit(a.as_deref(), 20), Ok(()));
         }

@@ -1,6 +1,8 @@
 //! The one-time setup code of the first start: `NNNN-NNNN` (8 random
 //! digits), printed in the log on a line of its own and written to
 //! `DATA_DIR/setup-code` (0600); the file is removed once setup is done.
+//! `accounts` replaces the code when it expires or has seen too many wrong
+//! guesses, and writes the new one here.
 
 use std::path::{Path, PathBuf};
 
@@ -33,17 +35,28 @@ pub fn normalise(input: &str) -> String {
 }
 
 /// Reuses the code in the file (a restart before setup keeps the same code)
-/// or makes and writes a new one.
-pub fn load_or_create(data_dir: &Path) -> std::io::Result<String> {
+/// or makes and writes a new one. Returns the code and its age in seconds,
+/// from the file's modification time (0 for a new code).
+pub fn load_or_create(data_dir: &Path) -> std::io::Result<(String, i64)> {
     let path = code_path(data_dir);
     if let Ok(text) = std::fs::read_to_string(&path) {
         let code = normalise(text.trim());
         if !code.is_empty() {
-            return Ok(code);
+            let age = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            return Ok((code, age));
         }
     }
+    Ok((replace(data_dir)?, 0))
+}
+
+/// Makes a new code and writes it to the file.
+pub fn replace(data_dir: &Path) -> std::io::Result<String> {
     let code = new_code();
-    write_private_file(&path, format!("{code}\n").as_bytes())?;
+    write_private_file(&code_path(data_dir), format!("{code}\n").as_bytes())?;
     Ok(code)
 }
 

@@ -26,6 +26,41 @@ struct Entry {
     last: i64,
 }
 
+/// The throttle bucket of a client address, as text: an IPv4 address as
+/// itself (also when it arrives IPv4-mapped), an IPv6 address as its /64,
+/// because one device on a home network can take any address of its
+/// prefix (SLAAC privacy addresses): keyed per /128, an attacker would own
+/// 2^64 buckets. Text that is no address (not expected from a socket) is
+/// one shared bucket, `unknown`.
+pub fn address_bucket(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{prefix}/64")
+            }
+        },
+        Ok(a) => a.to_string(),
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// A client address as text, an IPv4-mapped IPv6 address as the IPv4 one,
+/// so both spellings of one client share their key; `unknown` for text that
+/// is no address.
+pub fn full_address(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        Ok(a) => a.to_string(),
+        Err(_) => "unknown".into(),
+    }
+}
+
 /// A throttle for one kind of guess.
 pub struct Throttle {
     free: u32,
@@ -165,6 +200,39 @@ mod tests {
         assert_eq!(t.check(&["b", "a"], 104), Some(3), "any blocked key blocks");
         t.succeed("a");
         assert_eq!(t.check(&["a"], 104), None);
+    }
+
+    #[test]
+    fn address_buckets_are_ipv4_addresses_and_ipv6_slash_64s() {
+        assert_eq!(address_bucket("192.168.1.20"), "192.168.1.20");
+        assert_ne!(
+            address_bucket("192.168.1.20"),
+            address_bucket("192.168.1.21")
+        );
+        assert_eq!(address_bucket("::ffff:192.168.1.20"), "192.168.1.20");
+        let a = address_bucket("2001:db8:1:2:aaaa:bbbb:cccc:dddd");
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(a, address_bucket("2001:db8:1:2::1"), "one /64, one bucket");
+        assert_eq!(a, address_bucket("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_ne!(
+            a,
+            address_bucket("2001:db8:1:3::1"),
+            "the next /64 is another"
+        );
+        assert_ne!(a, address_bucket("2001:db9:1:2::1"));
+        assert_eq!(address_bucket("fe80::1"), "fe80::/64");
+        assert_eq!(address_bucket("::1"), "::/64");
+        assert_eq!(address_bucket("127.0.0.1"), "127.0.0.1");
+        assert_eq!(address_bucket(""), "unknown");
+        assert_eq!(address_bucket("not an address"), "unknown");
+        assert_eq!(full_address("::ffff:10.0.0.7"), "10.0.0.7");
+        assert_eq!(full_address("2001:db8:1:2:0:0:0:1"), "2001:db8:1:2::1");
+        assert_ne!(
+            full_address("2001:db8:1:2::1"),
+            full_address("2001:db8:1:2::2")
+        );
+        assert_eq!(full_address("10.0.0.7"), "10.0.0.7");
+        assert_eq!(full_address("x"), "unknown");
     }
 
     #[test]

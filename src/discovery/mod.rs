@@ -165,6 +165,32 @@ impl From<mdns_sd::Error> for DiscoveryError {
     }
 }
 
+/// The interfaces discovery uses: the configured ones when any are named;
+/// else, when the hub listens on one specific address, the interfaces that
+/// carry it (`addrs`: each interface's name and address), so the hub does not
+/// multicast its household name and addresses on networks it does not
+/// serve; else (listening on every address or on loopback, or the address is
+/// on no interface) none named, that is every interface.
+pub fn interfaces_for(
+    listen: std::net::IpAddr,
+    configured: &[String],
+    addrs: &[(String, std::net::IpAddr)],
+) -> Vec<String> {
+    if !configured.is_empty() {
+        return configured.to_vec();
+    }
+    if listen.is_unspecified() || listen.is_loopback() {
+        return Vec::new();
+    }
+    let mut names: Vec<String> = addrs
+        .iter()
+        .filter(|(_, ip)| *ip == listen)
+        .map(|(name, _)| name.clone())
+        .collect();
+    names.dedup();
+    names
+}
+
 /// Starts an `mdns-sd` daemon limited to `opts.interfaces` when any are named.
 fn new_daemon(opts: &DiscoveryOptions) -> Result<ServiceDaemon, DiscoveryError> {
     for name in &opts.interfaces {
@@ -344,6 +370,35 @@ mod tests {
         assert_eq!(
             instance_from_fullname("é_hearth._tcp.local.", HUB_SERVICE_TYPE),
             None
+        );
+    }
+
+    #[test]
+    fn discovery_keeps_to_the_interface_of_a_specific_listen_address() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+        let addrs = vec![
+            ("eth0".to_owned(), ip("192.168.1.10")),
+            ("eth0".to_owned(), ip("fd00::10")),
+            ("wlan1".to_owned(), ip("10.9.0.1")),
+            ("lo".to_owned(), ip("127.0.0.1")),
+        ];
+        assert_eq!(interfaces_for(ip("192.168.1.10"), &[], &addrs), ["eth0"]);
+        assert_eq!(interfaces_for(ip("fd00::10"), &[], &addrs), ["eth0"]);
+        assert_eq!(interfaces_for(ip("10.9.0.1"), &[], &addrs), ["wlan1"]);
+        let all: Vec<String> = Vec::new();
+        assert_eq!(interfaces_for(ip("0.0.0.0"), &[], &addrs), all);
+        assert_eq!(interfaces_for(ip("::"), &[], &addrs), all);
+        assert_eq!(interfaces_for(ip("127.0.0.1"), &[], &addrs), all);
+        assert_eq!(
+            interfaces_for(ip("192.168.7.7"), &[], &addrs),
+            all,
+            "not ours: every interface"
+        );
+        let chosen = vec!["wlan1".to_owned()];
+        assert_eq!(
+            interfaces_for(ip("192.168.1.10"), &chosen, &addrs),
+            chosen,
+            "the setting wins"
         );
     }
 

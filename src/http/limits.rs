@@ -128,6 +128,34 @@ impl Drop for Admission {
     }
 }
 
+/// The answer to a request that sent `Expect: 100-continue`, before actix
+/// writes `100 Continue`: a declared `Content-Length` over `limit` (the
+/// endpoint's body limit) is `413 payload_too_large` at once, with
+/// `Connection: close`, so the client is never invited to send a body the
+/// hub would refuse. `None`: go on (actix then writes `100 Continue`).
+pub fn refuse_expected_body(
+    req: &actix_http::Request,
+    limit: usize,
+) -> Option<actix_http::Response<actix_web::body::BoxBody>> {
+    use actix_http::HttpMessage as _;
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())?;
+    if declared <= limit as u64 {
+        return None;
+    }
+    let err = crate::error::Error::too_large(format!(
+        "the body is larger than the {} allowed here",
+        super::human_size(limit)
+    ));
+    let mut res: actix_http::Response<actix_web::body::BoxBody> = err.to_json_response().into();
+    res.head_mut()
+        .set_connection_type(actix_http::ConnectionType::Close);
+    Some(res)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

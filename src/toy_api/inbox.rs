@@ -73,6 +73,9 @@ async fn inbox(
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let notify = state.events.toy_notify(toy.row.id);
+    // At most MAX_PARKED_PER_TOY of a toy's long-polls wait at once; a newer
+    // one answers the oldest.
+    let parked = (wait > 0).then(|| state.events.park(toy.row.id));
     loop {
         // Register for a wake-up before looking, so a message stored in
         // between is not missed.
@@ -90,6 +93,15 @@ async fn inbox(
                     let list = list_inbox(&state, &toy).await?;
                     return Ok(HttpResponse::Ok().json(json!({"messages": list})));
                 }
+            }
+            () = async {
+                match &parked {
+                    Some(p) => p.bumped().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let list = list_inbox(&state, &toy).await?;
+                return Ok(HttpResponse::Ok().json(json!({"messages": list})));
             }
             () = stop => {
                 // The hub is stopping: an empty answer the toy retries

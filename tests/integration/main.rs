@@ -10,6 +10,7 @@ mod browser;
 mod contract;
 mod discovery;
 mod durability;
+mod expect_continue;
 mod family;
 mod first_start;
 mod foundation;
@@ -23,8 +24,10 @@ mod netns;
 mod pairing;
 mod prerequisites;
 mod proc_hub;
+mod setup_code;
 mod skipping;
 #[path = "../support/skips.rs"]
 mod skips;
 mod toy_client;
+mod toy_polls;
 mod yourdata;

@@ -44,14 +44,14 @@ pub fn tone_wav_channels(secs: f64, rate: u32, channels: u16) -> Vec<u8> {
     out.into_inner()
 }
 
-async fn paired(hub: &Hub) -> (Parent, TestToy) {
+pub async fn paired(hub: &Hub) -> (Parent, TestToy) {
     let parent = hub.parent().await;
     let mut toy = TestToy::new("bear");
     toy.pair(hub, &parent).await;
     (parent, toy)
 }
 
-async fn send_wav(hub: &Hub, parent: &Parent, body: Vec<u8>) -> reqwest::Response {
+pub async fn send_wav(hub: &Hub, parent: &Parent, body: Vec<u8>) -> reqwest::Response {
     parent
         .client
         .post(hub.url("/api/v1/toys/bear/messages"))
