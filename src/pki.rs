@@ -1254,6 +1254,53 @@ mod tests {
     }
 
     #[test]
+    fn replacing_the_ca_shreds_the_old_keys_and_swaps_everything_live() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
+        let file = |f| DataDir::new(dir.path()).path(f);
+        std::fs::write(file(DataFile::CaPrevious), "an earlier CA").expect("write");
+        let (old_ca, old_leaf) = (pki.ca_der(), pki.server_chain()[0].clone());
+        let old_key = std::fs::read(file(DataFile::CaKey)).expect("key");
+        let id = ToyId::parse("bear-3f2a").expect("id");
+        let toy_cert = |pki: &HubPki| {
+            let (_, csr) = make_toy_key_and_csr("bear-3f2a").expect("csr");
+            let checked = check_csr(&csr).expect("valid");
+            CertificateDer::from(pki.issue_toy_cert(&checked, &id, now()).expect("issue").0)
+        };
+        let old_toy = toy_cert(&pki);
+        let t = rustls::pki_types::UnixTime::now();
+        pki.verifier
+            .verify_client_cert(&old_toy, &[], t)
+            .expect("the old CA's toy");
+
+        pki.replace_ca(now()).expect("replace");
+
+        let new_ca = pki.ca_der();
+        assert_ne!(new_ca, old_ca);
+        assert_eq!(pki.ca_sha256(), Hex32::sha256(&new_ca));
+        assert_eq!(ca_constraints_of(&new_ca), ca_constraints_of(&old_ca));
+        let leaf = pki.server_chain()[0].clone();
+        assert_ne!(leaf, old_leaf);
+        webpki_verify(&new_ca, &[leaf.clone()], "hearth.local").expect("new CA");
+        webpki_verify(&old_ca, &[leaf], "hearth.local").expect_err("not the old CA");
+        assert!(!file(DataFile::CaPrevious).exists(), "ca-previous.pem gone");
+        assert_ne!(std::fs::read(file(DataFile::CaKey)).expect("key"), old_key);
+        let stored = std::fs::read_to_string(file(DataFile::CaCert)).expect("crt");
+        assert_eq!(stored, pki.ca_pem());
+        pki.verifier
+            .verify_client_cert(&old_toy, &[], t)
+            .expect_err("the old CA's toy is refused at once");
+        pki.verifier
+            .verify_client_cert(&toy_cert(&pki), &[], t)
+            .expect("the new CA's toy");
+        // A restart loads the new CA.
+        drop(pki);
+        let again = HubPki::load_or_create(dir.path(), &names, now()).expect("load");
+        assert_eq!(again.ca_der(), new_ca);
+    }
+
+    #[test]
     fn the_leaf_lives_365_days_and_is_renewed_30_days_before_its_end() {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
