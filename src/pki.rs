@@ -1282,7 +1282,7 @@ mod tests {
         assert_eq!(ca_constraints_of(&new_ca), ca_constraints_of(&old_ca));
         let leaf = pki.server_chain()[0].clone();
         assert_ne!(leaf, old_leaf);
-        webpki_verify(&new_ca, &[leaf.clone()], "hearth.local").expect("new CA");
+        webpki_verify(&new_ca, std::slice::from_ref(&leaf), "hearth.local").expect("new CA");
         webpki_verify(&old_ca, &[leaf], "hearth.local").expect_err("not the old CA");
         assert!(!file(DataFile::CaPrevious).exists(), "ca-previous.pem gone");
         assert_ne!(std::fs::read(file(DataFile::CaKey)).expect("key"), old_key);
