@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
@@ -80,6 +80,9 @@ pub struct HubPki {
     verifier: Arc<LiveClientVerifier>,
     /// How to make the next leaf.
     leaf: Leaf,
+    /// Held while a leaf or CA is being made, so that a renewal cannot
+    /// install a leaf of a CA that was just replaced.
+    issuing: Mutex<()>,
 }
 
 /// The hub CA: its key and certificate.
@@ -171,6 +174,7 @@ impl HubPki {
             }),
             verifier,
             leaf,
+            issuing: Mutex::new(()),
         })
     }
 
@@ -182,6 +186,7 @@ impl HubPki {
     /// check client certificates against the new CA at once; nothing
     /// restarts. Blocking (writes and fsyncs files).
     pub fn replace_ca(&self, now: OffsetDateTime) -> Result<(), PkiError> {
+        let _issuing = self.issuing.lock().unwrap_or_else(PoisonError::into_inner);
         let dir = &self.leaf.dir;
         let old = self.ca();
         let permitted = ca_constraints_of(old.der.as_ref())
@@ -225,6 +230,7 @@ impl HubPki {
     /// theirs. Returns the new leaf's end when it renewed, `None` otherwise.
     /// Blocking (writes and fsyncs two files).
     pub fn renew_if_due(&self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, PkiError> {
+        let _issuing = self.issuing.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.resolver.get();
         let chain = &current.cert;
         let ca = self.ca();

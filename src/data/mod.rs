@@ -68,10 +68,13 @@ pub async fn erase_household(
         })
         .await?;
     state.store.compact_fully().await?;
-    replace_keys(state).await?;
+    // The rows are gone whatever happens to the keys: setup must come back
+    // even if they could not be replaced (the next start makes new ones
+    // when the old files are gone, and the error is reported).
+    let keys = replace_keys(state).await;
     tracing::warn!("the household was deleted by its admin; the hub is back at first-run setup");
     crate::accounts::start_over(state)?;
-    Ok(())
+    keys
 }
 
 /// Replaces the hub's CA and server certificate, live: the old keys are
