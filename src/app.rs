@@ -334,7 +334,7 @@ impl Application {
                 instance: household,
                 host: config.mdns.host_name.clone(),
                 port,
-                ca_sha256: pki.ca_sha256,
+                ca_sha256: pki.ca_sha256(),
             };
             match Discovery::start(
                 advert,

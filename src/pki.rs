@@ -10,15 +10,17 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType,
 };
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use time::{Duration, OffsetDateTime};
@@ -70,15 +72,40 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
 
 /// The hub's certificates and keys, loaded or made at start.
 pub struct HubPki {
-    ca_key: KeyPair,
-    ca_der: CertificateDer<'static>,
-    ca_pem: String,
+    /// The CA; replaced whole by [`HubPki::replace_ca`].
+    ca: RwLock<Arc<Ca>>,
     /// What the TLS listener presents; swapped on renewal.
     resolver: Arc<LeafResolver>,
+    /// How the TLS listener checks client certificates; swapped with the CA.
+    verifier: Arc<LiveClientVerifier>,
     /// How to make the next leaf.
     leaf: Leaf,
-    /// SHA-256 of the CA certificate (DER): TXT `ca` and the pairing code input.
-    pub ca_sha256: Hex32,
+    /// Held while a leaf or CA is being made, so that a renewal cannot
+    /// install a leaf of a CA that was just replaced.
+    issuing: Mutex<()>,
+}
+
+/// The hub CA: its key and certificate.
+struct Ca {
+    key: KeyPair,
+    der: CertificateDer<'static>,
+    pem: String,
+    /// SHA-256 of the certificate (DER): TXT `ca` and the pairing code input.
+    sha256: Hex32,
+}
+
+impl Ca {
+    fn from_pem(key: KeyPair, pem: String, path: &Path) -> Result<Self, PkiError> {
+        let der = CertificateDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| PkiError::Corrupt(format!("{}: {e}", path.display())))?;
+        let sha256 = Hex32::sha256(der.as_ref());
+        Ok(Self {
+            key,
+            der,
+            pem,
+            sha256,
+        })
+    }
 }
 
 impl HubPki {
@@ -105,29 +132,10 @@ impl HubPki {
                 (key, pem)
             }
         } else {
-            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-            let mut params = CertificateParams::default();
-            let mut dn = DistinguishedName::new();
-            let tag = hex::encode(rand::random::<[u8; 4]>());
-            dn.push(DnType::CommonName, format!("Hearth hub CA {tag}"));
-            dn.push(DnType::OrganizationName, "Hearth");
-            params.distinguished_name = dn;
-            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-            params.key_usages = ca_key_usages();
-            params.name_constraints = Some(to_name_constraints(&permitted));
-            params.not_before = now - Duration::days(1);
-            params.not_after = now + Duration::days(365 * CA_YEARS);
-            let cert = params.self_signed(&key)?;
-            write_private_file(&ca_key_path, key.serialize_pem().as_bytes())
-                .map_err(io_err(&ca_key_path))?;
-            write_private_file(&ca_crt_path, cert.pem().as_bytes())
-                .map_err(io_err(&ca_crt_path))?;
-            tracing::info!("created the hub certificate authority");
-            (key, cert.pem())
+            make_ca(dir, &permitted, now)?
         };
-        let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
-            .map_err(|e| PkiError::Corrupt(format!("{}: {e}", ca_crt_path.display())))?;
-        let ca_sha256 = Hex32::sha256(ca_der.as_ref());
+        let ca = Ca::from_pem(ca_key, ca_pem, &ca_crt_path)?;
+        let ca_der = ca.der.clone();
 
         // A toy that pinned this CA checks every name of the leaf against
         // the CA's constraints: a name outside them would cut off every such
@@ -155,17 +163,65 @@ impl HubPki {
                 .unwrap_or_else(|| "hearth.local".into()),
             wanted,
         };
-        let current = leaf.load_or_issue(&ca_der, &ca_key, now)?;
+        let current = leaf.load_or_issue(&ca.der, &ca.key, now)?;
+        let verifier = Arc::new(LiveClientVerifier {
+            current: RwLock::new(client_verifier(&ca.der)?),
+        });
         Ok(Self {
-            ca_key,
-            ca_der,
-            ca_pem,
-            ca_sha256,
+            ca: RwLock::new(Arc::new(ca)),
             resolver: Arc::new(LeafResolver {
                 current: RwLock::new(current),
             }),
+            verifier,
             leaf,
+            issuing: Mutex::new(()),
         })
+    }
+
+    /// Replaces the CA and the server leaf with new ones, for a household
+    /// that was deleted: the old keys and certificates (`ca.key`, `ca.crt`,
+    /// `ca-previous.pem`, `server.key`, `server.crt`) are overwritten with
+    /// zeros, synced and removed, then a new CA (same name constraints) and
+    /// leaf are made and stored. New TLS connections get the new leaf and
+    /// check client certificates against the new CA at once; nothing
+    /// restarts. Blocking (writes and fsyncs files).
+    pub fn replace_ca(&self, now: OffsetDateTime) -> Result<(), PkiError> {
+        let _issuing = self.issuing.lock().unwrap_or_else(PoisonError::into_inner);
+        let dir = &self.leaf.dir;
+        let old = self.ca();
+        let permitted = ca_constraints_of(old.der.as_ref())
+            .ok_or_else(|| PkiError::Corrupt("ca.crt: no name constraints".into()))?;
+        for file in [
+            DataFile::CaKey,
+            DataFile::CaCert,
+            DataFile::CaPrevious,
+            DataFile::ServerKey,
+            DataFile::ServerCert,
+        ] {
+            let path = DataDir::new(dir).path(file);
+            shred_file(&path).map_err(io_err(&path))?;
+        }
+        let (key, pem) = make_ca(dir, &permitted, now)?;
+        let ca = Ca::from_pem(key, pem, &DataDir::new(dir).path(DataFile::CaCert))?;
+        let (leaf, _) = self.leaf.issue(&ca.der, &ca.key, now)?;
+        let verifier = client_verifier(&ca.der)?;
+        *self.ca.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ca);
+        self.resolver.set(leaf);
+        self.verifier.set(verifier);
+        tracing::warn!("replaced the hub certificate authority and the server certificate");
+        Ok(())
+    }
+
+    fn ca(&self) -> Arc<Ca> {
+        self.ca
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// SHA-256 of the CA certificate (DER): TXT `ca` and the pairing code input.
+    pub fn ca_sha256(&self) -> Hex32 {
+        self.ca().sha256
     }
 
     /// Replaces the server leaf when it is due (fewer than
@@ -174,15 +230,17 @@ impl HubPki {
     /// theirs. Returns the new leaf's end when it renewed, `None` otherwise.
     /// Blocking (writes and fsyncs two files).
     pub fn renew_if_due(&self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, PkiError> {
+        let _issuing = self.issuing.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.resolver.get();
         let chain = &current.cert;
+        let ca = self.ca();
         if chain
             .first()
-            .is_some_and(|l| leaf_is_current(l.as_ref(), &self.leaf.wanted, self.ca_der(), now))
+            .is_some_and(|l| leaf_is_current(l.as_ref(), &self.leaf.wanted, ca.der.as_ref(), now))
         {
             return Ok(None);
         }
-        let (fresh, not_after) = self.leaf.issue(&self.ca_der, &self.ca_key, now)?;
+        let (fresh, not_after) = self.leaf.issue(&ca.der, &ca.key, now)?;
         self.resolver.set(fresh);
         Ok(Some(not_after))
     }
@@ -196,13 +254,13 @@ impl HubPki {
     }
 
     /// The CA certificate, DER.
-    pub fn ca_der(&self) -> &[u8] {
-        self.ca_der.as_ref()
+    pub fn ca_der(&self) -> Vec<u8> {
+        self.ca().der.to_vec()
     }
 
     /// The CA certificate, PEM.
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+    pub fn ca_pem(&self) -> String {
+        self.ca().pem.clone()
     }
 
     /// The server's current chain `[leaf, CA]`.
@@ -214,18 +272,9 @@ impl HubPki {
     /// certificates optional but, when presented, verified against the hub CA.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, PkiError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca_der.clone())?;
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| PkiError::Corrupt(format!("client verifier: {e}")))?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(self.verifier.clone())
             .with_cert_resolver(self.resolver.clone());
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(cfg)
@@ -250,7 +299,8 @@ impl HubPki {
         params.not_after = now + Duration::days(365 * TOY_CERT_YEARS);
         params.serial_number = Some(rand::random::<[u8; 16]>().to_vec().into());
         req.params = params;
-        let issuer = Issuer::from_ca_cert_der(&self.ca_der, &self.ca_key)?;
+        let ca = self.ca();
+        let issuer = Issuer::from_ca_cert_der(&ca.der, &ca.key)?;
         let cert = req.signed_by(&issuer)?;
         Ok((cert.der().to_vec(), cert.pem()))
     }
@@ -280,6 +330,139 @@ impl ResolvesServerCert for LeafResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.get())
     }
+}
+
+/// Client certificates optional but, when presented, verified against the
+/// CA `ca_der`.
+fn client_verifier(
+    ca_der: &CertificateDer<'static>,
+) -> Result<Arc<dyn ClientCertVerifier>, PkiError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_der.clone())?;
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| PkiError::Corrupt(format!("client verifier: {e}")))
+}
+
+/// The client-certificate check the TLS listener uses, behind a lock so
+/// that a new CA reaches new connections without restarting the listener.
+/// It names no acceptable CAs in its certificate request (the names would
+/// have to outlive the lock): toys present their one certificate anyway.
+#[derive(Debug)]
+struct LiveClientVerifier {
+    current: RwLock<Arc<dyn ClientCertVerifier>>,
+}
+
+impl LiveClientVerifier {
+    fn get(&self) -> Arc<dyn ClientCertVerifier> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, fresh: Arc<dyn ClientCertVerifier>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+    }
+}
+
+impl ClientCertVerifier for LiveClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.get().offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.get().client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.get()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.get().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.get().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.get().supported_verify_schemes()
+    }
+}
+
+/// Makes a new hub CA limited to `permitted` and stores its key and
+/// certificate. Returns the key and the certificate (PEM).
+fn make_ca(
+    dir: &Path,
+    permitted: &BTreeSet<Permitted>,
+    now: OffsetDateTime,
+) -> Result<(KeyPair, String), PkiError> {
+    let ca_key_path = DataDir::new(dir).path(DataFile::CaKey);
+    let ca_crt_path = DataDir::new(dir).path(DataFile::CaCert);
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    let tag = hex::encode(rand::random::<[u8; 4]>());
+    dn.push(DnType::CommonName, format!("Hearth hub CA {tag}"));
+    dn.push(DnType::OrganizationName, "Hearth");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = ca_key_usages();
+    params.name_constraints = Some(to_name_constraints(permitted));
+    params.not_before = now - Duration::days(1);
+    params.not_after = now + Duration::days(365 * CA_YEARS);
+    let cert = params.self_signed(&key)?;
+    write_private_file(&ca_key_path, key.serialize_pem().as_bytes())
+        .map_err(io_err(&ca_key_path))?;
+    write_private_file(&ca_crt_path, cert.pem().as_bytes()).map_err(io_err(&ca_crt_path))?;
+    tracing::info!("created the hub certificate authority");
+    Ok((key, cert.pem()))
+}
+
+/// Overwrites a file with zeros in place, syncs it and removes it (a file
+/// that is not there is fine). The flash controller of an SD card may keep
+/// old blocks, which no file system call reaches; this is the most a
+/// program can do.
+fn shred_file(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+    f.write_all(&vec![0u8; len])?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::remove_file(path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The server leaf's names and where its files live.
@@ -793,7 +976,8 @@ mod tests {
         let mut got = cert_names(&leaf);
         got.sort();
         assert_eq!(got, vec!["127.0.0.1", "hearth.local", "localhost"]);
-        let (_, ca) = x509_parser::certificate::X509Certificate::from_der(a.ca_der()).expect("ca");
+        let a_ca = a.ca_der();
+        let (_, ca) = x509_parser::certificate::X509Certificate::from_der(&a_ca).expect("ca");
         assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
         // The same names: nothing new. Other names: a new leaf from the same CA.
         let b = HubPki::load_or_create(dir.path(), &names, now()).expect("reload");
@@ -801,7 +985,7 @@ mod tests {
         let more = server_names("den.local", "0.0.0.0".parse().expect("ip"), &[]);
         let c = HubPki::load_or_create(dir.path(), &more, now()).expect("rename");
         assert_ne!(a.server_chain()[0], c.server_chain()[0]);
-        assert_eq!(a.ca_sha256, c.ca_sha256);
+        assert_eq!(a.ca_sha256(), c.ca_sha256());
     }
 
     #[test]
@@ -921,20 +1105,20 @@ mod tests {
         let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
         // The hub's own leaf verifies, for each name it covers.
         for name in ["hearth.local", "localhost", "127.0.0.1"] {
-            webpki_verify(pki.ca_der(), &pki.server_chain(), name)
+            webpki_verify(&pki.ca_der(), &pki.server_chain(), name)
                 .unwrap_or_else(|e| panic!("the hub's own leaf for {name}: {e}"));
         }
         // Names the hub may take later (another .local host name) and home
         // addresses verify too.
         for name in ["den.local", "192.168.1.20", "10.0.0.7", "fd00::20"] {
             let leaf = leaf_signed_with_ca_key(dir.path(), name);
-            webpki_verify(pki.ca_der(), &[leaf], name)
+            webpki_verify(&pki.ca_der(), &[leaf], name)
                 .unwrap_or_else(|e| panic!("a leaf for {name}: {e}"));
         }
         // Anything else is refused by webpki and by openssl.
         for name in ["www.examplebank.com", "8.8.8.8", "2001:db8::1"] {
             let leaf = leaf_signed_with_ca_key(dir.path(), name);
-            let err = webpki_verify(pki.ca_der(), std::slice::from_ref(&leaf), name)
+            let err = webpki_verify(&pki.ca_der(), std::slice::from_ref(&leaf), name)
                 .expect_err("a leaf for another site must not verify");
             assert!(
                 format!("{err:?}").contains("NameConstraint"),
@@ -1001,13 +1185,13 @@ mod tests {
         let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
         let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("upgrade");
         assert_ne!(
-            pki.ca_der(),
+            &pki.ca_der(),
             old_ca.as_ref(),
             "the CA certificate is reissued"
         );
-        assert_eq!(ca_constraints_of(pki.ca_der()), Some(ca_permitted(&names)));
-        let (_, new) =
-            x509_parser::certificate::X509Certificate::from_der(pki.ca_der()).expect("n");
+        assert_eq!(ca_constraints_of(&pki.ca_der()), Some(ca_permitted(&names)));
+        let new_ca = pki.ca_der();
+        let (_, new) = x509_parser::certificate::X509Certificate::from_der(&new_ca).expect("n");
         let (_, old) = x509_parser::certificate::X509Certificate::from_der(&old_ca).expect("o");
         assert_eq!(new.public_key().raw, old.public_key().raw, "same key pair");
         assert_eq!(
@@ -1026,12 +1210,11 @@ mod tests {
         // A toy that pinned the old CA certificate still accepts the hub.
         webpki_verify(&old_ca, &pki.server_chain(), "hearth.local")
             .expect("the old pinned CA accepts the new chain");
-        webpki_verify(pki.ca_der(), &pki.server_chain(), "hearth.local").expect("new CA");
+        webpki_verify(&pki.ca_der(), &pki.server_chain(), "hearth.local").expect("new CA");
         // The hub still accepts the toy's certificate from the old CA.
         let roots = {
             let mut r = rustls::RootCertStore::empty();
-            r.add(CertificateDer::from(pki.ca_der().to_vec()))
-                .expect("root");
+            r.add(CertificateDer::from(pki.ca_der())).expect("root");
             Arc::new(r)
         };
         let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -1065,7 +1248,7 @@ mod tests {
             vec!["127.0.0.1", "192.168.7.7", "hearth.local", "localhost"]
         );
         webpki_verify(&old_ca, &again.server_chain(), "192.168.7.7").expect("old pin");
-        webpki_verify(pki.ca_der(), &again.server_chain(), "hearth.local").expect("new pin");
+        webpki_verify(&pki.ca_der(), &again.server_chain(), "hearth.local").expect("new pin");
     }
 
     fn validity(der: &[u8]) -> (OffsetDateTime, OffsetDateTime) {
@@ -1074,6 +1257,53 @@ mod tests {
             c.validity().not_before.to_datetime(),
             c.validity().not_after.to_datetime(),
         )
+    }
+
+    #[test]
+    fn replacing_the_ca_shreds_the_old_keys_and_swaps_everything_live() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
+        let file = |f| DataDir::new(dir.path()).path(f);
+        std::fs::write(file(DataFile::CaPrevious), "an earlier CA").expect("write");
+        let (old_ca, old_leaf) = (pki.ca_der(), pki.server_chain()[0].clone());
+        let old_key = std::fs::read(file(DataFile::CaKey)).expect("key");
+        let id = ToyId::parse("bear-3f2a").expect("id");
+        let toy_cert = |pki: &HubPki| {
+            let (_, csr) = make_toy_key_and_csr("bear-3f2a").expect("csr");
+            let checked = check_csr(&csr).expect("valid");
+            CertificateDer::from(pki.issue_toy_cert(&checked, &id, now()).expect("issue").0)
+        };
+        let old_toy = toy_cert(&pki);
+        let t = rustls::pki_types::UnixTime::now();
+        pki.verifier
+            .verify_client_cert(&old_toy, &[], t)
+            .expect("the old CA's toy");
+
+        pki.replace_ca(now()).expect("replace");
+
+        let new_ca = pki.ca_der();
+        assert_ne!(new_ca, old_ca);
+        assert_eq!(pki.ca_sha256(), Hex32::sha256(&new_ca));
+        assert_eq!(ca_constraints_of(&new_ca), ca_constraints_of(&old_ca));
+        let leaf = pki.server_chain()[0].clone();
+        assert_ne!(leaf, old_leaf);
+        webpki_verify(&new_ca, std::slice::from_ref(&leaf), "hearth.local").expect("new CA");
+        webpki_verify(&old_ca, &[leaf], "hearth.local").expect_err("not the old CA");
+        assert!(!file(DataFile::CaPrevious).exists(), "ca-previous.pem gone");
+        assert_ne!(std::fs::read(file(DataFile::CaKey)).expect("key"), old_key);
+        let stored = std::fs::read_to_string(file(DataFile::CaCert)).expect("crt");
+        assert_eq!(stored, pki.ca_pem());
+        pki.verifier
+            .verify_client_cert(&old_toy, &[], t)
+            .expect_err("the old CA's toy is refused at once");
+        pki.verifier
+            .verify_client_cert(&toy_cert(&pki), &[], t)
+            .expect("the new CA's toy");
+        // A restart loads the new CA.
+        drop(pki);
+        let again = HubPki::load_or_create(dir.path(), &names, now()).expect("load");
+        assert_eq!(again.ca_der(), new_ca);
     }
 
     #[test]
@@ -1103,7 +1333,7 @@ mod tests {
         let new_end = pki.renew_if_due(later).expect("renew").expect("renewed");
         let chain = pki.server_chain();
         assert_ne!(chain[0], first);
-        assert_eq!(chain[1].as_ref(), pki.ca_der());
+        assert_eq!(chain[1].as_ref(), &pki.ca_der());
         assert_eq!(
             validity(chain[0].as_ref()),
             (later - Duration::days(1), new_end)
@@ -1111,8 +1341,8 @@ mod tests {
         assert_eq!(new_end - later, Duration::days(364));
         let (_, leaf) =
             x509_parser::certificate::X509Certificate::from_der(chain[0].as_ref()).expect("leaf");
-        let (_, ca) =
-            x509_parser::certificate::X509Certificate::from_der(pki.ca_der()).expect("ca");
+        let ca_der = pki.ca_der();
+        let (_, ca) = x509_parser::certificate::X509Certificate::from_der(&ca_der).expect("ca");
         assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
         let stored = CertificateDer::from_pem_slice(
             &std::fs::read(DataDir::new(dir.path()).path(DataFile::ServerCert))
@@ -1137,7 +1367,7 @@ mod tests {
             &std::fs::read_to_string(DataDir::new(dir.path()).path(DataFile::CaKey)).expect("key"),
         )
         .expect("ca key");
-        let ca = CertificateDer::from(pki.ca_der().to_vec());
+        let ca = CertificateDer::from(pki.ca_der());
         let issuer = Issuer::from_ca_cert_der(&ca, &ca_key).expect("issuer");
         let mut params = CertificateParams::new(vec![
             "hearth.local".into(),

@@ -265,7 +265,7 @@ pub async fn confirm_pairing(
     let actor = by.username.clone();
     let approval = match state
         .pairings
-        .confirm(pairing_id, &code, state.pki.ca_der(), now)
+        .confirm(pairing_id, &code, &state.pki.ca_der(), now)
     {
         Ok(a) => a,
         Err(e) => {

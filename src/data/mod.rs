@@ -32,8 +32,8 @@ pub struct EraseConfirmation {
 /// An admin deletes the whole household: every message, toy, account,
 /// session, share and ledger entry (every row of every table), then the
 /// database is compacted so no deleted audio stays in its free pages or
-/// its WAL, and the hub is back at first-run setup with a new setup code,
-/// live. One ledger entry, `household_deleted`, is left, naming no one.
+/// its WAL, the hub's keys are replaced (a new CA and server certificate),
+/// and the hub is back at first-run setup with a new setup code, live. One ledger entry, `household_deleted`, is left, naming no one.
 pub async fn erase_household(
     state: &AppState,
     by: &User,
@@ -68,8 +68,30 @@ pub async fn erase_household(
         })
         .await?;
     state.store.compact_fully().await?;
+    // The rows are gone whatever happens to the keys: setup must come back
+    // even if they could not be replaced (the next start makes new ones
+    // when the old files are gone, and the error is reported).
+    let keys = replace_keys(state).await;
     tracing::warn!("the household was deleted by its admin; the hub is back at first-run setup");
     crate::accounts::start_over(state)?;
+    keys
+}
+
+/// Replaces the hub's CA and server certificate, live: the old keys are
+/// overwritten and removed, new TLS connections are served a certificate
+/// from the new CA, and mDNS advertises its hash. Toys paired with the old
+/// CA are gone with the household anyway.
+async fn replace_keys(state: &AppState) -> Result<()> {
+    let (pki, now) = (state.pki.clone(), state.clock.now());
+    tokio::task::spawn_blocking(move || pki.replace_ca(now))
+        .await
+        .map_err(|e| Error::internal(e.into()))?
+        .map_err(|e| Error::internal(e.into()))?;
+    if let Some(d) = &state.discovery {
+        if let Err(e) = d.set_ca(&state.pki.ca_sha256()) {
+            tracing::warn!("cannot advertise the new certificate authority yet: {e}");
+        }
+    }
     Ok(())
 }
 

@@ -145,6 +145,34 @@ impl Discovery {
         Ok(())
     }
 
+    /// Re-announces the hub with a new CA hash in its TXT record (the hub's
+    /// keys were replaced), under the same name.
+    pub fn set_ca(&self, ca_sha256: &crate::domain::Hex32) -> Result<(), DiscoveryError> {
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            return Err(DiscoveryError::ShutDown);
+        }
+        let mut advert = self
+            .inner
+            .advert
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let txt = hub_txt(ca_sha256);
+        let instance = instance_from_fullname(&advert.fullname, HUB_SERVICE_TYPE)
+            .ok_or_else(|| DiscoveryError::Mdns("the advertised name is not the hub's".into()))?;
+        let info = service_info(
+            HUB_SERVICE_TYPE,
+            &instance,
+            &advert.host,
+            advert.port,
+            &txt,
+            &self.inner.opts,
+        )?;
+        self.inner.daemon.register(info)?;
+        advert.txt = txt;
+        tracing::info!("advertising the hub's new certificate authority");
+        Ok(())
+    }
+
     /// The valid toy records currently visible, one per toy id, in name order.
     pub fn seen(&self) -> Vec<SeenToy> {
         self.inner

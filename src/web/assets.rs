@@ -56,5 +56,5 @@ async fn get_ca(state: web::Data<AppState>) -> HttpResponse {
             "content-disposition",
             "attachment; filename=\"hearth-ca.crt\"",
         ))
-        .body(state.pki.ca_der().to_vec())
+        .body(state.pki.ca_der())
 }

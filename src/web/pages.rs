@@ -314,7 +314,7 @@ struct CertHelpPage {
 
 async fn cert_help(state: web::Data<AppState>) -> PageResult {
     let l = layout(&state, None, "Trust this hub", "").await?;
-    let fp = state.pki.ca_sha256.to_hex();
+    let fp = state.pki.ca_sha256().to_hex();
     let fingerprint = fp
         .as_bytes()
         .chunks(2)

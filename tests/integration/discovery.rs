@@ -7,7 +7,7 @@
 //!
 //! | role | prints | stdin |
 //! | --- | --- | --- |
-//! | `hub` | `READY`, `EVENT appeared\|updated id=.. name=".." paired=..`, `EVENT gone id=..`, debug logs | `seen` → `SEEN id,id`; `up ID` → `UP ID bool`; `rename NAME` → `RENAMED`; `quit` → `BYE` |
+//! | `hub` | `READY`, `EVENT appeared\|updated id=.. name=".." paired=..`, `EVENT gone id=..`, debug logs | `seen` → `SEEN id,id`; `up ID` → `UP ID bool`; `rename NAME` → `RENAMED`; `newca HEX` → `NEWCA`; `quit` → `BYE` |
 //! | `toy` | `READY` | `find` → `HUB instance=".." host=.. port=.. api=.. ca=.. addrs=a,b` or `HUB-ERROR ..`; `paired` → `PAIRED`; `quit` → `BYE` |
 //! | `garbage` | `READY` once its bad records are registered and junk packets sent | `quit` → `BYE` |
 
@@ -171,6 +171,18 @@ fn discovery_over_real_mdns_in_netns() {
     let line = toy.wait_for("the renamed hub", |l| l.starts_with("HUB"));
     assert!(line.contains(r#"instance="Renamed Home""#), "{line}");
 
+    // New keys (the household was deleted): the same name, the new CA hash.
+    let new_ca = Hex32::sha256(b"a new hub CA");
+    hub.send(&format!("newca {}", new_ca.to_hex()));
+    hub.wait_for("NEWCA", |l| l == "NEWCA");
+    toy.send("find");
+    let line = toy.wait_for("the hub with its new CA", |l| l.starts_with("HUB"));
+    assert!(
+        line.contains(&format!(" ca={} ", new_ca.to_hex())),
+        "{line}"
+    );
+    assert!(line.contains(r#"instance="Renamed Home""#), "{line}");
+
     // The toy leaves: goodbye packets make it Gone at once.
     toy.send("quit");
     toy.wait_for("BYE", |l| l == "BYE");
@@ -322,6 +334,11 @@ fn hub_role(opts: &DiscoveryOptions) {
             "rename" => {
                 discovery.rename(arg).expect("rename");
                 println!("RENAMED");
+            }
+            "newca" => {
+                let ca = Hex32::parse("ca", arg).expect("a hash");
+                discovery.set_ca(&ca).expect("set the CA");
+                println!("NEWCA");
             }
             "quit" => break,
             other => panic!("unknown command {other:?}"),

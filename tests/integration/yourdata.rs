@@ -13,7 +13,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::harness::{Hub, PASSWORD, Parent, Served, Target, TestToy, have, run_with_timeout};
 use crate::messages::tone_wav;
@@ -630,6 +633,52 @@ async fn scheduled_backups_keep_the_newest_and_open_with_their_passphrase() {
     assert_eq!(backups(&usb), left, "nothing written or deleted");
 }
 
+/// The server's chain as served on `port`, through a real TLS handshake
+/// that trusts only `ca_pem`; the handshake's error otherwise.
+async fn served_chain(port: u16, ca_pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let config = std::sync::Arc::new(crate::harness::tls_config(ca_pem, None));
+    tokio::task::spawn_blocking(move || {
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+        let mut sock =
+            std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .map_err(|e| e.to_string())?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).map_err(|e| e.to_string())?;
+        }
+        Ok(conn
+            .peer_certificates()
+            .ok_or("no certificate served")?
+            .iter()
+            .map(|c| c.clone().into_owned())
+            .collect())
+    })
+    .await
+    .expect("handshake thread")
+}
+
+/// Where the files under `dir` hold any of `keys` (PEM files of P-256
+/// PKCS#8 keys): the whole file, or any 40-character run of its base64
+/// body past the first 48 characters, which encode the 36-byte header
+/// every such key shares (a key copied in part counts too).
+fn key_bits_found(dir: &Path, keys: &[Vec<u8>]) -> Vec<String> {
+    let mut patterns = Vec::new();
+    for k in keys {
+        patterns.push(k.clone());
+        let text = String::from_utf8_lossy(k);
+        let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        let line = text.lines().nth(1).map_or(64, str::len);
+        // Runs that cross a line break are not stored as such: skipped.
+        for at in (48..body.len().saturating_sub(40)).step_by(20) {
+            if at / line == (at + 39) / line {
+                patterns.push(body.as_bytes()[at..at + 40].to_vec());
+            }
+        }
+    }
+    find_patterns(dir, &patterns)
+}
+
 /// Every place in the files under `dir` where one of `patterns` occurs.
 fn find_patterns(dir: &Path, patterns: &[Vec<u8>]) -> Vec<String> {
     let mut found = Vec::new();
@@ -646,7 +695,21 @@ fn find_patterns(dir: &Path, patterns: &[Vec<u8>]) -> Vec<String> {
 
 #[actix_web::test]
 async fn deleting_the_household_leaves_no_audio_behind_and_serves_setup_again() {
-    let (hub, parent, bear, _fox) = household().await;
+    let (mut hub, parent, bear, _fox) = household().await;
+    // What the hub serves and holds before: its chain (through a real
+    // handshake), its CA, and its key files.
+    let old_ca_pem = hub.ca_pem.clone();
+    let old_chain = served_chain(hub.port, &old_ca_pem)
+        .await
+        .expect("the old CA verifies the served certificate");
+    let old_keys: Vec<Vec<u8>> = ["ca.key", "server.key"]
+        .iter()
+        .map(|f| std::fs::read(hub.data_dir().join(f)).expect("key file"))
+        .collect();
+    assert!(
+        key_bits_found(&hub.data_dir(), &old_keys).len() >= 2,
+        "positive control: the scan sees the stored keys"
+    );
     // Known audio bytes: 48 bytes from the middle of every stored clip, as
     // the hub serves them (they are stored as they are served).
     let list = parent.json("/api/v1/messages").await;
@@ -710,6 +773,41 @@ async fn deleting_the_household_leaves_no_audio_behind_and_serves_setup_again() 
     let r = erase("Fernhill", PASSWORD).await.expect("request");
     assert_eq!(r.status(), 202, "{:?}", r.text().await);
 
+    // New keys, live: the served certificate chains to a new CA, which the
+    // old CA does not vouch for, and the old key files' bytes are gone.
+    let new_ca_pem = std::fs::read_to_string(hub.data_dir().join("ca.crt")).expect("ca.crt");
+    assert_ne!(new_ca_pem, old_ca_pem, "a new CA certificate");
+    let err = served_chain(hub.port, &old_ca_pem)
+        .await
+        .expect_err("the old CA must not verify what is served now");
+    assert!(err.contains("certificate"), "{err}");
+    let new_chain = served_chain(hub.port, &new_ca_pem)
+        .await
+        .expect("the new CA verifies the served certificate");
+    let key_of = |pem: &str| {
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("pem");
+        let (_, c) = X509Certificate::from_der(der.as_ref()).expect("ca");
+        c.public_key().raw.to_vec()
+    };
+    let (old_ca_key, new_ca_key) = (key_of(&old_ca_pem), key_of(&new_ca_pem));
+    assert_ne!(old_ca_key, new_ca_key, "the issuer's key differs");
+    let signed_by = |leaf: &CertificateDer<'_>, ca_pem: &str| {
+        let der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("pem");
+        let (_, ca) = X509Certificate::from_der(der.as_ref()).expect("ca");
+        let (_, l) = X509Certificate::from_der(leaf.as_ref()).expect("leaf");
+        l.verify_signature(Some(ca.public_key())).is_ok()
+    };
+    assert!(signed_by(&old_chain[0], &old_ca_pem), "oracle sanity");
+    assert!(
+        !signed_by(&new_chain[0], &old_ca_pem),
+        "old CA key, new leaf"
+    );
+    assert!(signed_by(&new_chain[0], &new_ca_pem));
+    assert_ne!(old_chain[0], new_chain[0], "a new server certificate");
+    let left = key_bits_found(&hub.data_dir(), &old_keys);
+    assert!(left.is_empty(), "old key material left behind: {left:?}");
+    hub.ca_pem = new_ca_pem;
+
     // No clip's bytes anywhere in the data directory: database, WAL, or
     // anything else.
     let after = find_patterns(&hub.data_dir(), &patterns);
@@ -754,13 +852,17 @@ async fn deleting_the_household_leaves_no_audio_behind_and_serves_setup_again() 
         .await
         .expect("request");
     assert_eq!(r.status(), 401, "the old session is gone");
-    let r = bear
+    // The bear's certificate is from the old CA: the handshake refuses it,
+    // or (were it accepted) the hub knows no such toy.
+    match bear
         .client(&hub)
         .get(hub.url("/toy/v1/whoami"))
         .send()
         .await
-        .expect("whoami");
-    assert!(r.status() == 401 || r.status() == 403, "{}", r.status());
+    {
+        Err(_) => {}
+        Ok(r) => assert!(r.status() == 401 || r.status() == 403, "{}", r.status()),
+    }
     let r = hub
         .anon()
         .get(hub.url("/setup"))
