@@ -505,8 +505,8 @@ pub async fn renew_server_certificate(state: &AppState) -> Option<time::OffsetDa
     }
 }
 
-/// Certificate renewal, retention sweep, session purge and the
-/// online/offline tracker.
+/// Certificate renewal, retention sweeps (messages, ledger), session
+/// purge and the online/offline tracker.
 async fn background_jobs(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     let mut tracker = crate::toys::Tracker::default();
@@ -521,6 +521,9 @@ async fn background_jobs(state: web::Data<AppState>) {
             }
             if let Err(e) = crate::accounts::purge_sessions(&state).await {
                 tracing::warn!(error = %e, "session purge failed");
+            }
+            if let Err(e) = crate::ledger::retention_sweep(&state.store, state.now()).await {
+                tracing::warn!(error = %e, "ledger retention failed");
             }
         }
         if let Err(e) = tracker.tick(&state).await {

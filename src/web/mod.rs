@@ -11,6 +11,8 @@ pub mod assets;
 pub mod caller;
 pub mod errors;
 pub mod events;
+pub mod family_pages;
+pub mod members;
 pub mod messages;
 pub mod pages;
 
@@ -22,7 +24,9 @@ use crate::http::{Access, Routes};
 pub fn register(r: &mut Routes<'_>) {
     api::register(r);
     messages::register(r);
+    members::register(r);
     pages::register(r);
+    family_pages::register(r);
     assets::register(r);
     r.add(Method::GET, "/api/v1/events", Access::User, events::stream);
 }
