@@ -659,6 +659,22 @@ pub async fn change_household(
         }
     }
     let (n2, retention) = (name.clone(), change.retention_days);
+    let mut details = Vec::new();
+    if let Some(n) = &name {
+        details.push(format!("name {:?}", n.as_str()));
+    }
+    match retention {
+        Some(Some(d)) => details.push(format!("messages kept {d} days")),
+        Some(None) => details.push("messages kept forever".into()),
+        None => {}
+    }
+    let mut entry = AuditEntry::new(
+        state.now(),
+        Some(by.username.clone()),
+        Action::SettingsChanged,
+        Outcome::Success,
+    );
+    entry.detail = details.join("; ");
     state
         .store
         .write(move |tx| {
@@ -667,6 +683,9 @@ pub async fn change_household(
             }
             if let Some(r) = retention {
                 store::household::set_retention(tx, r)?;
+            }
+            if !entry.detail.is_empty() {
+                audit::record(tx, &entry)?;
             }
             Ok(())
         })

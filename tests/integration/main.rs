@@ -17,6 +17,7 @@ mod fuzz_regressions;
 mod hardening;
 mod harness;
 mod lan_guard;
+mod members;
 mod messages;
 mod netns;
 mod pairing;
