@@ -90,7 +90,7 @@ pub enum UserAction {
         /// Login name.
         username: String,
     },
-    /// List users with role, toys (relatives) and last sign-in.
+    /// List users: username, role, display name, toys (relatives), last sign-in.
     List,
     /// Remove a user; their sessions end. The last admin cannot be removed.
     Remove {
@@ -313,9 +313,10 @@ fn user_command(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
             {
                 let toys: Vec<&str> = m.toys.iter().map(|t| t.as_str()).collect();
                 println!(
-                    "{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}",
                     m.username,
                     m.role.as_str(),
+                    m.display_name,
                     if toys.is_empty() {
                         "-".into()
                     } else {

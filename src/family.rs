@@ -144,6 +144,8 @@ impl Actor<'_> {
 pub struct Member {
     /// Login name.
     pub username: String,
+    /// Name shown on messages.
+    pub display_name: String,
     /// Role.
     pub role: Role,
     /// The toys granted (relatives only; empty for others).
@@ -175,6 +177,7 @@ pub async fn members(ctx: &Ctx<'_>, by: Actor<'_>) -> Result<Vec<Member>> {
                     .collect();
                 out.push(Member {
                     username: m.username,
+                    display_name: m.display_name,
                     role: m.role,
                     toys,
                     created_at: m.created_at,

@@ -37,6 +37,8 @@ pub struct MemberRow {
     pub id: UserId,
     /// Login name.
     pub username: String,
+    /// Name shown on messages.
+    pub display_name: String,
     /// Role.
     pub role: Role,
     /// When the account was made.
@@ -48,7 +50,7 @@ pub struct MemberRow {
 /// Every member, by username.
 pub fn list(c: &Connection) -> StoreResult<Vec<MemberRow>> {
     let mut st = c.prepare(
-        "SELECT id, username, role, created_at, last_sign_in FROM users ORDER BY username",
+        "SELECT id, username, role, created_at, last_sign_in, display_name FROM users ORDER BY username",
     )?;
     let v = st
         .query_map([], |r| {
@@ -59,6 +61,7 @@ pub fn list(c: &Connection) -> StoreResult<Vec<MemberRow>> {
                 role: Role::parse(&role).unwrap_or(Role::Relative),
                 created_at: r.get(3)?,
                 last_sign_in: r.get(4)?,
+                display_name: r.get(5)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

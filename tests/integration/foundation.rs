@@ -219,6 +219,9 @@ const PUBLIC_ROUTES: &[(&str, &str, u16)] = &[
     ("GET", "/login", 200),
     ("POST", "/login", 400),
     ("GET", "/help/certificate", 200),
+    ("POST", "/api/v1/join", 400),
+    ("GET", "/join", 200),
+    ("POST", "/join", 400),
 ];
 
 #[actix_web::test]

@@ -976,10 +976,18 @@ async fn the_command_line_invites_lists_and_removes_through_the_same_use_cases()
     );
     let out = hearth_user(&hub, &["list"], "");
     let listed = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(listed.contains("gran\trelative\tbear\tnever"), "{listed}");
-    assert!(listed.contains("dad\trelative\tbear\tnever"), "{listed}");
     assert!(
-        listed.lines().any(|l| l.starts_with("mum\tadmin\t-\t2")),
+        listed.contains("gran\trelative\tgran\tbear\tnever"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("dad\trelative\tdad\tbear\tnever"),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("mum\tadmin\tmum\t-\t2")),
         "{listed}"
     );
     let out = hearth_user(&hub, &["remove", "mum"], "");
