@@ -72,6 +72,10 @@ pub async fn stream(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
                         () = state.events.shutdown() => return None,
                         // Signed out, removed, changed: end now.
                         () = guard.end.wait() => return None,
+                        // The session's absolute end.
+                        () = tokio::time::sleep(Duration::from_secs(
+                            u64::try_from(session.expires_at - state.now()).unwrap_or(0),
+                        )) => return None,
                     };
                     let chunk = match next {
                         Ok(Ok(ev)) if passes(&ev) => {
