@@ -360,6 +360,21 @@ async fn every_route_answers_each_role_as_the_role_table_says() {
         human, listed,
         "every route of the app is in ROLE_TABLE, and only those"
     );
+    for r in &routes {
+        if let Some((_, _, need, _)) = ROLE_TABLE
+            .iter()
+            .find(|(m, p, _, _)| *m == r.method.as_str() && *p == r.path)
+        {
+            assert_eq!(
+                r.access == Access::Public,
+                *need == Need::Public,
+                "{} {}: labelled {:?}",
+                r.method,
+                r.path,
+                r.access
+            );
+        }
+    }
 
     // Dad (parent) and Nemo (the member the /users routes act on).
     let inv = invite(&admin, json!({"role": "parent"})).await;
