@@ -9,11 +9,12 @@
 
 use std::sync::Mutex;
 
-use crate::auth::throttle::Throttle;
+use crate::auth::throttle::{RowQuota, Throttle};
 use crate::auth::{password, setup, tokens};
 use crate::datadir::DataDir;
 use crate::domain::{DisplayName, Role, SessionId, SessionKind, UserId, Username};
 use crate::error::{Code, Error, Result};
+use crate::events::{Events, StreamsOf};
 use crate::state::AppState;
 use crate::store::audit::{self, Action, AuditEntry, Outcome};
 use crate::store::household::Household;
@@ -56,7 +57,16 @@ pub struct Accounts {
     setup_net: Throttle,
     /// The setup code while setup is not done.
     setup_code: Mutex<Option<LiveCode>>,
+    /// Wrong invitation codes (like the setup code: every one blocks, growing).
+    pub(crate) join: Throttle,
+    /// Ledger rows of failed sign-ins and joins per source address.
+    pub(crate) failure_rows: RowQuota,
 }
+
+/// Ledger rows of failed guesses one address may cause per window.
+pub const FAILURE_ROWS_PER_WINDOW: u32 = 10;
+/// The window of [`FAILURE_ROWS_PER_WINDOW`], in seconds.
+pub const FAILURE_ROWS_WINDOW: i64 = 600;
 
 impl Accounts {
     /// Fresh throttles; `setup_code` is the code of a hub without an admin,
@@ -73,6 +83,8 @@ impl Accounts {
                 issued_at,
                 wrong: 0,
             })),
+            join: Throttle::new(1),
+            failure_rows: RowQuota::new(FAILURE_ROWS_PER_WINDOW, FAILURE_ROWS_WINDOW),
         }
     }
 
@@ -244,7 +256,7 @@ pub struct Client {
 }
 
 /// `1 second`, `5 seconds`.
-fn seconds(n: u64) -> String {
+pub(crate) fn seconds(n: u64) -> String {
     if n == 1 {
         "1 second".into()
     } else {
@@ -255,7 +267,9 @@ fn seconds(n: u64) -> String {
 /// Runs argon2 off the async threads, on the bounded password workers
 /// (`auth::work`); `503 busy` with `Retry-After` when too many checks are
 /// waiting.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
     crate::auth::work::run(f).await.map_err(|_| {
         let mut e = Error::new(
             Code::Busy,
@@ -351,7 +365,11 @@ pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Resul
     let hash = blocking(move || password::hash(&pw))
         .await?
         .map_err(Error::internal)?;
-    let (hh, un) = (household.to_string(), username.to_string());
+    let (hh, un, ip) = (
+        household.to_string(),
+        username.to_string(),
+        client.ip.clone(),
+    );
     let created = state
         .store
         .write(move |tx| {
@@ -362,17 +380,10 @@ pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Resul
                 store::household::create(tx, &hh, now)?;
             }
             store::users::insert(tx, &un, &un, Role::Admin, &hash, now)?;
-            audit::record(
-                tx,
-                &AuditEntry {
-                    at: now,
-                    actor: Some(un.clone()),
-                    action: Action::Setup,
-                    subject: None,
-                    outcome: Outcome::Success,
-                    detail: format!("household {hh:?} created"),
-                },
-            )?;
+            let mut e = AuditEntry::new(now, Some(un.clone()), Action::Setup, Outcome::Success);
+            e.client = ip.clone();
+            e.detail = format!("household {hh:?} created");
+            audit::record(tx, &e)?;
             Ok(true)
         })
         .await?;
@@ -401,7 +412,7 @@ pub struct NewSession {
 }
 
 /// What a throttle counts wrong guesses of.
-enum Guess<'a> {
+pub(crate) enum Guess<'a> {
     /// Passwords of one account.
     Account(&'a str),
     /// Anything from one source address (an IPv4-mapped one as the IPv4).
@@ -413,7 +424,7 @@ enum Guess<'a> {
 
 impl Guess<'_> {
     /// The throttle's key.
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self {
             Self::Account(username) => format!("user:{username}"),
             Self::Address(ip) => format!("addr:{}", crate::auth::throttle::full_address(ip)),
@@ -471,6 +482,11 @@ pub async fn sign_in(
     };
     let Some(user) = user.filter(|_| verdict) else {
         tracing::info!(client = %ip, username = %name, "failed sign-in");
+        let mut e = AuditEntry::new(now, None, Action::SignInFailed, Outcome::Failure);
+        e.subject = Some(name.clone()).filter(|n| !n.is_empty());
+        e.detail = "wrong username or password".into();
+        e.client = ip.clone();
+        record_capped(state, e).await?;
         return Err(Error::unauthorized("wrong username or password"));
     };
     accounts.login_account.succeed(&account_key);
@@ -488,10 +504,11 @@ pub async fn sign_in(
     let token = tokens::new_token();
     let csrf = tokens::new_token();
     let expires_at = now + (state.config.sessions.absolute_hours * 3600) as i64;
-    let (hash, ua, uid) = (
+    let (hash, ua, uid, uname) = (
         tokens::token_hash(&token),
         client.user_agent.clone(),
         user.id,
+        user.username.clone(),
     );
     state
         .store
@@ -510,6 +527,11 @@ pub async fn sign_in(
             if let Some(h) = rehash {
                 store::users::set_password_hash(tx, uid, &h)?;
             }
+            store::members::set_last_sign_in(tx, uid, now)?;
+            let mut e = AuditEntry::new(now, Some(uname), Action::SignIn, Outcome::Success);
+            e.client = ip.clone();
+            e.detail = format!("{} session", kind.as_str());
+            audit::record(tx, &e)?;
             Ok(id)
         })
         .await?;
@@ -559,6 +581,23 @@ pub async fn session_used(state: &AppState, session: &Session) -> Result<()> {
     Ok(())
 }
 
+/// Records a failed guess of an unauthenticated client within its
+/// address's quota ([`FAILURE_ROWS_PER_WINDOW`]); the rows skipped before
+/// are summed up in the next one written.
+pub(crate) async fn record_capped(state: &AppState, mut e: AuditEntry) -> Result<()> {
+    let Some(skipped) = state.accounts.failure_rows.take(&e.client, e.at) else {
+        return Ok(());
+    };
+    if skipped > 0 {
+        e.detail = format!(
+            "{} ({skipped} earlier failures from this address were not recorded one by one)",
+            e.detail
+        );
+    }
+    state.store.write(move |tx| audit::record(tx, &e)).await?;
+    Ok(())
+}
+
 /// The session `id` of `user_id` still exists (an event stream ends with it).
 pub async fn session_alive(state: &AppState, user_id: UserId, id: SessionId) -> Result<bool> {
     Ok(state
@@ -586,13 +625,14 @@ pub async fn household_name(state: &AppState) -> Result<String> {
         .unwrap_or_else(|| "Hearth".into()))
 }
 
-/// Ends one session (signing out).
+/// Ends one session (signing out), and its event streams with it.
 pub async fn sign_out(state: &AppState, session: &Session) -> Result<()> {
     let id = session.id;
     state
         .store
         .write(move |tx| store::sessions::delete(tx, id))
         .await?;
+    state.events.streams().end(StreamsOf::Session(id));
     Ok(())
 }
 
@@ -618,6 +658,7 @@ pub async fn change_password(
     let now = state.now();
     set_password(
         &state.store,
+        Some(&state.events),
         now,
         &user.username,
         user,
@@ -656,19 +697,27 @@ pub async fn confirm_password(state: &AppState, user: &User, given: String) -> R
 pub fn start_over(state: &AppState) -> Result<String> {
     let dir = &state.config.data_dir;
     setup::remove(dir).map_err(|e| Error::internal(e.into()))?;
-    let code = setup::load_or_create(dir).map_err(|e| Error::internal(e.into()))?;
+    let (code, issued_at) = setup::load_or_create(dir).map_err(|e| Error::internal(e.into()))?;
     if let Ok(mut g) = state.accounts.setup_code.lock() {
-        *g = Some(code.clone());
+        *g = Some(LiveCode {
+            code: code.clone(),
+            issued_at,
+            wrong: 0,
+        });
     }
     tracing::info!("setup code: {code}");
     Ok(code)
 }
 
 /// Sets `user`'s password after the password rule, ends their sessions
-/// except `keep`, and records `password.change` by `actor`, in one
-/// transaction. The one way a password changes (account page and command line).
+/// except `keep`, and records `password_changed` by `actor`, in one
+/// transaction; their event streams (but `keep`'s) end at once when the hub
+/// runs in this process (`events`); otherwise (the command line) within a
+/// keep-alive period, when the stream finds its session gone. The one way a
+/// password changes (account page and command line).
 pub async fn set_password(
     store: &Store,
+    events: Option<&Events>,
     now: i64,
     actor: &str,
     user: &User,
@@ -690,27 +739,26 @@ pub async fn set_password(
         .write(move |tx| {
             store::users::set_password_hash(tx, uid, &hash)?;
             let n = store::sessions::delete_others(tx, uid, keep)?;
-            audit::record(
-                tx,
-                &AuditEntry {
-                    at: now,
-                    actor: Some(actor),
-                    action: Action::PasswordChange,
-                    subject: Some(name),
-                    outcome: Outcome::Success,
-                    detail: format!("{n} other sessions ended"),
-                },
-            )?;
+            let mut e =
+                AuditEntry::new(now, Some(actor), Action::PasswordChanged, Outcome::Success);
+            e.subject = Some(name);
+            e.detail = format!("{n} other sessions ended");
+            audit::record(tx, &e)?;
             Ok(n)
         })
         .await?;
+    if let Some(ev) = events {
+        ev.streams().end(StreamsOf::User(uid, keep));
+    }
     Ok(ended)
 }
 
-/// Adds a household member (the command line's `user add`).
+/// Adds a household member (the command line's `user add`), recorded as
+/// `member_added` by `actor`.
 pub async fn add_user(
     store: &Store,
     now: i64,
+    actor: &str,
     username: &Username,
     display: &DisplayName,
     role: Role,
@@ -726,9 +774,19 @@ pub async fn add_user(
     let hash = blocking(move || password::hash(&pw))
         .await?
         .map_err(Error::internal)?;
-    let (un, dn) = (username.to_string(), display.to_string());
+    let (un, dn, actor) = (username.to_string(), display.to_string(), actor.to_owned());
     let id = store
-        .write(move |tx| store::users::insert(tx, &un, &dn, role, &hash, now))
+        .write(move |tx| {
+            let id = store::users::insert(tx, &un, &dn, role, &hash, now)?;
+            if id.is_some() {
+                let mut e =
+                    AuditEntry::new(now, Some(actor), Action::MemberAdded, Outcome::Success);
+                e.subject = Some(un.clone());
+                e.detail = format!("added as {}", role.as_str());
+                audit::record(tx, &e)?;
+            }
+            Ok(id)
+        })
         .await?;
     if id.is_none() {
         return Err(Error::new(
@@ -776,16 +834,21 @@ pub async fn end_session(state: &AppState, user: &User, id: SessionId) -> Result
     }
 }
 
-/// Forgets sessions past their absolute end or idle limit.
+/// Forgets sessions past their absolute end or idle limit; their event
+/// streams end at once.
 pub async fn purge_sessions(state: &AppState) -> Result<usize> {
     let (now, idle) = (
         state.now(),
         (state.config.sessions.idle_minutes * 60) as i64,
     );
-    Ok(state
+    let gone = state
         .store
         .write(move |tx| store::sessions::purge_expired(tx, now, idle))
-        .await?)
+        .await?;
+    for id in &gone {
+        state.events.streams().end(StreamsOf::Session(*id));
+    }
+    Ok(gone.len())
 }
 
 /// The household.
@@ -828,6 +891,22 @@ pub async fn change_household(
         }
     }
     let (n2, retention) = (name.clone(), change.retention_days);
+    let mut details = Vec::new();
+    if let Some(n) = &name {
+        details.push(format!("name {:?}", n.as_str()));
+    }
+    match retention {
+        Some(Some(d)) => details.push(format!("messages kept {d} days")),
+        Some(None) => details.push("messages kept forever".into()),
+        None => {}
+    }
+    let mut entry = AuditEntry::new(
+        state.now(),
+        Some(by.username.clone()),
+        Action::SettingsChanged,
+        Outcome::Success,
+    );
+    entry.detail = details.join("; ");
     state
         .store
         .write(move |tx| {
@@ -836,6 +915,9 @@ pub async fn change_household(
             }
             if let Some(r) = retention {
                 store::household::set_retention(tx, r)?;
+            }
+            if !entry.detail.is_empty() {
+                audit::record(tx, &entry)?;
             }
             Ok(())
         })
@@ -1030,6 +1112,7 @@ mod tests {
         let (store, user) = store_with_user(dir.path());
         let ended = set_password(
             &store,
+            None,
             42,
             audit::SYSTEM,
             &user,
@@ -1041,7 +1124,7 @@ mod tests {
         assert_eq!(ended, 1, "the one session ended");
         let entries = store.read(|c| audit::recent(c, 10)).await.expect("ledger");
         let e = entries.first().expect("an entry");
-        assert_eq!(e.action, Action::PasswordChange);
+        assert_eq!(e.action, Action::PasswordChanged);
         assert_eq!(e.outcome, Outcome::Success);
         assert_eq!(e.at, 42);
         assert_eq!(e.actor.as_deref(), Some("system"));
@@ -1058,7 +1141,7 @@ mod tests {
     async fn a_weak_password_changes_nothing_and_records_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, user) = store_with_user(dir.path());
-        let err = set_password(&store, 1, "dad", &user, "password1234".into(), None)
+        let err = set_password(&store, None, 1, "dad", &user, "password1234".into(), None)
             .await
             .expect_err("refused");
         assert_eq!(err.code, Code::WeakPassword);

@@ -542,8 +542,8 @@ pub async fn renew_server_certificate(state: &AppState) -> Option<time::OffsetDa
     }
 }
 
-/// Certificate renewal, retention sweep, session purge, scheduled backups
-/// and the online/offline tracker.
+/// Certificate renewal, retention sweeps (messages, ledger), session
+/// purge, scheduled backups and the online/offline tracker.
 async fn background_jobs(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     let mut tracker = crate::toys::Tracker::default();
@@ -565,6 +565,9 @@ async fn background_jobs(state: web::Data<AppState>) {
                 }
                 Ok(None) => {}
                 Err(e) => tracing::error!("the scheduled backup failed: {e:#}"),
+            }
+            if let Err(e) = crate::ledger::retention_sweep(&state.store, state.now()).await {
+                tracing::warn!(error = %e, "ledger retention failed");
             }
         }
         crate::accounts::renew_setup_code(&state).await;

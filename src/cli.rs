@@ -15,6 +15,7 @@ use crate::config::{Config, Overrides};
 use crate::datadir::{DataDir, DataFile};
 use crate::domain::{DisplayName, Role, Username};
 use crate::error::{Code, Error};
+use crate::family::{self, Actor};
 use crate::store::{Store, audit};
 
 /// Where the package puts the configuration; used when no --config is given and it exists.
@@ -102,14 +103,31 @@ pub enum UserAction {
         /// Name shown on messages (default: the username).
         #[arg(long)]
         display_name: Option<String>,
+        /// A toy id a relative may use (repeat for several).
+        #[arg(long = "toy")]
+        toys: Vec<String>,
     },
     /// Set a user's password (read from standard input) and end their sessions.
     Passwd {
         /// Login name.
         username: String,
     },
-    /// List users.
+    /// List users: username, role, display name, toys (relatives), last sign-in.
     List,
+    /// Remove a user; their sessions end. The last admin cannot be removed.
+    Remove {
+        /// Login name.
+        username: String,
+    },
+    /// Make a one-time invitation code (72 hours) and print it with its join link.
+    Invite {
+        /// parent or relative.
+        #[arg(long, default_value = "relative")]
+        role: String,
+        /// A toy id a relative may use (repeat for several).
+        #[arg(long = "toy")]
+        toys: Vec<String>,
+    },
 }
 
 /// MQTT administration.
@@ -309,21 +327,72 @@ fn user_command(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    let ctx = family::Ctx {
+        store: &store,
+        events: None,
+        now,
+    };
     match action {
         UserAction::Add {
             username,
             role,
             display_name,
+            toys,
         } => {
             let username = Username::parse(&username)?;
             let role = Role::parse(&role)?;
             let display = DisplayName::parse(display_name.as_deref().unwrap_or(username.as_str()))?;
+            anyhow::ensure!(
+                toys.is_empty() || role == Role::Relative,
+                "--toy is for relatives; parents and admins see every toy"
+            );
             let pw = read_password(&format!("Password for {username}: "))?;
             rt.block_on(accounts::add_user(
-                &store, now, &username, &display, role, pw,
+                &store,
+                now,
+                audit::SYSTEM,
+                &username,
+                &display,
+                role,
+                pw,
             ))
             .map_err(refused)?;
+            if !toys.is_empty() {
+                let change = family::MemberChange {
+                    role: None,
+                    toys: Some(toys),
+                };
+                rt.block_on(family::change_member(
+                    &ctx,
+                    Actor::CommandLine,
+                    username.as_str(),
+                    change,
+                ))
+                .map_err(refused)?;
+            }
             println!("added {username} ({})", role.as_str());
+        }
+        UserAction::Remove { username } => {
+            rt.block_on(family::remove_member(&ctx, Actor::CommandLine, &username))
+                .map_err(refused)?;
+            println!("removed {username}; their sessions ended");
+        }
+        UserAction::Invite { role, toys } => {
+            let base = if cfg.listen.port() == 443 {
+                format!("https://{}", cfg.mdns.host_name)
+            } else {
+                format!("https://{}:{}", cfg.mdns.host_name, cfg.listen.port())
+            };
+            let req = family::InviteRequest { role, toys };
+            let inv = rt
+                .block_on(family::invite(&ctx, Actor::CommandLine, req, &base))
+                .map_err(refused)?;
+            println!("code: {}", inv.code);
+            println!("link: {}", inv.url);
+            println!(
+                "valid until {} (one use)",
+                crate::clock::rfc3339(inv.expires_at)
+            );
         }
         UserAction::Passwd { username } => {
             let username = Username::parse(&username)?;
@@ -334,6 +403,7 @@ fn user_command(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
             let ended = rt
                 .block_on(accounts::set_password(
                     &store,
+                    None,
                     now,
                     audit::SYSTEM,
                     &user,
@@ -344,8 +414,25 @@ fn user_command(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
             println!("password of {username} changed; {ended} sessions ended");
         }
         UserAction::List => {
-            for u in rt.block_on(accounts::users(&store)).map_err(refused)? {
-                println!("{}\t{}\t{}", u.username, u.role.as_str(), u.display_name);
+            for m in rt
+                .block_on(family::members(&ctx, Actor::CommandLine))
+                .map_err(refused)?
+            {
+                let toys: Vec<&str> = m.toys.iter().map(|t| t.as_str()).collect();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    m.username,
+                    m.role.as_str(),
+                    m.display_name,
+                    if toys.is_empty() {
+                        "-".into()
+                    } else {
+                        toys.join(",")
+                    },
+                    m.last_sign_in
+                        .map(crate::clock::rfc3339)
+                        .unwrap_or_else(|| "never".into())
+                );
             }
         }
     }

@@ -47,6 +47,20 @@ pub enum Code {
     InvalidSessionId,
     /// A bad long-poll `wait`.
     InvalidWait,
+    /// A ledger `action` filter outside the vocabulary.
+    InvalidAction,
+    /// An invitation code that is unknown, used, revoked or expired.
+    InvalidInvite,
+    /// A role that is not admin, parent or relative (or not allowed here).
+    InvalidRole,
+    /// A list of toys naming a toy that is not paired, or toys for a non-relative.
+    InvalidToys,
+    /// The last admin cannot be demoted or removed.
+    LastAdmin,
+    /// The username is taken.
+    UsernameTaken,
+    /// The account holds as many open event streams as it may.
+    TooManyStreams,
     /// No or bad credentials.
     Unauthorized,
     /// The caller's role is too low.
@@ -137,6 +151,13 @@ impl Code {
             Self::InvalidPairingRequest => "invalid_pairing_request",
             Self::InvalidSessionId => "invalid_session_id",
             Self::InvalidWait => "invalid_wait",
+            Self::InvalidAction => "invalid_action",
+            Self::InvalidInvite => "invalid_invite",
+            Self::InvalidRole => "invalid_role",
+            Self::InvalidToys => "invalid_toys",
+            Self::LastAdmin => "last_admin",
+            Self::UsernameTaken => "username_taken",
+            Self::TooManyStreams => "too_many_streams",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::CsrfCheckFailed => "csrf_check_failed",
@@ -191,7 +212,8 @@ impl Code {
             | Self::InvalidFirmware
             | Self::InvalidPairingRequest
             | Self::InvalidSessionId
-            | Self::InvalidWait => StatusCode::BAD_REQUEST,
+            | Self::InvalidWait
+            | Self::InvalidAction => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden
             | Self::CsrfCheckFailed
@@ -199,13 +221,16 @@ impl Code {
             | Self::ToyNotPaired
             | Self::WrongPassword
             | Self::WrongSetupCode
-            | Self::SetupCodeExpired => StatusCode::FORBIDDEN,
+            | Self::SetupCodeExpired
+            | Self::InvalidInvite => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::AlreadyPaired
             | Self::AlreadyRevealed
             | Self::AlreadySetUp
             | Self::PairingNotReady
-            | Self::PairingInProgress => StatusCode::CONFLICT,
+            | Self::PairingInProgress
+            | Self::LastAdmin
+            | Self::UsernameTaken => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::HttpsRequired => StatusCode::FORBIDDEN,
@@ -223,7 +248,8 @@ impl Code {
             | Self::WrongPassphrase
             | Self::InvalidBackup
             | Self::ConfirmationMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::InvalidRole | Self::InvalidToys => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests | Self::TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,

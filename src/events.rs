@@ -2,6 +2,11 @@
 //! (server-sent events on `/api/v1/events`) and the per-toy wake-up used by
 //! the inbox long-poll, so a new message reaches a waiting toy at once
 //! without polling the database.
+//!
+//! It also keeps the register of open event streams ([`Streams`]): at most
+//! [`MAX_STREAMS_PER_ACCOUNT`] per account, and a way for the use cases to
+//! end a member's (or one session's) streams at once when they sign out,
+//! change their password, are removed or have their role or toys changed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +14,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, broadcast};
 
-use crate::domain::ToyRowId;
+use crate::domain::{SessionId, ToyRowId, UserId};
+
+/// Open event streams one account may hold at once.
+pub const MAX_STREAMS_PER_ACCOUNT: usize = 8;
 
 /// What changed about a toy, for `event: toy` (the wire names of
 /// `docs/api.md`).
@@ -61,6 +69,8 @@ pub enum PageEvent {
     MessageDeleted {
         /// Its public id.
         id: String,
+        /// Its toy, when known (only then do relatives of that toy hear of it).
+        toy_id: Option<String>,
     },
     /// `event: toy` with `{"change", "toy_id"?, "pairing_id"?}`.
     Toy {
@@ -102,12 +112,30 @@ impl PageEvent {
         }
     }
 
+    /// The toy the news is about, when it is about one paired toy: a
+    /// relative's stream passes only events about the toys granted to them.
+    pub fn toy_id(&self) -> Option<String> {
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+        match self {
+            Self::Message(m) => text(&m["toy_id"]),
+            Self::MessageDeleted { toy_id, .. } => toy_id.clone(),
+            // Pairing news is about a toy that is not paired yet.
+            Self::Toy {
+                toy_id,
+                pairing_id: None,
+                ..
+            } => toy_id.clone(),
+            Self::Toy { .. } => None,
+            Self::ToyUpdated(t) => text(&t["toy_id"]),
+        }
+    }
+
     /// The `data:` JSON.
     pub fn data(&self) -> serde_json::Value {
         use serde_json::json;
         match self {
             Self::Message(m) => m.clone(),
-            Self::MessageDeleted { id } => json!({"id": id, "deleted": true}),
+            Self::MessageDeleted { id, .. } => json!({"id": id, "deleted": true}),
             Self::Toy {
                 change,
                 toy_id,
@@ -139,6 +167,8 @@ pub struct Event {
     /// The typed event itself, for listeners other than pages (the MQTT
     /// publisher reads the facts from it, not from the JSON).
     pub page: PageEvent,
+    /// The paired toy it is about, if any (see [`PageEvent::toy_id`]).
+    pub toy_id: Option<String>,
 }
 
 /// The hub's notifier; cheap to clone.
@@ -150,6 +180,8 @@ pub struct Events {
     stopping: Arc<(AtomicBool, Notify)>,
     /// Parked long-polls per toy, oldest first.
     parked: Arc<Mutex<ParkedPolls>>,
+    /// The open event streams.
+    streams: Streams,
 }
 
 impl Default for Events {
@@ -167,6 +199,7 @@ impl Events {
             toys: Arc::new(Mutex::new(HashMap::new())),
             stopping: Arc::new((AtomicBool::new(false), Notify::new())),
             parked: Arc::default(),
+            streams: Streams::default(),
         }
     }
 
@@ -200,11 +233,17 @@ impl Events {
         }
     }
 
+    /// The register of open event streams.
+    pub fn streams(&self) -> &Streams {
+        &self.streams
+    }
+
     /// Sends an event to every open page (no one listening is fine).
     pub fn publish(&self, event: PageEvent) {
         let _ = self.tx.send(Event {
             kind: event.name(),
             data: event.data(),
+            toy_id: event.toy_id(),
             page: event,
         });
     }
@@ -291,6 +330,124 @@ impl Drop for Parked {
     }
 }
 
+/// A latch set once: what ends one event stream.
+#[derive(Debug, Default)]
+pub struct Latch(AtomicBool, Notify);
+
+impl Latch {
+    /// Sets it and wakes whoever waits.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+        self.1.notify_waiters();
+    }
+
+    /// True once set.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once set (at once if it was).
+    pub async fn wait(&self) {
+        let notified = self.1.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_set() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+struct OpenStream {
+    user: UserId,
+    session: SessionId,
+    end: Arc<Latch>,
+}
+
+/// The open event streams, by a private number.
+#[derive(Clone, Default)]
+pub struct Streams {
+    open: Arc<Mutex<(u64, HashMap<u64, OpenStream>)>>,
+}
+
+/// Which streams to end.
+#[derive(Debug, Clone, Copy)]
+pub enum StreamsOf {
+    /// Every stream of a member, except those of one session (kept when a
+    /// member changes their own password).
+    User(UserId, Option<SessionId>),
+    /// Every stream of one session.
+    Session(SessionId),
+}
+
+/// An open stream's place in the register: dropping it frees the place.
+pub struct StreamGuard {
+    id: u64,
+    streams: Streams,
+    /// Set when the stream must end.
+    pub end: Arc<Latch>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.streams.open.lock() {
+            g.1.remove(&self.id);
+        }
+    }
+}
+
+impl Streams {
+    /// Registers a stream of `session`; `None` when the account already
+    /// holds [`MAX_STREAMS_PER_ACCOUNT`].
+    pub fn open(&self, user: UserId, session: SessionId) -> Option<StreamGuard> {
+        let mut g = self.open.lock().ok()?;
+        if g.1.values().filter(|s| s.user == user).count() >= MAX_STREAMS_PER_ACCOUNT {
+            return None;
+        }
+        g.0 += 1;
+        let id = g.0;
+        let end = Arc::new(Latch::default());
+        g.1.insert(
+            id,
+            OpenStream {
+                user,
+                session,
+                end: end.clone(),
+            },
+        );
+        Some(StreamGuard {
+            id,
+            streams: self.clone(),
+            end,
+        })
+    }
+
+    /// Ends the chosen streams now; returns how many.
+    pub fn end(&self, which: StreamsOf) -> usize {
+        let Ok(g) = self.open.lock() else { return 0 };
+        let mut n = 0;
+        for s in g.1.values() {
+            let hit = match which {
+                StreamsOf::User(u, keep) => s.user == u && Some(s.session) != keep,
+                StreamsOf::Session(id) => s.session == id,
+            };
+            if hit {
+                s.end.set();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// How many streams a member holds open.
+    pub fn count(&self, user: UserId) -> usize {
+        self.open
+            .lock()
+            .map(|g| g.1.values().filter(|s| s.user == user).count())
+            .unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,15 +496,52 @@ mod tests {
         );
         let e = PageEvent::pairing(ToyChange::Pairing, "p1", None);
         assert_eq!(e.data(), json!({"change": "pairing", "pairing_id": "p1"}));
-        let e = PageEvent::MessageDeleted { id: "m".into() };
+        let e = PageEvent::MessageDeleted {
+            id: "m".into(),
+            toy_id: Some("toy-1".into()),
+        };
+        assert_eq!(e.toy_id().as_deref(), Some("toy-1"));
         assert_eq!(
             (e.name(), e.data()),
             ("message", json!({"id": "m", "deleted": true}))
         );
+        assert_eq!(
+            PageEvent::pairing(ToyChange::Paired, "p1", Some("toy-1".into())).toy_id(),
+            None,
+            "pairing news reaches no relative"
+        );
         let e = PageEvent::ToyUpdated(json!({"toy_id": "toy-1"}));
+        assert_eq!(e.toy_id().as_deref(), Some("toy-1"));
         assert_eq!(
             e.data(),
             json!({"change": "updated", "toy": {"toy_id": "toy-1"}})
         );
+    }
+
+    #[test]
+    fn streams_are_capped_per_account_and_end_by_user_or_session() {
+        let streams = Streams::default();
+        let (u1, u2) = (UserId(1), UserId(2));
+        let mut held: Vec<_> = (0..MAX_STREAMS_PER_ACCOUNT)
+            .map(|i| streams.open(u1, SessionId(i as i64 % 2)).expect("room"))
+            .collect();
+        assert!(
+            streams.open(u1, SessionId(0)).is_none(),
+            "the ninth is refused"
+        );
+        let other = streams
+            .open(u2, SessionId(9))
+            .expect("another account has room");
+        held.pop();
+        assert!(
+            streams.open(u1, SessionId(0)).is_some(),
+            "a closed one frees its place"
+        );
+        assert_eq!(streams.end(StreamsOf::User(u1, Some(SessionId(1)))), 4);
+        assert!(held[0].end.is_set() && !held[1].end.is_set());
+        assert_eq!(streams.end(StreamsOf::Session(SessionId(1))), 3);
+        assert!(held[1].end.is_set());
+        assert!(!other.end.is_set());
+        assert_eq!(streams.count(u2), 1);
     }
 }

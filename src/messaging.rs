@@ -12,7 +12,7 @@ use crate::domain::{Direction, IdempotencyKey, IdempotencyScope, MessageState, R
 use crate::error::{Code, Error, Result};
 use crate::events::PageEvent;
 use crate::state::AppState;
-use crate::store::{self, messages::Message, toys::Toy, users::User};
+use crate::store::{self, audit, messages::Message, toys::Toy, users::User};
 
 /// Largest upload from a parent.
 pub const PARENT_LIMIT: usize = 16 << 20;
@@ -124,10 +124,40 @@ fn replayed(text: &str) -> Result<Stored> {
         })
 }
 
-/// The paired toy a parent may send to (by id as typed).
+/// The paired toy a member may send to (by id as typed): a relative only
+/// to the toys granted to them, any other toy is `404`.
 pub async fn recipient(state: &AppState, by: &User, toy_id: &str) -> Result<Toy> {
-    crate::accounts::require(by, Role::Parent)?;
-    crate::toys::paired_toy(state, toy_id).await
+    crate::family::visible_toy(state, by, toy_id).await
+}
+
+/// A message by public id, when `by` may see its toy (`404` otherwise).
+async fn visible_message(state: &AppState, by: &User, public_id: &str) -> Result<Message> {
+    let id = public_id.to_owned();
+    let m = state
+        .store
+        .read(move |c| store::messages::get(c, &id))
+        .await?
+        .ok_or_else(|| Error::not_found("no such message"))?;
+    if crate::family::scope(&state.store, by).await?.sees(m.toy) {
+        Ok(m)
+    } else {
+        Err(Error::not_found("no such message"))
+    }
+}
+
+/// The ledger entry of a message (its id and duration only, never its content).
+fn message_entry(
+    now: i64,
+    actor: String,
+    action: audit::Action,
+    m: (&str, &str, i64),
+) -> audit::AuditEntry {
+    let (id, toy, duration_ms) = m;
+    let mut e = audit::AuditEntry::new(now, Some(actor), action, audit::Outcome::Success);
+    e.subject = Some(id.to_owned());
+    e.toy = Some(toy.to_owned());
+    e.detail = format!("{:.1} s", duration_ms as f64 / 1000.0);
+    e
 }
 
 /// Stores an upload: decode, normalise and encode off the async threads,
@@ -177,6 +207,7 @@ where
         .map_err(|e| Error::internal(anyhow::anyhow!("receipt: {e}")))?;
     let pid = receipt.id.clone();
     let toy_row = toy.id;
+    let toy_text = toy.toy_id.to_string();
     let stored = state
         .store
         .write(move |tx| {
@@ -203,6 +234,23 @@ where
             if let Some((scope, key)) = &idempotency {
                 store::idempotency::remember(tx, *scope, key.as_str(), now, &answer_text)?;
             }
+            let (action, actor) = match (direction, sender_user) {
+                (Direction::ToToy, Some(uid)) => (
+                    audit::Action::MessageSent,
+                    store::users::by_id(tx, uid)?.map_or(sender_name.clone(), |u| u.username),
+                ),
+                (Direction::ToToy, None) => (audit::Action::MessageSent, sender_name.clone()),
+                (Direction::FromToy, _) => {
+                    (audit::Action::MessageReceived, format!("toy:{toy_text}"))
+                }
+            };
+            let e = message_entry(
+                now,
+                actor,
+                action,
+                (&pid, &toy_text, clip.duration_ms as i64),
+            );
+            audit::record(tx, &e)?;
             Ok(None)
         })
         .await?;
@@ -229,14 +277,14 @@ pub struct ListQuery {
     pub before: Option<String>,
 }
 
-/// A page of messages for a parent, newest first, with the household's
-/// retention period.
+/// A page of messages for a member, newest first, with the household's
+/// retention period: a relative's of their toys only (another toy is `404`).
 pub async fn list(
     state: &AppState,
     by: &User,
     q: ListQuery,
 ) -> Result<(Vec<Message>, Option<u32>)> {
-    crate::accounts::require(by, Role::Parent)?;
+    let scope = crate::family::scope(&state.store, by).await?;
     let limit = match &q.limit {
         None => 50,
         Some(s) => s
@@ -248,7 +296,7 @@ pub async fn list(
     let ListQuery { toy, before, .. } = q;
     let toy = toy.as_deref();
     let toy = match toy {
-        Some(t) => Some(crate::toys::paired_toy(state, t).await?.id),
+        Some(t) => Some(crate::family::visible_toy(state, by, t).await?.id),
         None => None,
     };
     let before = match before {
@@ -267,21 +315,27 @@ pub async fn list(
         ),
         None => None,
     };
+    let granted_to = (!scope.is_all()).then_some(by.id);
     let msgs = state
         .store
-        .read(move |c| store::messages::list(c, toy, before, limit))
+        .read(move |c| match granted_to {
+            Some(uid) => store::messages::list_granted(c, uid, toy, before, limit),
+            None => store::messages::list(c, toy, before, limit),
+        })
         .await?;
     Ok((msgs, retention_days(state).await?))
 }
 
 /// The home page's new recordings: children's recordings not yet heard,
-/// among the 50 newest messages, newest first.
-pub async fn new_recordings(state: &AppState) -> Result<(Vec<Message>, Option<u32>)> {
+/// among the 50 newest messages `by` may see, newest first.
+pub async fn new_recordings(state: &AppState, by: &User) -> Result<(Vec<Message>, Option<u32>)> {
+    let scope = crate::family::scope(&state.store, by).await?;
     let msgs = state
         .store
         .read(|c| store::messages::list(c, None, None, 50))
         .await?
         .into_iter()
+        .filter(|m| scope.sees(m.toy))
         .filter(|m| m.direction == Direction::FromToy && m.state == MessageState::Received)
         .collect();
     Ok((msgs, retention_days(state).await?))
@@ -315,18 +369,18 @@ pub async fn parent_audio(
     public_id: &str,
     format: Option<&str>,
 ) -> Result<(AudioFormat, Vec<u8>)> {
-    crate::accounts::require(by, Role::Parent)?;
     let format = match format {
         None | Some("ogg") => AudioFormat::Ogg,
         Some("wav") => AudioFormat::Wav,
         Some(_) => return Err(Error::new(Code::InvalidFormat, "format is ogg or wav")),
     };
+    let m = visible_message(state, by, public_id).await?;
     let id = public_id.to_owned();
-    let found = state
+    let ogg = state
         .store
-        .read(move |c| Ok(store::messages::get(c, &id)?.zip(store::messages::audio(c, &id)?)))
-        .await?;
-    let (m, ogg) = found.ok_or_else(|| Error::not_found("no such message"))?;
+        .read(move |c| store::messages::audio(c, &id))
+        .await?
+        .ok_or_else(|| Error::not_found("no such message"))?;
     if m.direction == Direction::FromToy {
         advance(state, &m, MessageState::Heard).await?;
     }
@@ -370,14 +424,30 @@ pub async fn toy_audio(state: &AppState, toy: &Toy, public_id: &str) -> Result<V
     Ok(ogg)
 }
 
-/// A toy played a message to the child.
+/// A toy played a message to the child: recorded once, in the ledger too.
 pub async fn played(state: &AppState, toy: &Toy, public_id: &str) -> Result<()> {
     let m = own_message(state, toy, public_id).await?;
-    advance(state, &m, MessageState::Played).await
+    let first = m.state != MessageState::Played;
+    advance(state, &m, MessageState::Played).await?;
+    if first {
+        let e = message_entry(
+            state.now(),
+            format!("toy:{}", toy.toy_id),
+            audit::Action::MessagePlayed,
+            (&m.public_id, toy.toy_id.as_str(), m.duration_ms),
+        );
+        // Best effort like the state mark: playing never fails for the ledger.
+        if let Err(err) = state.store.write(move |tx| audit::record(tx, &e)).await {
+            tracing::warn!("cannot record a played message in the ledger: {err}");
+        }
+    }
+    Ok(())
 }
 
-/// A parent deletes a message.
+/// A parent deletes a message (a relative: `403` for their toys' messages,
+/// `404` for others).
 pub async fn delete(state: &AppState, by: &User, public_id: &str) -> Result<()> {
+    let m = visible_message(state, by, public_id).await?;
     crate::accounts::require(by, Role::Parent)?;
     let id = public_id.to_owned();
     let gone = state
@@ -393,6 +463,7 @@ pub async fn delete(state: &AppState, by: &User, public_id: &str) -> Result<()> 
     }
     state.events.publish(PageEvent::MessageDeleted {
         id: public_id.to_owned(),
+        toy_id: Some(m.toy_id.to_string()),
     });
     Ok(())
 }
@@ -405,6 +476,7 @@ pub async fn set_keep(
     public_id: &str,
     keep: bool,
 ) -> Result<(Message, Option<u32>)> {
+    visible_message(state, by, public_id).await?;
     crate::accounts::require(by, Role::Parent)?;
     let id = public_id.to_owned();
     let found = state
@@ -463,9 +535,10 @@ pub async fn retention_sweep(state: &AppState) -> Result<usize> {
     if !gone.is_empty() {
         state.store.reclaim_space().await?;
         for id in &gone {
-            state
-                .events
-                .publish(PageEvent::MessageDeleted { id: id.clone() });
+            state.events.publish(PageEvent::MessageDeleted {
+                id: id.clone(),
+                toy_id: None,
+            });
         }
         tracing::info!(count = gone.len(), "retention removed old messages");
     }

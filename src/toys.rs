@@ -93,9 +93,25 @@ pub async fn paired(state: &AppState) -> Result<Vec<ToyStatus>> {
     Ok(rows.into_iter().map(|t| status_of(state, t, now)).collect())
 }
 
-/// The listing of the Toys page and `GET /api/v1/toys`.
-pub async fn listing(state: &AppState) -> Result<Listing> {
+/// The paired toys `by` may see (a relative: only those granted).
+pub async fn visible(state: &AppState, by: &User) -> Result<Vec<ToyStatus>> {
+    let scope = crate::family::scope(&state.store, by).await?;
+    let mut all = paired(state).await?;
+    all.retain(|t| scope.sees(t.toy.id));
+    Ok(all)
+}
+
+/// The listing of the Toys page and `GET /api/v1/toys`: a relative gets
+/// only their toys, and neither discovered toys nor pairings.
+pub async fn listing(state: &AppState, by: &User) -> Result<Listing> {
     let now = state.now();
+    if by.role < Role::Parent {
+        return Ok(Listing {
+            discovered: Vec::new(),
+            pending: Vec::new(),
+            paired: visible(state, by).await?,
+        });
+    }
     let paired = paired(state).await?;
     let ids: HashSet<&ToyId> = paired.iter().map(|t| &t.toy.toy_id).collect();
     let discovered = state
@@ -125,9 +141,9 @@ pub async fn paired_toy(state: &AppState, toy_id: &str) -> Result<Toy> {
         .ok_or_else(|| Error::not_found("no such paired toy"))
 }
 
-/// One paired toy with its online state.
-pub async fn status(state: &AppState, toy_id: &str) -> Result<ToyStatus> {
-    let toy = paired_toy(state, toy_id).await?;
+/// One paired toy `by` may see, with its online state (`404` for others).
+pub async fn status(state: &AppState, by: &User, toy_id: &str) -> Result<ToyStatus> {
+    let toy = crate::family::visible_toy(state, by, toy_id).await?;
     Ok(status_of(state, toy, state.now()))
 }
 
@@ -152,6 +168,7 @@ pub async fn rename(
             "assigning a child is not available yet",
         ));
     }
+    let new_name = name.as_ref().map(|n| n.to_string());
     let toy = state
         .store
         .write(move |tx| {
@@ -165,6 +182,18 @@ pub async fn rename(
         .await?
         .ok_or_else(|| Error::not_found("no such paired toy"))?;
     let status = status_of(state, toy, state.now());
+    if let Some(n) = &new_name {
+        let mut e = AuditEntry::new(
+            state.now(),
+            Some(by.username.clone()),
+            Action::ToyRenamed,
+            Outcome::Success,
+        );
+        e.subject = Some(status.toy.toy_id.to_string());
+        e.toy = Some(status.toy.toy_id.to_string());
+        e.detail = format!("renamed {n:?}");
+        record(state, e).await?;
+    }
     state
         .events
         .publish(PageEvent::ToyUpdated(status.to_json()));
@@ -184,17 +213,11 @@ pub async fn remove(state: &AppState, by: &User, toy_id: &str) -> Result<()> {
             let row = store::toys::by_toy_id(tx, &id)?;
             let removed = store::toys::remove(tx, &id, now)?;
             if removed {
-                audit::record(
-                    tx,
-                    &AuditEntry {
-                        at: now,
-                        actor: Some(actor),
-                        action: Action::ToyRemove,
-                        subject: Some(id.to_string()),
-                        outcome: Outcome::Success,
-                        detail: "unpaired; its certificate is refused from now on".into(),
-                    },
-                )?;
+                let mut e = AuditEntry::new(now, Some(actor), Action::ToyRemoved, Outcome::Success);
+                e.subject = Some(id.to_string());
+                e.toy = Some(id.to_string());
+                e.detail = "unpaired; its certificate is refused from now on".into();
+                audit::record(tx, &e)?;
             }
             Ok(row.filter(|_| removed))
         })
@@ -274,22 +297,20 @@ pub async fn confirm_pairing(
                     .pairings
                     .get(pairing_id, now)
                     .map(|p| p.request.toy_id.to_string());
-                record(
-                    state,
-                    AuditEntry {
-                        at: now,
-                        actor: Some(actor.clone()),
-                        action: Action::PairingConfirm,
-                        subject: toy,
-                        outcome: Outcome::Failure,
-                        detail: if attempts_left == 0 {
-                            "wrong code; third attempt, pairing rejected".into()
-                        } else {
-                            format!("wrong code; {attempts_left} attempts left")
-                        },
-                    },
-                )
-                .await?;
+                let mut e = AuditEntry::new(
+                    now,
+                    Some(actor.clone()),
+                    Action::PairingCodeWrong,
+                    Outcome::Failure,
+                );
+                e.subject.clone_from(&toy);
+                e.toy = toy;
+                e.detail = if attempts_left == 0 {
+                    "wrong code; third attempt, pairing rejected".into()
+                } else {
+                    format!("wrong code; {attempts_left} attempts left")
+                };
+                record(state, e).await?;
                 state
                     .events
                     .publish(PageEvent::pairing(ToyChange::Pairing, pairing_id, None));
@@ -322,17 +343,11 @@ pub async fn confirm_pairing(
                 return Ok(false);
             }
             store::toys::upsert_paired(tx, &toy_id, &name, &model, &fp, &cert_hash, now)?;
-            audit::record(
-                tx,
-                &AuditEntry {
-                    at: now,
-                    actor: Some(actor),
-                    action: Action::PairingConfirm,
-                    subject: Some(toy_id.to_string()),
-                    outcome: Outcome::Success,
-                    detail: format!("paired; key sha256 {fp}"),
-                },
-            )?;
+            let mut e = AuditEntry::new(now, Some(actor), Action::ToyPaired, Outcome::Success);
+            e.subject = Some(toy_id.to_string());
+            e.toy = Some(toy_id.to_string());
+            e.detail = format!("paired; key sha256 {fp}");
+            audit::record(tx, &e)?;
             Ok(true)
         })
         .await;
@@ -364,18 +379,16 @@ pub async fn reject_pairing(state: &AppState, by: &User, pairing_id: &str) -> Re
     crate::accounts::require(by, Role::Parent)?;
     let now = state.now();
     let toy = state.pairings.reject(pairing_id, now).map_err(pair_error)?;
-    record(
-        state,
-        AuditEntry {
-            at: now,
-            actor: Some(by.username.clone()),
-            action: Action::PairingReject,
-            subject: Some(toy.to_string()),
-            outcome: Outcome::Failure,
-            detail: "a parent declined the pairing".into(),
-        },
-    )
-    .await?;
+    let mut e = AuditEntry::new(
+        now,
+        Some(by.username.clone()),
+        Action::PairingRejected,
+        Outcome::Failure,
+    );
+    e.subject = Some(toy.to_string());
+    e.toy = Some(toy.to_string());
+    e.detail = "a parent declined the pairing".into();
+    record(state, e).await?;
     state
         .events
         .publish(PageEvent::pairing(ToyChange::Pairing, pairing_id, None));
@@ -412,7 +425,9 @@ async fn toy_record(
         at: state.now(),
         actor: toy.as_ref().map(|t| format!("toy:{t}")),
         action,
-        subject: toy,
+        subject: toy.clone(),
+        toy,
+        client: addr.unwrap_or_default().to_owned(),
         outcome,
         detail,
     };
@@ -477,7 +492,7 @@ pub async fn request_pairing(
         toy_record(
             state,
             addr.as_deref(),
-            Action::PairingRequest,
+            Action::PairingRequested,
             None,
             Outcome::Failure,
             "too many pairing requests from this address".into(),
@@ -536,7 +551,7 @@ pub async fn request_pairing(
             toy_record(
                 state,
                 addr.as_deref(),
-                Action::PairingRequest,
+                Action::PairingRequested,
                 Some(toy_id.to_string()),
                 Outcome::Failure,
                 detail.into(),
@@ -552,7 +567,7 @@ pub async fn request_pairing(
     toy_record(
         state,
         addr.as_deref(),
-        Action::PairingRequest,
+        Action::PairingRequested,
         Some(toy_id.to_string()),
         Outcome::Success,
         detail,
@@ -598,7 +613,7 @@ pub async fn reveal_pairing(
             toy_record(
                 state,
                 addr.as_deref(),
-                Action::PairingReveal,
+                Action::PairingRevealed,
                 toy,
                 Outcome::Failure,
                 "nonce did not match the commitment; pairing discarded".into(),

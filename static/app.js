@@ -199,10 +199,16 @@
     time.textContent = fmtTime(m.created_at);
     $('[data-duration]', li).textContent = ((m.duration_ms || 0) / 1000).toFixed(1);
     $('canvas.wave', li).dataset.peaks = (m.peaks || []).join(',');
-    for (const action of ['play', 'keep', 'delete']) $('[data-' + action + ']', li).setAttribute('data-' + action, m.id);
+    // A relative's bubbles have no Keep or Delete.
+    for (const action of ['play', 'keep', 'delete']) {
+      const b = $('[data-' + action + ']', li);
+      if (b) b.setAttribute('data-' + action, m.id);
+    }
     const keep = $('[data-keep]', li);
-    keep.setAttribute('aria-pressed', m.keep ? 'true' : 'false');
-    keep.textContent = m.keep ? 'Kept' : 'Keep';
+    if (keep) {
+      keep.setAttribute('aria-pressed', m.keep ? 'true' : 'false');
+      keep.textContent = m.keep ? 'Kept' : 'Keep';
+    }
     $('[data-expiry]', li).replaceWith(expiryNode(m));
     setBubbleState(li, m.state);
     return li;
@@ -882,6 +888,84 @@
       else status(errorText(r.data, 'The messages could not be deleted.'), 'error');
     });
   });
+  // ---- members (admins) --------------------------------------------------
+  // Toy choices are shown only while the role is "relative".
+  function syncToyChoices(form) {
+    const role = form.elements.role;
+    const box = $('[data-relative-only]', form);
+    if (role && box) box.hidden = role.value !== 'relative';
+  }
+  function checkedToys(form) {
+    return $$('input[name="toys"]:checked', form).map((i) => i.value);
+  }
+  function showInvitation(inv) {
+    const out = $('#invite-result');
+    if (!out) return;
+    $('[data-invite-code]', out).textContent = inv.code;
+    const a = $('[data-invite-url]', out);
+    a.href = inv.url;
+    a.textContent = inv.url;
+    const t = $('[data-invite-expires]', out);
+    t.setAttribute('datetime', inv.expires_at);
+    t.textContent = fmtTime(inv.expires_at);
+    const fig = $('[data-invite-qr]', out);
+    const svg = new DOMParser().parseFromString(inv.qr_svg, 'image/svg+xml').documentElement;
+    fig.replaceChildren(document.importNode(svg, true));
+    out.hidden = false;
+    status('Invitation created: code ' + inv.code + '.', 'ok');
+  }
+  const inviteForm = $('form[data-invite]');
+  if (inviteForm) {
+    syncToyChoices(inviteForm);
+    inviteForm.elements.role.addEventListener('change', () => syncToyChoices(inviteForm));
+    inviteForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const role = inviteForm.elements.role.value;
+      const body = { role, toys: role === 'relative' ? checkedToys(inviteForm) : [] };
+      const btn = $('button[type="submit"]', inviteForm);
+      btn.disabled = true;
+      const r = await api('POST', '/api/v1/invites', body);
+      btn.disabled = false;
+      if (r.ok && r.data) showInvitation(r.data);
+      else status(errorText(r.data, 'The invitation could not be made.'), 'error');
+    });
+  }
+  for (const form of $$('form[data-member]')) {
+    syncToyChoices(form);
+    form.elements.role.addEventListener('change', () => syncToyChoices(form));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const role = form.elements.role.value;
+      const body = { role };
+      if (role === 'relative') body.toys = checkedToys(form);
+      const r = await api('PATCH', '/api/v1/users/' + encodeURIComponent(form.dataset.member), body);
+      if (r.ok) { status(form.dataset.member + ' is saved.', 'ok'); location.reload(); }
+      else status(errorText(r.data, 'The change could not be saved.'), 'error');
+    });
+  }
+  for (const b of $$('[data-remove-member]')) {
+    b.addEventListener('click', async () => {
+      const name = b.dataset.removeMember;
+      if (!confirm('Remove ' + name + '? They are signed out at once.')) return;
+      const r = await api('DELETE', '/api/v1/users/' + encodeURIComponent(name));
+      if (r.ok) location.reload();
+      else status(errorText(r.data, 'The member could not be removed.'), 'error');
+    });
+  }
+  for (const b of $$('[data-revoke]')) {
+    b.addEventListener('click', async () => {
+      const r = await api('DELETE', '/api/v1/invites/' + encodeURIComponent(b.dataset.revoke));
+      if (r.ok) location.reload();
+      else status(errorText(r.data, 'The invitation could not be revoked.'), 'error');
+    });
+  }
+  for (const b of $$('[data-reissue]')) {
+    b.addEventListener('click', async () => {
+      const r = await api('POST', '/api/v1/invites/' + encodeURIComponent(b.dataset.reissue) + '/reissue');
+      if (r.ok && r.data) showInvitation(r.data);
+      else status(errorText(r.data, 'A new code could not be made.'), 'error');
+    });
+  }
 
   prettifyTimes(document.querySelector('main'));
   startEvents();

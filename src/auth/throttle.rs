@@ -179,6 +179,52 @@ fn charge(map: &mut HashMap<String, Entry>, free: u32, keys: &[&str], now: i64) 
     }
 }
 
+/// Caps the ledger rows one source address can cause with failed guesses
+/// (sign-ins, invitation codes): at most `rows` per `window` seconds; the
+/// ones skipped are counted and summed up in the next row written, so an
+/// unauthenticated loop cannot grow the ledger without bound.
+pub struct RowQuota {
+    rows: u32,
+    window: i64,
+    /// Per address: (window start, rows written, rows skipped).
+    used: Mutex<HashMap<String, (i64, u32, u32)>>,
+}
+
+impl RowQuota {
+    /// `rows` per `window` seconds per address.
+    pub fn new(rows: u32, window: i64) -> Self {
+        Self {
+            rows,
+            window,
+            used: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(skipped before)` when `addr` may write a row now (and counts
+    /// it), `None` when its quota is spent (and counts the skip).
+    pub fn take(&self, addr: &str, now: i64) -> Option<u32> {
+        let Ok(mut map) = self.used.lock() else {
+            return Some(0);
+        };
+        if map.len() > 10_000 {
+            let window = self.window;
+            map.retain(|_, u| now - u.0 < window);
+        }
+        let u = map.entry(addr.to_owned()).or_insert((now, 0, 0));
+        if now - u.0 >= self.window {
+            u.0 = now;
+            u.1 = 0;
+        }
+        if u.1 >= self.rows {
+            u.2 = u.2.saturating_add(1);
+            None
+        } else {
+            u.1 += 1;
+            Some(std::mem::take(&mut u.2))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +320,28 @@ mod tests {
         assert_eq!(b.check(&["x"], 10), None, "a right guess is refunded");
         assert_eq!(reserve_all(&[(&a, &["k"]), (&b, &["x"])], 10), Ok(()));
         assert_eq!(a.check(&["k"], 10), Some(1));
+    }
+
+    #[test]
+    fn row_quota_caps_rows_per_window_and_sums_the_skipped() {
+        let q = RowQuota::new(3, 600);
+        for _ in 0..3 {
+            assert_eq!(q.take("a", 0), Some(0));
+        }
+        for _ in 0..50 {
+            assert_eq!(q.take("a", 10), None);
+        }
+        assert_eq!(
+            q.take("b", 10),
+            Some(0),
+            "another address has its own quota"
+        );
+        assert_eq!(q.take("a", 599), None);
+        assert_eq!(
+            q.take("a", 600),
+            Some(51),
+            "the next window sums the skipped"
+        );
+        assert_eq!(q.take("a", 601), Some(0));
     }
 }

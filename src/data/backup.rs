@@ -304,6 +304,8 @@ fn backup_entry(actor: &str, now: i64, manifest: &Manifest, how: &str) -> AuditE
         actor: Some(actor.to_owned()),
         action: Action::BackupCreated,
         subject: None,
+        toy: None,
+        client: String::new(),
         outcome: Outcome::Success,
         detail: format!("{how}, database schema {}", manifest.schema_version),
     }
@@ -512,6 +514,8 @@ pub async fn check_upload(
         actor: Some(by.username.to_string()),
         action: Action::BackupChecked,
         subject: None,
+        toy: None,
+        client: String::new(),
         outcome: if outcome.is_ok() {
             Outcome::Success
         } else {
@@ -558,6 +562,8 @@ pub fn restore(
             actor: Some(store::audit::SYSTEM.to_owned()),
             action: Action::RestoreDone,
             subject: None,
+            toy: None,
+            client: String::new(),
             outcome: Outcome::Success,
             detail: contents.summary(),
         };

@@ -25,7 +25,7 @@ use crate::error::Result;
 use crate::state::AppState;
 use crate::store::{
     self,
-    audit::{Action, AuditEntry, NumberedEntry, Outcome},
+    audit::{Action, AuditEntry, Outcome},
     users::User,
 };
 
@@ -46,6 +46,8 @@ pub async fn start(state: &AppState, by: &User) -> Result<Download> {
                     actor: Some(actor),
                     action: Action::ExportCreated,
                     subject: None,
+                    toy: None,
+                    client: String::new(),
                     outcome: Outcome::Success,
                     detail: format!("{n} messages"),
                 },
@@ -155,9 +157,9 @@ fn write_zip(c: &Connection, sink: &mut ChannelWriter, now: i64) -> anyhow::Resu
     )?;
 
     zip.start_file("ledger.csv", options(now))?;
-    zip.write_all(LEDGER_CSV_HEADER.as_bytes())?;
+    zip.write_all(crate::ledger::CSV_HEADER.as_bytes())?;
     store::audit::for_each(&snapshot, |e| -> anyhow::Result<()> {
-        zip.write_all(ledger_csv_row(&e).as_bytes())?;
+        zip.write_all(crate::ledger::csv_row(&e).as_bytes())?;
         Ok(())
     })?;
 
@@ -308,44 +310,6 @@ fn href(path: &str) -> String {
     out
 }
 
-/// The columns of `ledger.csv`, as `GET /api/v1/ledger` names them.
-pub const LEDGER_CSV_HEADER: &str = "id,at,actor,action,target,outcome,client,detail\r\n";
-
-/// One ledger entry as a CSV line (RFC 4180, CRLF). A field a spreadsheet
-/// would run as a formula (`=`, `+`, `-`, `@` first) is prefixed with `'`.
-pub fn ledger_csv_row(e: &NumberedEntry) -> String {
-    let fields = [
-        e.id.to_string(),
-        rfc3339(e.entry.at),
-        e.entry.actor.clone().unwrap_or_default(),
-        e.entry.action.as_str().to_owned(),
-        e.entry.subject.clone().unwrap_or_default(),
-        e.entry.outcome.as_str().to_owned(),
-        String::new(),
-        e.entry.detail.clone(),
-    ];
-    let mut line = fields
-        .iter()
-        .map(|f| csv_field(f))
-        .collect::<Vec<_>>()
-        .join(",");
-    line.push_str("\r\n");
-    line
-}
-
-fn csv_field(f: &str) -> String {
-    let f = if f.starts_with(['=', '+', '-', '@']) {
-        format!("'{f}")
-    } else {
-        f.to_owned()
-    };
-    if f.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", f.replace('"', "\"\""))
-    } else {
-        f
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,25 +343,6 @@ mod tests {
         assert_eq!(
             href("messages/Bär & co/a b.ogg"),
             "messages/B%C3%A4r%20%26%20co/a%20b.ogg"
-        );
-    }
-
-    #[test]
-    fn ledger_rows_quote_and_defuse() {
-        let e = NumberedEntry {
-            id: 7,
-            entry: AuditEntry {
-                at: 0,
-                actor: Some("=cmd()".into()),
-                action: Action::ExportCreated,
-                subject: None,
-                outcome: Outcome::Success,
-                detail: "a \"b\", c\nd".into(),
-            },
-        };
-        assert_eq!(
-            ledger_csv_row(&e),
-            "7,1970-01-01T00:00:00Z,'=cmd(),export_created,,success,,\"a \"\"b\"\", c\nd\"\r\n"
         );
     }
 }

@@ -61,6 +61,8 @@ pub async fn erase_household(
                     actor: Some(store::audit::SYSTEM.to_owned()),
                     action: Action::HouseholdDeleted,
                     subject: None,
+                    toy: None,
+                    client: String::new(),
                     outcome: Outcome::Success,
                     detail: "everything stored before was deleted".into(),
                 },
@@ -113,6 +115,8 @@ pub async fn delete_toy_messages(state: &AppState, by: &User, toy_id: &str) -> R
     let now = state.now();
     let actor = by.username.to_string();
     let subject = toy.toy_id.to_string();
+    let toy_key = subject.clone();
+    let toy_field = Some(subject.clone());
     let gone = state
         .store
         .write(move |tx| {
@@ -124,6 +128,8 @@ pub async fn delete_toy_messages(state: &AppState, by: &User, toy_id: &str) -> R
                     actor: Some(actor),
                     action: Action::ToyMessagesDeleted,
                     subject: Some(subject),
+                    toy: toy_field,
+                    client: String::new(),
                     outcome: Outcome::Success,
                     detail: format!("{} messages deleted", gone.len()),
                 },
@@ -137,9 +143,10 @@ pub async fn delete_toy_messages(state: &AppState, by: &User, toy_id: &str) -> R
         tracing::warn!("cannot give freed space back yet: {e}");
     }
     for id in &gone {
-        state
-            .events
-            .publish(PageEvent::MessageDeleted { id: id.clone() });
+        state.events.publish(PageEvent::MessageDeleted {
+            id: id.clone(),
+            toy_id: Some(toy_key.clone()),
+        });
     }
     Ok(gone.len())
 }

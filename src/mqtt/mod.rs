@@ -96,7 +96,7 @@ impl Link {
 /// The hub's id on the broker: the start of its CA's fingerprint, stable
 /// for the life of the hub (the CA never changes).
 pub fn hub_id(state: &AppState) -> String {
-    state.pki.ca_sha256.to_hex()[..12].to_owned()
+    state.pki.ca_sha256().to_hex()[..12].to_owned()
 }
 
 /// The broker password kept in the data directory, if any.
@@ -155,6 +155,8 @@ pub async fn set_password(
                     actor: Some(actor),
                     action: Action::MqttPasswordSet,
                     subject: None,
+                    toy: None,
+                    client: String::new(),
                     outcome: Outcome::Success,
                     detail: if removed {
                         "MQTT password removed".into()

@@ -1,98 +1,100 @@
-//! The ledger (audit log): who did what to which toy or account, and how
-//! it ended. What can be recorded is the [`Action`] and [`Outcome`] lists.
+//! The ledger (audit log): who did what to which toy, message or account,
+//! from which address, and how it ended. What can be recorded is the
+//! [`Action`] and [`Outcome`] lists; their wire names are the vocabulary of
+//! `docs/api.md`. Children's voices never appear here: a message entry
+//! names the message id and its duration only.
 
 use rusqlite::{Connection, params};
 
 use super::{StoreResult, w};
 
-/// What was attempted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum Action {
+macro_rules! actions {
+    ($($(#[$doc:meta])* $variant:ident = $wire:literal,)*) => {
+        /// What was attempted.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+        pub enum Action {
+            $($(#[$doc])* #[serde(rename = $wire)] $variant,)*
+        }
+
+        impl Action {
+            /// Every action, in the order of `docs/api.md`.
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)*];
+
+            /// The stored and wire form.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $wire,)*
+                }
+            }
+        }
+    };
+}
+
+actions! {
     /// First-run setup made the household and its first admin.
-    #[serde(rename = "setup")]
-    Setup,
-    /// A password was changed (on the account page or with `hearth user passwd`).
-    #[serde(rename = "password.change")]
-    PasswordChange,
+    Setup = "setup",
+    /// A member signed in.
+    SignIn = "sign_in",
+    /// A sign-in with a wrong username or password (capped per address).
+    SignInFailed = "sign_in_failed",
+    /// A password was changed (account page or `hearth user passwd`).
+    PasswordChanged = "password_changed",
     /// A toy asked to pair.
-    #[serde(rename = "pairing.request")]
-    PairingRequest,
-    /// A toy revealed its nonce.
-    #[serde(rename = "pairing.reveal")]
-    PairingReveal,
-    /// A parent typed the pairing code.
-    #[serde(rename = "pairing.confirm")]
-    PairingConfirm,
+    PairingRequested = "pairing_requested",
+    /// A toy revealed its nonce (recorded when it did not match).
+    PairingRevealed = "pairing_revealed",
+    /// A parent typed a wrong pairing code.
+    PairingCodeWrong = "pairing_code_wrong",
     /// A parent declined a pairing.
-    #[serde(rename = "pairing.reject")]
-    PairingReject,
+    PairingRejected = "pairing_rejected",
+    /// A parent confirmed a pairing: the toy is paired.
+    ToyPaired = "toy_paired",
+    /// A parent renamed a toy.
+    ToyRenamed = "toy_renamed",
     /// A parent removed a toy.
-    #[serde(rename = "toy.remove")]
-    ToyRemove,
+    ToyRemoved = "toy_removed",
+    /// A member sent a message to a toy (id and duration only).
+    MessageSent = "message_sent",
+    /// A toy uploaded a recording (id and duration only).
+    MessageReceived = "message_received",
+    /// A toy played a message to the child.
+    MessagePlayed = "message_played",
+    /// An admin invited a parent or a relative.
+    InviteCreated = "invite_created",
+    /// An admin revoked an invitation.
+    InviteRevoked = "invite_revoked",
+    /// Someone joined the household with an invitation.
+    MemberJoined = "member_joined",
+    /// A wrong, used or expired invitation code (capped per address).
+    JoinFailed = "join_failed",
+    /// A member was added on the command line.
+    MemberAdded = "member_added",
+    /// A member's role or toys changed.
+    MemberChanged = "member_changed",
+    /// A member was removed.
+    MemberRemoved = "member_removed",
+    /// An admin changed the household's settings.
+    SettingsChanged = "settings_changed",
     /// An admin downloaded the export of everything.
-    #[serde(rename = "export_created")]
-    ExportCreated,
+    ExportCreated = "export_created",
     /// An encrypted backup was made (page, command line or schedule).
-    #[serde(rename = "backup_created")]
-    BackupCreated,
+    BackupCreated = "backup_created",
     /// A backup was decrypted and verified without restoring it.
-    #[serde(rename = "backup_checked")]
-    BackupChecked,
+    BackupChecked = "backup_checked",
     /// The hub was rebuilt from a backup.
-    #[serde(rename = "restore_done")]
-    RestoreDone,
+    RestoreDone = "restore_done",
     /// An admin deleted every message of one toy.
-    #[serde(rename = "toy_messages_deleted")]
-    ToyMessagesDeleted,
+    ToyMessagesDeleted = "toy_messages_deleted",
     /// An admin deleted the whole household (the one entry left after it).
-    #[serde(rename = "household_deleted")]
-    HouseholdDeleted,
+    HouseholdDeleted = "household_deleted",
     /// An admin set or removed the MQTT broker password.
-    #[serde(rename = "mqtt_password_set")]
-    MqttPasswordSet,
+    MqttPasswordSet = "mqtt_password_set",
 }
 
 impl Action {
-    const ALL: [Self; 14] = [
-        Self::Setup,
-        Self::PasswordChange,
-        Self::PairingRequest,
-        Self::PairingReveal,
-        Self::PairingConfirm,
-        Self::PairingReject,
-        Self::ToyRemove,
-        Self::ExportCreated,
-        Self::BackupCreated,
-        Self::BackupChecked,
-        Self::RestoreDone,
-        Self::ToyMessagesDeleted,
-        Self::HouseholdDeleted,
-        Self::MqttPasswordSet,
-    ];
-
-    /// The stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Setup => "setup",
-            Self::PasswordChange => "password.change",
-            Self::PairingRequest => "pairing.request",
-            Self::PairingReveal => "pairing.reveal",
-            Self::PairingConfirm => "pairing.confirm",
-            Self::PairingReject => "pairing.reject",
-            Self::ToyRemove => "toy.remove",
-            Self::ExportCreated => "export_created",
-            Self::BackupCreated => "backup_created",
-            Self::BackupChecked => "backup_checked",
-            Self::RestoreDone => "restore_done",
-            Self::ToyMessagesDeleted => "toy_messages_deleted",
-            Self::HouseholdDeleted => "household_deleted",
-            Self::MqttPasswordSet => "mqtt_password_set",
-        }
-    }
-
     /// Parses the stored form.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == s)
+        Self::ALL.iter().copied().find(|a| a.as_str() == s)
     }
 }
 
@@ -144,12 +146,41 @@ pub struct AuditEntry {
     pub actor: Option<String>,
     /// What was attempted.
     pub action: Action,
-    /// What it was about, e.g. a toy id or a username.
+    /// What it was about: a toy id, a message id, a username, an invitation.
     pub subject: Option<String>,
+    /// The toy it concerns, when it concerns one (the ledger's toy filter).
+    pub toy: Option<String>,
+    /// The network address it came from (empty for the command line and jobs).
+    pub client: String,
     /// How it ended.
     pub outcome: Outcome,
     /// More detail for people.
     pub detail: String,
+}
+
+impl AuditEntry {
+    /// An entry with no subject, toy, client or detail yet.
+    pub fn new(at: i64, actor: Option<String>, action: Action, outcome: Outcome) -> Self {
+        Self {
+            at,
+            actor,
+            action,
+            subject: None,
+            toy: None,
+            client: String::new(),
+            outcome,
+            detail: String::new(),
+        }
+    }
+}
+
+/// A stored entry with its row id (the ledger's `before` cursor).
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    /// Row id.
+    pub id: i64,
+    /// The entry.
+    pub entry: AuditEntry,
 }
 
 /// The actor of entries written by the command line (`hearth user …`).
@@ -158,8 +189,18 @@ pub const SYSTEM: &str = "system";
 /// Appends an entry.
 pub fn record(tx: &Connection, e: &AuditEntry) -> StoreResult<()> {
     tx.execute(
-        "INSERT INTO audit (at, actor, action, subject, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![e.at, e.actor, e.action.as_str(), e.subject, e.outcome.as_str(), e.detail],
+        "INSERT INTO audit (at, actor, action, subject, toy, client, outcome, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            e.at,
+            e.actor,
+            e.action.as_str(),
+            e.subject,
+            e.toy,
+            e.client,
+            e.outcome.as_str(),
+            e.detail
+        ],
     )
     .map_err(w)?;
     Ok(())
@@ -173,62 +214,102 @@ fn unknown(col: usize, what: &str, value: &str) -> rusqlite::Error {
     )
 }
 
-/// The newest entries first.
-pub fn recent(c: &Connection, limit: u32) -> StoreResult<Vec<AuditEntry>> {
-    let mut st = c.prepare(
-        "SELECT at, actor, action, subject, outcome, detail FROM audit ORDER BY id DESC LIMIT ?1",
-    )?;
+const COLS: &str = "id, at, actor, action, subject, toy, client, outcome, detail";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
+    let action: String = r.get(3)?;
+    let outcome: String = r.get(7)?;
+    Ok(StoredEntry {
+        id: r.get(0)?,
+        entry: AuditEntry {
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            action: Action::parse(&action).ok_or_else(|| unknown(3, "action", &action))?,
+            subject: r.get(4)?,
+            toy: r.get(5)?,
+            client: r.get(6)?,
+            outcome: Outcome::parse(&outcome).ok_or_else(|| unknown(7, "outcome", &outcome))?,
+            detail: r.get(8)?,
+        },
+    })
+}
+
+/// Which entries to read: all filters optional, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this action.
+    pub action: Option<Action>,
+    /// Only this actor (a username, `toy:<id>` or `system`).
+    pub actor: Option<String>,
+    /// Only entries about this toy.
+    pub toy: Option<String>,
+    /// Only entries older than this row id.
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// Entries matching `f`, newest first.
+pub fn query(c: &Connection, f: &Filter) -> StoreResult<Vec<StoredEntry>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLS} FROM audit
+         WHERE (?1 IS NULL OR action = ?1) AND (?2 IS NULL OR actor = ?2)
+           AND (?3 IS NULL OR toy = ?3) AND (?4 IS NULL OR id < ?4)
+         ORDER BY id DESC LIMIT ?5"
+    ))?;
     let v = st
-        .query_map([limit], |r| {
-            let action: String = r.get(2)?;
-            let outcome: String = r.get(4)?;
-            Ok(AuditEntry {
-                at: r.get(0)?,
-                actor: r.get(1)?,
-                action: Action::parse(&action).ok_or_else(|| unknown(2, "action", &action))?,
-                subject: r.get(3)?,
-                outcome: Outcome::parse(&outcome).ok_or_else(|| unknown(4, "outcome", &outcome))?,
-                detail: r.get(5)?,
-            })
-        })?
+        .query_map(
+            params![
+                f.action.map(Action::as_str),
+                f.actor,
+                f.toy,
+                f.before,
+                f.limit
+            ],
+            row,
+        )?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(v)
 }
 
-/// A ledger entry with its row id, as the export's `ledger.csv` lists it.
-#[derive(Debug, Clone)]
-pub struct NumberedEntry {
-    /// The row id (orders entries).
-    pub id: i64,
-    /// The entry.
-    pub entry: AuditEntry,
-}
-
-/// Calls `f` for every entry, oldest first, one row at a time.
+/// Calls `f` for every entry, oldest first, one row at a time (the
+/// export's `ledger.csv`, never the whole ledger in memory).
 pub fn for_each<E: From<rusqlite::Error>>(
     c: &Connection,
-    mut f: impl FnMut(NumberedEntry) -> Result<(), E>,
+    mut f: impl FnMut(StoredEntry) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut st = c.prepare(
-        "SELECT id, at, actor, action, subject, outcome, detail FROM audit ORDER BY id ASC",
-    )?;
+    let mut st = c.prepare(&format!("SELECT {COLS} FROM audit ORDER BY id ASC"))?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
-        let action: String = r.get(3)?;
-        let outcome: String = r.get(5)?;
-        f(NumberedEntry {
-            id: r.get(0)?,
-            entry: AuditEntry {
-                at: r.get(1)?,
-                actor: r.get(2)?,
-                action: Action::parse(&action).ok_or_else(|| unknown(3, "action", &action))?,
-                subject: r.get(4)?,
-                outcome: Outcome::parse(&outcome).ok_or_else(|| unknown(5, "outcome", &outcome))?,
-                detail: r.get(6)?,
-            },
-        })?;
+        f(row(r)?)?;
     }
     Ok(())
+}
+
+/// The newest entries first.
+pub fn recent(c: &Connection, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+    let f = Filter {
+        limit,
+        ..Filter::default()
+    };
+    Ok(query(c, &f)?.into_iter().map(|s| s.entry).collect())
+}
+
+/// The distinct actors, for the ledger page's filter.
+pub fn actors(c: &Connection) -> StoreResult<Vec<String>> {
+    let mut st = c.prepare(
+        "SELECT DISTINCT actor FROM audit WHERE actor IS NOT NULL ORDER BY actor LIMIT 200",
+    )?;
+    let v = st
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(v)
+}
+
+/// Deletes entries from before `cutoff`; returns how many.
+pub fn delete_before(tx: &Connection, cutoff: i64) -> StoreResult<usize> {
+    tx.execute("DELETE FROM audit WHERE at < ?1", [cutoff])
+        .map_err(w)
 }
 
 #[cfg(test)]
@@ -238,14 +319,64 @@ mod tests {
     #[test]
     fn actions_and_outcomes_round_trip() {
         for a in Action::ALL {
-            assert_eq!(Action::parse(a.as_str()), Some(a));
+            assert_eq!(Action::parse(a.as_str()), Some(*a));
             assert_eq!(
                 serde_json::to_value(a).expect("json"),
                 serde_json::json!(a.as_str())
             );
+            assert!(
+                a.as_str()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{} is snake_case",
+                a.as_str()
+            );
         }
-        assert_eq!(Action::parse("pairing.guess"), None);
+        assert_eq!(Action::parse("pairing.confirm"), None);
         assert_eq!(Outcome::parse("success"), Some(Outcome::Success));
         assert_eq!(Outcome::parse("maybe"), None);
+    }
+
+    #[test]
+    fn version_1_rows_are_renamed_by_the_migration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hearth.db");
+        {
+            let c = Connection::open(&path).expect("open");
+            c.execute_batch(include_str!("migrations/0001_initial.sql"))
+                .expect("v1");
+            c.pragma_update(None, "user_version", 1).expect("version");
+            for (action, outcome, subject) in [
+                ("pairing.confirm", "success", "bear"),
+                ("pairing.confirm", "failure", "bear"),
+                ("password.change", "success", "dad"),
+                ("toy.remove", "success", "fox"),
+                ("setup", "success", ""),
+            ] {
+                c.execute(
+                    "INSERT INTO audit (at, actor, action, subject, outcome) VALUES (1, 'mum', ?1, ?2, ?3)",
+                    params![action, subject, outcome],
+                )
+                .expect("row");
+            }
+        }
+        let store = super::super::Store::open(dir.path()).expect("migrated");
+        let mut got = store
+            .read_blocking(|c| recent(c, 10))
+            .expect("read")
+            .into_iter()
+            .map(|e| (e.action.as_str(), e.toy))
+            .collect::<Vec<_>>();
+        got.reverse();
+        assert_eq!(
+            got,
+            vec![
+                ("toy_paired", Some("bear".to_owned())),
+                ("pairing_code_wrong", Some("bear".to_owned())),
+                ("password_changed", None),
+                ("toy_removed", Some("fox".to_owned())),
+                ("setup", None),
+            ]
+        );
     }
 }

@@ -148,6 +148,26 @@ pub fn list(
     Ok(v)
 }
 
+/// Like [`list`], among the toys granted to relative `user` only.
+pub fn list_granted(
+    c: &Connection,
+    user: UserId,
+    toy: Option<ToyRowId>,
+    before_rowid: Option<MessageRowId>,
+    limit: u32,
+) -> StoreResult<Vec<Message>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLS} FROM messages m JOIN toys t ON t.id = m.toy
+         WHERE m.toy IN (SELECT toy FROM relative_toys WHERE user_id = ?1)
+           AND (?2 IS NULL OR m.toy = ?2) AND (?3 IS NULL OR m.id < ?3)
+         ORDER BY m.id DESC LIMIT ?4"
+    ))?;
+    let v = st
+        .query_map(params![user, toy, before_rowid, limit], row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(v)
+}
+
 /// The toy's inbox: messages to it not yet played, oldest first.
 pub fn inbox(c: &Connection, toy: ToyRowId) -> StoreResult<Vec<Message>> {
     let mut st = c.prepare(&format!(

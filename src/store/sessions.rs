@@ -149,11 +149,15 @@ pub fn list_for_user(c: &Connection, user_id: UserId) -> StoreResult<Vec<Session
     Ok(v)
 }
 
-/// Deletes sessions past their absolute end or idle limit.
-pub fn purge_expired(tx: &Connection, now: i64, idle_secs: i64) -> StoreResult<usize> {
-    tx.execute(
-        "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen + ?2 <= ?1",
-        params![now, idle_secs],
-    )
-    .map_err(w)
+/// Deletes sessions past their absolute end or idle limit; returns their ids.
+pub fn purge_expired(tx: &Connection, now: i64, idle_secs: i64) -> StoreResult<Vec<SessionId>> {
+    let mut st = tx
+        .prepare("DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen + ?2 <= ?1 RETURNING id")
+        .map_err(w)?;
+    let v = st
+        .query_map(params![now, idle_secs], |r| r.get(0))
+        .map_err(w)?
+        .collect::<Result<Vec<SessionId>, _>>()
+        .map_err(w)?;
+    Ok(v)
 }

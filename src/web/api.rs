@@ -250,8 +250,8 @@ pub fn pending_json(p: &crate::pairing::Pairing) -> serde_json::Value {
     })
 }
 
-async fn get_toys(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse> {
-    let l = toys::listing(&state).await?;
+async fn get_toys(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
+    let l = toys::listing(&state, &caller.user).await?;
     let discovered: Vec<_> = l
         .discovered
         .iter()

@@ -1,6 +1,11 @@
 //! `GET /api/v1/events`: server-sent events for open pages (`event:
 //! message` and `event: toy`), with a keep-alive comment every 15 seconds.
-//! The stream ends when the session that opened it ends.
+//! A relative's stream carries only events about the toys granted to them.
+//! The stream ends at once when its session ends (sign-out, password
+//! change, expiry) or its member is removed or changed (`events::Streams`),
+//! and at the latest at the next keep-alive when the session is gone
+//! (changed from the command line) or past its end. An account holds at
+//! most `events::MAX_STREAMS_PER_ACCOUNT` streams.
 
 use std::time::Duration;
 
@@ -9,47 +14,93 @@ use futures_util::stream;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::caller::Caller;
-use crate::error::Result;
+use crate::error::{Code, Error, Result};
+use crate::events::{Event, MAX_STREAMS_PER_ACCOUNT};
+use crate::family::Scope;
 use crate::state::AppState;
 
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Opens the event stream.
 pub async fn stream(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
-    let rx = state.events.subscribe();
-    let session_id = caller.session.id;
+    let scope = crate::family::scope(&state.store, &caller.user).await?;
+    // Toy ids as the events carry them, read once: a change of a relative's
+    // toys ends the stream, and the page reconnects with the new ones.
+    let toy_ids: Option<Vec<String>> = match &scope {
+        Scope::All => None,
+        Scope::Only(set) => Some(
+            crate::toys::paired(&state)
+                .await?
+                .into_iter()
+                .filter(|t| set.contains(&t.toy.id))
+                .map(|t| t.toy.toy_id.to_string())
+                .collect(),
+        ),
+    };
+    let passes = move |ev: &Event| match &toy_ids {
+        None => true,
+        Some(ids) => ev.toy_id.as_ref().is_some_and(|t| ids.contains(t)),
+    };
+    let session = caller.session.clone();
     let uid = caller.user.id;
+    let guard = state.events.streams().open(uid, session.id).ok_or_else(|| {
+        let mut e = Error::new(
+            Code::TooManyStreams,
+            format!(
+                "this account already has {MAX_STREAMS_PER_ACCOUNT} live pages open; close one (or sign out elsewhere) and reload"
+            ),
+        );
+        e.retry_after = Some(15);
+        e
+    })?;
+    let rx = state.events.subscribe();
     let body = stream::unfold(
-        (rx, state, true),
-        move |(mut rx, state, first)| async move {
-            if first {
-                let hello = web::Bytes::from_static(b"retry: 3000\n: connected\n\n");
-                return Some((Ok::<_, actix_web::Error>(hello), (rx, state, false)));
+        (rx, state, guard, true),
+        move |(mut rx, state, guard, first)| {
+            let passes = passes.clone();
+            let session = session.clone();
+            async move {
+                if first {
+                    let hello = web::Bytes::from_static(b"retry: 3000\n: connected\n\n");
+                    return Some((Ok::<_, actix_web::Error>(hello), (rx, state, guard, false)));
+                }
+                loop {
+                    let next = tokio::select! {
+                        r = tokio::time::timeout(KEEPALIVE, rx.recv()) => r,
+                        // The hub is stopping: end the stream so it does not
+                        // hold the shutdown up (the page reconnects after `retry`).
+                        () = state.events.shutdown() => return None,
+                        // Signed out, removed, changed: end now.
+                        () = guard.end.wait() => return None,
+                        // The session's absolute end.
+                        () = tokio::time::sleep(Duration::from_secs(
+                            u64::try_from(session.expires_at - state.now()).unwrap_or(0),
+                        )) => return None,
+                    };
+                    let chunk = match next {
+                        Ok(Ok(ev)) if passes(&ev) => {
+                            format!("event: {}\ndata: {}\n\n", ev.kind, ev.data)
+                        }
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(RecvError::Lagged(n))) => {
+                            format!("event: resync\ndata: {{\"missed\": {n}}}\n\n")
+                        }
+                        Ok(Err(RecvError::Closed)) => return None,
+                        Err(_) => {
+                            // Quiet: check the session still lives, then keep the line open.
+                            let alive = session.expires_at > state.now()
+                                && crate::accounts::session_alive(&state, uid, session.id)
+                                    .await
+                                    .unwrap_or(false);
+                            if !alive {
+                                return None;
+                            }
+                            ": keep-alive\n\n".to_owned()
+                        }
+                    };
+                    return Some((Ok(web::Bytes::from(chunk)), (rx, state, guard, false)));
+                }
             }
-            let next = tokio::select! {
-                r = tokio::time::timeout(KEEPALIVE, rx.recv()) => r,
-                // The hub is stopping: end the stream so it does not hold
-                // the shutdown up (the page reconnects after `retry`).
-                () = state.events.shutdown() => return None,
-            };
-            let chunk = match next {
-                Ok(Ok(ev)) => format!("event: {}\ndata: {}\n\n", ev.kind, ev.data),
-                Ok(Err(RecvError::Lagged(n))) => {
-                    format!("event: resync\ndata: {{\"missed\": {n}}}\n\n")
-                }
-                Ok(Err(RecvError::Closed)) => return None,
-                Err(_) => {
-                    // Quiet: check the session still lives, then keep the line open.
-                    let alive = crate::accounts::session_alive(&state, uid, session_id)
-                        .await
-                        .unwrap_or(false);
-                    if !alive {
-                        return None;
-                    }
-                    ": keep-alive\n\n".to_owned()
-                }
-            };
-            Some((Ok(web::Bytes::from(chunk)), (rx, state, false)))
         },
     );
     Ok(HttpResponse::Ok()

@@ -12,6 +12,8 @@ pub mod caller;
 pub mod data;
 pub mod errors;
 pub mod events;
+pub mod family_pages;
+pub mod members;
 pub mod messages;
 pub mod mqtt;
 pub mod pages;
@@ -26,7 +28,9 @@ pub fn register(r: &mut Routes<'_>) {
     messages::register(r);
     data::register(r);
     mqtt::register(r);
+    members::register(r);
     pages::register(r);
+    family_pages::register(r);
     assets::register(r);
     r.add(Method::GET, "/api/v1/events", Access::User, events::stream);
 }

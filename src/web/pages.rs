@@ -50,9 +50,11 @@ pub struct Layout {
     pub csrf: String,
     /// Which navigation entry is current.
     pub nav: &'static str,
+    /// The signed-in member's role (`admin`, `parent`, `relative`), or empty.
+    pub role: &'static str,
 }
 
-fn html(body: String) -> HttpResponse {
+pub(super) fn html(body: String) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(body)
@@ -60,7 +62,7 @@ fn html(body: String) -> HttpResponse {
 
 /// A form page shown again with the error that refused it, keeping the
 /// error's status and `Retry-After`.
-fn form_again(page: &impl Template, e: &Error) -> PageResult {
+pub(super) fn form_again(page: &impl Template, e: &Error) -> PageResult {
     let body = page.render().map_err(|err| {
         PageError::Error(Error::internal(anyhow::anyhow!("template failed: {err}")))
     })?;
@@ -92,6 +94,7 @@ pub(super) async fn layout(
             .map(|c| c.0.session.csrf_token.clone())
             .unwrap_or_default(),
         nav,
+        role: caller.map_or("", |c| c.0.user.role.as_str()),
     })
 }
 
@@ -112,6 +115,7 @@ pub fn render_error_page(status: u16, reason: &str, message: &str) -> String {
         user: None,
         csrf: String::new(),
         nav: "",
+        role: "",
     };
     ErrorPage {
         l,
@@ -233,10 +237,15 @@ struct HomePage {
 
 async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
     let l = layout(&state, Some(&caller), "Home", "home").await?;
-    let toys = toys::paired(&state).await?;
-    let (msgs, days) = messaging::new_recordings(&state).await?;
+    let toys = toys::visible(&state, &caller.0.user).await?;
+    let (msgs, days) = messaging::new_recordings(&state, &caller.0.user).await?;
     let new_recordings = msgs.iter().map(|m| message_view(m, days)).collect();
-    let pending = state.pairings.pending(state.now()).len();
+    // Pairings are news about toys a relative does not see.
+    let pending = if caller.0.user.role >= crate::domain::Role::Parent {
+        state.pairings.pending(state.now()).len()
+    } else {
+        0
+    };
     render(&HomePage {
         l,
         toys: toy_views(&toys),
@@ -255,7 +264,7 @@ struct ToysPage {
 
 async fn toys_page(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
     let l = layout(&state, Some(&caller), "Toys", "toys").await?;
-    let toys = toys::paired(&state).await?;
+    let toys = toys::visible(&state, &caller.0.user).await?;
     render(&ToysPage {
         l,
         toys: toy_views(&toys),
@@ -276,7 +285,7 @@ async fn toy_page(
     caller: PageCaller,
     path: web::Path<String>,
 ) -> PageResult {
-    let status = toys::status(&state, &path).await?;
+    let status = toys::status(&state, &caller.0.user, &path).await?;
     let (msgs, days) = messaging::conversation(&state, &status.toy).await?;
     let l = layout(&state, Some(&caller), &status.toy.name, "toys").await?;
     let toy = toy_views(std::slice::from_ref(&status)).remove(0);
@@ -392,6 +401,7 @@ struct LoginPage {
 #[derive(Deserialize)]
 struct LoginQuery {
     setup: Option<String>,
+    joined: Option<String>,
 }
 
 async fn login_page(state: web::Data<AppState>, q: web::Query<LoginQuery>) -> PageResult {
@@ -404,6 +414,8 @@ async fn login_page(state: web::Data<AppState>, q: web::Query<LoginQuery>) -> Pa
     let l = layout(&state, None, "Sign in", "").await?;
     let notice = if q.setup.is_some() {
         "Your household is ready. Sign in with the account you just made.".into()
+    } else if q.joined.is_some() {
+        "Welcome to the household. Sign in with the account you just made.".into()
     } else {
         String::new()
     };

@@ -2,6 +2,7 @@
 // a real hub. Started by tests/integration/browser.rs with:
 //   HUB_URL, USERNAME, PASSWORD, TOY_ID, TOY_CERT, TOY_KEY, CA_FILE, FAKE_WAV
 //   optional: PAIR_ID, PAIR_CODE (a second toy waiting for confirmation),
+//             OTHER_TOY (its id: a relative invited to TOY only must never see it),
 //             EXPECT_REAL_AUDIO=1 (check durations and the Ogg container).
 // Prints one line per step; exits non-zero on the first failure.
 import fs from 'node:fs';
@@ -326,6 +327,67 @@ async function main() {
     await page.click('[data-rename] button[type=submit]');
     await page.waitForFunction(() => document.querySelector('main h1').textContent === 'Bear the Brave');
     step('renamed');
+
+    // --- invite a relative for this toy only; she joins in another browser
+    await page.goto(`${HUB}/members`);
+    await axe(page, '/members');
+    await page.locator('#invite-role').selectOption('relative');
+    await page.check(`form[data-invite] input[name=toys][value="${TOY}"]`);
+    await page.click('form[data-invite] button[type=submit]');
+    await page.locator('#invite-result:not([hidden])').waitFor();
+    const code = (await page.textContent('[data-invite-code]')).trim();
+    assert(/^\d{4}-\d{4}$/.test(code), `invitation code NNNN-NNNN (got "${code}")`);
+    const joinUrl = await page.getAttribute('[data-invite-url]', 'href');
+    assert(joinUrl.endsWith(`/join?code=${code}`), `join link carries the code (${joinUrl})`);
+    assert(await page.locator('[data-invite-qr] svg[role=img] path').count() >= 1, 'QR code drawn as SVG');
+    await axe(page, '/members (invitation shown)');
+    step(`invitation ${code} created with link and QR code`);
+
+    const ctx2 = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 390, height: 844 } });
+    const gran = await ctx2.newPage();
+    watch(gran, 'relative');
+    gran.setDefaultTimeout(15000);
+    await gran.goto(joinUrl);
+    assert(await gran.inputValue('#code') === code, 'the join page has the code filled in');
+    await axe(gran, '/join');
+    await gran.fill('#username', 'grandpa');
+    await gran.fill('#password', 'pepper lantern orchard kite');
+    await Promise.all([gran.waitForURL(/\/login\?joined=1$/), gran.click('button[type=submit]')]);
+    await gran.fill('#username', 'grandpa');
+    await gran.fill('#password', 'pepper lantern orchard kite');
+    await Promise.all([gran.waitForURL(`${HUB}/`), gran.click('button[type=submit]')]);
+    step('the relative joined with the code and signed in (second browser context)');
+    const other = process.env.OTHER_TOY;
+    for (const path of ['/', '/toys', `/toys/${TOY}`]) {
+      await gran.goto(`${HUB}${path}`);
+      const html = await gran.content();
+      assert(html.includes(`/toys/${TOY}`) || path === `/toys/${TOY}`, `${path} shows the granted toy`);
+      if (other) assert(!html.includes(other), `${path} never names the other toy ${other}`);
+    }
+    assert(await gran.locator('[data-remove]').count() === 0, 'a relative cannot remove the toy');
+    assert(await gran.locator(`#msg-${sentId}`).count() === 1, 'the relative sees the granted toy\'s conversation');
+    await axe(gran, `/toys/${TOY} (relative)`);
+    if (other) {
+      const r = await gran.goto(`${HUB}/toys/${other}`);
+      assert(r.status() === 404, `another toy's page is 404 for a relative (got ${r.status()})`);
+      const api = await gran.evaluate(async () => (await fetch('/api/v1/toys')).json());
+      const ids = api.paired.map((t) => t.toy_id);
+      assert(ids.length === 1 && ids[0] === TOY, `the relative's toy list is the granted toy only (${JSON.stringify(ids)})`);
+    }
+    step('the relative sees the granted toy only');
+    await ctx2.close();
+
+    // --- the ledger shows the invitation, the join and the sign-in
+    await page.goto(`${HUB}/ledger`);
+    const rows = await page.locator('table.ledger tbody').innerText();
+    for (const a of ['invite_created', 'member_joined', 'sign_in']) assert(rows.includes(a), `ledger shows ${a}`);
+    assert(rows.includes('grandpa'), 'ledger names the new member');
+    await axe(page, '/ledger');
+    await page.locator('#f-action').selectOption('member_joined');
+    await Promise.all([page.waitForURL(/action=member_joined/), page.click('form.filters button[type=submit]')]);
+    assert(await page.locator('table.ledger tbody tr').count() === 1, 'the action filter leaves the one join');
+    assert(await page.getAttribute('a[download]', 'href') === '/api/v1/ledger.csv?action=member_joined', 'CSV link keeps the filter');
+    step('ledger: invitation, join and sign-in listed; filter and CSV link work');
 
     // --- sign out
     await page.click('[data-logout]');

@@ -196,6 +196,7 @@ async fn browser_end_to_end() {
         .env("FAKE_WAV", &wav)
         .env("PAIR_ID", &fox.pairing_id)
         .env("PAIR_CODE", fox.code())
+        .env("OTHER_TOY", &fox.toy_id)
         .env("EXPECT_REAL_AUDIO", if real_audio { "1" } else { "0" })
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())

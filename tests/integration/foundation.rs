@@ -102,7 +102,7 @@ async fn login_logout_throttling_and_password_change() {
     assert_eq!(r.status(), 200);
     let entries = hub.ledger().await;
     assert!(
-        entries.iter().any(|e| e.action == "password.change"
+        entries.iter().any(|e| e.action == "password_changed"
             && e.subject.as_deref() == Some("mum")
             && e.actor.as_deref() == Some("mum")),
         "the account page records the change: {entries:?}"
@@ -221,6 +221,9 @@ const PUBLIC_ROUTES: &[(&str, &str, u16)] = &[
     ("GET", "/login", 200),
     ("POST", "/login", 400),
     ("GET", "/help/certificate", 200),
+    ("POST", "/api/v1/join", 400),
+    ("GET", "/join", 200),
+    ("POST", "/join", 400),
 ];
 
 #[actix_web::test]
@@ -1037,7 +1040,7 @@ async fn headless_user_administration() {
     // account page, so it leaves the same ledger entry (by `system`).
     let entries = h.ledger().await;
     assert!(
-        entries.iter().any(|e| e.action == "password.change"
+        entries.iter().any(|e| e.action == "password_changed"
             && e.outcome == "success"
             && e.subject.as_deref() == Some("dad")
             && e.actor.as_deref() == Some("system")),

@@ -18,6 +18,7 @@ mod fuzz_regressions;
 mod hardening;
 mod harness;
 mod lan_guard;
+mod members;
 mod messages;
 mod mqtt;
 mod netns;

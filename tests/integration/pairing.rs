@@ -139,10 +139,10 @@ async fn full_pairing_then_whoami_status_rename_and_removal() {
         .read(|c| hearth::store::audit::recent(c, 50))
         .await
         .expect("audit");
-    assert!(entries.iter().any(|e| e.action == "pairing.confirm"
+    assert!(entries.iter().any(|e| e.action == "toy_paired"
         && e.outcome == "success"
         && e.actor.as_deref() == Some("mum")));
-    assert!(entries.iter().any(|e| e.action == "toy.remove"));
+    assert!(entries.iter().any(|e| e.action == "toy_removed"));
 }
 
 #[actix_web::test]
@@ -280,11 +280,11 @@ async fn wrong_codes_reveal_rules_and_replacement() {
     assert!(
         entries
             .iter()
-            .filter(|e| e.action == "pairing.confirm" && e.outcome == "failure")
+            .filter(|e| e.action == "pairing_code_wrong" && e.outcome == "failure")
             .count()
             >= 3
     );
-    assert!(entries.iter().any(|e| e.action == "pairing.reject"));
+    assert!(entries.iter().any(|e| e.action == "pairing_rejected"));
 }
 
 #[actix_web::test]

@@ -76,6 +76,7 @@ async fn add_user(hub: &Hub, name: &str, role: hearth::domain::Role) -> String {
     hearth::accounts::add_user(
         &hub.state.store,
         hub.state.now(),
+        hearth::store::audit::SYSTEM,
         &hearth::domain::Username::parse(name).expect("username"),
         &hearth::domain::DisplayName::parse(name).expect("display name"),
         role,
