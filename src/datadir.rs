@@ -39,6 +39,9 @@ pub enum DataFile {
     /// Space held back so a full disk still lets the hub start, sign in
     /// and delete (`store::space`).
     Reserve,
+    /// The relay mailbox's secret access key (`relay`), present while
+    /// relay is configured.
+    RelaySecret,
 }
 
 impl DataFile {
@@ -53,6 +56,7 @@ impl DataFile {
             Self::CaPrevious => "ca-previous.pem",
             Self::SetupCode => "setup-code",
             Self::Reserve => "reserve.bin",
+            Self::RelaySecret => "relay-secret",
         }
     }
 }
@@ -82,8 +86,14 @@ impl DataDir {
     }
 
     /// The secrets that must be [`PRIVATE_FILE_MODE`] (checked by `doctor`).
-    pub fn secret_files(&self) -> [PathBuf; 3] {
-        [DataFile::CaKey, DataFile::ServerKey, DataFile::SetupCode].map(|f| self.path(f))
+    pub fn secret_files(&self) -> [PathBuf; 4] {
+        [
+            DataFile::CaKey,
+            DataFile::ServerKey,
+            DataFile::SetupCode,
+            DataFile::RelaySecret,
+        ]
+        .map(|f| self.path(f))
     }
 
     /// Creates the directory ([`DIR_MODE`]) when missing and checks that

@@ -20,6 +20,7 @@ pub mod events;
 pub mod fuzzing;
 pub mod http;
 pub mod messaging;
+pub mod relay;
 pub mod pairing;
 pub mod pki;
 pub mod state;

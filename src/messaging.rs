@@ -326,10 +326,18 @@ pub async fn parent_audio(
         .store
         .read(move |c| Ok(store::messages::get(c, &id)?.zip(store::messages::audio(c, &id)?)))
         .await?;
-    let (m, ogg) = found.ok_or_else(|| Error::not_found("no such message"))?;
-    if m.direction == Direction::FromToy {
-        advance(state, &m, MessageState::Heard).await?;
-    }
+    let ogg = match found {
+        Some((m, ogg)) => {
+            if m.direction == Direction::FromToy {
+                advance(state, &m, MessageState::Heard).await?;
+            }
+            ogg
+        }
+        // A relative's reply awaiting approval is heard the same way.
+        None => crate::relay::reply_audio(state, by, public_id)
+            .await?
+            .ok_or_else(|| Error::not_found("no such message"))?,
+    };
     if format == AudioFormat::Ogg {
         return Ok((format, ogg));
     }

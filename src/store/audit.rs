@@ -29,10 +29,40 @@ pub enum Action {
     /// A parent removed a toy.
     #[serde(rename = "toy.remove")]
     ToyRemove,
+    /// A parent shared a message through the relay.
+    #[serde(rename = "share_created")]
+    ShareCreated,
+    /// A parent stopped a share (or turned relay off).
+    #[serde(rename = "share_stopped")]
+    ShareStopped,
+    /// A share reached its end.
+    #[serde(rename = "share_expired")]
+    ShareExpired,
+    /// An object was uploaded to the relay mailbox (detail: its size).
+    #[serde(rename = "relay_upload")]
+    RelayUpload,
+    /// An object was deleted from the relay mailbox.
+    #[serde(rename = "relay_delete")]
+    RelayDelete,
+    /// A contact's reply was fetched and awaits approval.
+    #[serde(rename = "reply_received")]
+    ReplyReceived,
+    /// A parent approved a reply to a toy.
+    #[serde(rename = "reply_approved")]
+    ReplyApproved,
+    /// A parent discarded a reply.
+    #[serde(rename = "reply_discarded")]
+    ReplyDiscarded,
+    /// A reply object that did not decrypt or validate was deleted.
+    #[serde(rename = "reply_rejected")]
+    ReplyRejected,
+    /// An admin set, changed or removed the relay mailbox (or a live check failed).
+    #[serde(rename = "relay_settings_changed")]
+    RelaySettingsChanged,
 }
 
 impl Action {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 17] = [
         Self::Setup,
         Self::PasswordChange,
         Self::PairingRequest,
@@ -40,6 +70,16 @@ impl Action {
         Self::PairingConfirm,
         Self::PairingReject,
         Self::ToyRemove,
+        Self::ShareCreated,
+        Self::ShareStopped,
+        Self::ShareExpired,
+        Self::RelayUpload,
+        Self::RelayDelete,
+        Self::ReplyReceived,
+        Self::ReplyApproved,
+        Self::ReplyDiscarded,
+        Self::ReplyRejected,
+        Self::RelaySettingsChanged,
     ];
 
     /// The stored form.
@@ -52,6 +92,16 @@ impl Action {
             Self::PairingConfirm => "pairing.confirm",
             Self::PairingReject => "pairing.reject",
             Self::ToyRemove => "toy.remove",
+            Self::ShareCreated => "share_created",
+            Self::ShareStopped => "share_stopped",
+            Self::ShareExpired => "share_expired",
+            Self::RelayUpload => "relay_upload",
+            Self::RelayDelete => "relay_delete",
+            Self::ReplyReceived => "reply_received",
+            Self::ReplyApproved => "reply_approved",
+            Self::ReplyDiscarded => "reply_discarded",
+            Self::ReplyRejected => "reply_rejected",
+            Self::RelaySettingsChanged => "relay_settings_changed",
         }
     }
 

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod household;
 pub mod idempotency;
 pub mod messages;
+pub mod relay;
 pub mod sessions;
 pub mod space;
 pub mod toys;
@@ -29,7 +30,10 @@ use crate::datadir::{DataDir, DataFile};
 
 /// The schema, one entry per version; entry `i` brings the database from
 /// version `i` to `i + 1`. Never edit a released entry: add a new one.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0003_relay.sql"),
+];
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

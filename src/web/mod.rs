@@ -13,6 +13,7 @@ pub mod errors;
 pub mod events;
 pub mod messages;
 pub mod pages;
+pub mod relay;
 
 use actix_web::http::Method;
 
@@ -22,6 +23,7 @@ use crate::http::{Access, Routes};
 pub fn register(r: &mut Routes<'_>) {
     api::register(r);
     messages::register(r);
+    relay::register(r);
     pages::register(r);
     assets::register(r);
     r.add(Method::GET, "/api/v1/events", Access::User, events::stream);
