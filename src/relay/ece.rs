@@ -141,7 +141,11 @@ pub fn decrypt(ikm: &[u8; 16], body: &[u8]) -> Result<Vec<u8>, EceError> {
         match (plain.pop(), last) {
             (Some(2), true) | (Some(1), false) => {}
             (Some(1), true) => return Err(EceError::Framing("the last record is not marked last")),
-            (Some(2), false) => return Err(EceError::Framing("a record marked last is followed by more")),
+            (Some(2), false) => {
+                return Err(EceError::Framing(
+                    "a record marked last is followed by more",
+                ));
+            }
             _ => return Err(EceError::Framing("a record without its delimiter")),
         }
         out.extend_from_slice(&plain);

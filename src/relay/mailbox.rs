@@ -144,11 +144,7 @@ impl Mailbox {
             .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let host = bucket
-            .base_url()
-            .host_str()
-            .unwrap_or_default()
-            .to_owned();
+        let host = bucket.base_url().host_str().unwrap_or_default().to_owned();
         Ok(Self {
             bucket,
             creds: Credentials::new(settings.access_key_id.clone(), secret.to_owned()),
@@ -227,7 +223,9 @@ impl Mailbox {
         }
         let r = expect_success(r).await?;
         if r.content_length().is_some_and(|n| n > max as u64) {
-            return Err(Failure::Unexpected(format!("the object is larger than {max} bytes")));
+            return Err(Failure::Unexpected(format!(
+                "the object is larger than {max} bytes"
+            )));
         }
         let mut out = Vec::new();
         let mut stream = r.bytes_stream();
@@ -245,7 +243,8 @@ impl Mailbox {
 
     /// Fetches `rel` (at most `max` bytes).
     pub async fn get(&self, rel: &str, max: usize) -> Result<Option<Vec<u8>>, Failure> {
-        self.fetch(self.presign_get(rel, OWN_URL_LIFETIME), max).await
+        self.fetch(self.presign_get(rel, OWN_URL_LIFETIME), max)
+            .await
     }
 
     /// The objects under `rel_prefix`: their keys relative to the prefix
@@ -314,8 +313,8 @@ fn s3_error(text: &str) -> (Option<String>, Option<String>) {
 /// The seconds between the mailbox's `Date` header and this machine's clock.
 fn skew_secs(r: &reqwest::Response) -> Option<i64> {
     let date = r.headers().get(reqwest::header::DATE)?.to_str().ok()?;
-    let t = time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc2822)
-        .ok()?;
+    let t =
+        time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc2822).ok()?;
     Some((t - time::OffsetDateTime::now_utc()).whole_seconds().abs())
 }
 
@@ -354,7 +353,9 @@ async fn expect_success(r: reqwest::Response) -> Result<reqwest::Response, Failu
             Failure::WrongKey(said())
         }
         Some("AccessDenied" | "Forbidden") => Failure::Denied(said()),
-        _ if lower.contains("bucket") && (lower.contains("not found") || lower.contains("no such")) => {
+        _ if lower.contains("bucket")
+            && (lower.contains("not found") || lower.contains("no such")) =>
+        {
             Failure::BucketMissing
         }
         _ if status == reqwest::StatusCode::FORBIDDEN => Failure::Denied(said()),

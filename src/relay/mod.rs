@@ -108,8 +108,11 @@ fn printable(s: &str, max: usize) -> bool {
 
 /// Checks a form: the settings to store and the secret, if given.
 pub fn check_form(form: SettingsForm) -> Result<(Settings, Option<String>)> {
-    let endpoint = reqwest::Url::parse(form.endpoint.trim())
-        .map_err(|e| bad(format!("the endpoint is not a URL ({e}); write e.g. https://s3.example.org")))?;
+    let endpoint = reqwest::Url::parse(form.endpoint.trim()).map_err(|e| {
+        bad(format!(
+            "the endpoint is not a URL ({e}); write e.g. https://s3.example.org"
+        ))
+    })?;
     let host = endpoint
         .host()
         .ok_or_else(|| bad("the endpoint has no host name"))?;
@@ -251,8 +254,8 @@ async fn configured(state: &AppState) -> Result<Option<(Settings, Mailbox)>> {
             "the relay mailbox's secret key is missing from the data directory; an admin must enter the relay settings again",
         )
     })?;
-    let mb = Mailbox::new(&settings, &secret)
-        .map_err(|e| Error::new(Code::RelayNotConfigured, e))?;
+    let mb =
+        Mailbox::new(&settings, &secret).map_err(|e| Error::new(Code::RelayNotConfigured, e))?;
     Ok(Some((settings, mb)))
 }
 
@@ -331,7 +334,14 @@ pub async fn configure(state: &AppState, by: &User, form: SettingsForm) -> Resul
             .write(move |tx| {
                 audit::record(
                     tx,
-                    &entry(now, &a, Action::RelaySettingsChanged, None, Outcome::Failure, detail),
+                    &entry(
+                        now,
+                        &a,
+                        Action::RelaySettingsChanged,
+                        None,
+                        Outcome::Failure,
+                        detail,
+                    ),
                 )
             })
             .await?;
@@ -357,7 +367,14 @@ pub async fn configure(state: &AppState, by: &User, form: SettingsForm) -> Resul
             store::relay::save_settings(tx, &saved, now)?;
             audit::record(
                 tx,
-                &entry(now, &actor, Action::RelaySettingsChanged, None, Outcome::Success, detail),
+                &entry(
+                    now,
+                    &actor,
+                    Action::RelaySettingsChanged,
+                    None,
+                    Outcome::Success,
+                    detail,
+                ),
             )
         })
         .await?;
@@ -365,11 +382,13 @@ pub async fn configure(state: &AppState, by: &User, form: SettingsForm) -> Resul
 }
 
 /// What `hearth relay check` reports: the stored settings checked live.
-pub async fn check_stored(store: &store::Store, data_dir: &std::path::Path) -> anyhow::Result<String> {
-    let settings = store
-        .read(store::relay::settings)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("relay is not configured (Settings → Relay, or PUT /api/v1/relay)"))?;
+pub async fn check_stored(
+    store: &store::Store,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<String> {
+    let settings = store.read(store::relay::settings).await?.ok_or_else(|| {
+        anyhow::anyhow!("relay is not configured (Settings → Relay, or PUT /api/v1/relay)")
+    })?;
     let path = DataDir::new(data_dir).path(DataFile::RelaySecret);
     let secret = std::fs::read_to_string(&path)
         .map_err(|e| anyhow::anyhow!("cannot read the relay secret {}: {e}", path.display()))?;
@@ -399,7 +418,15 @@ pub async fn turn_off(state: &AppState, by: &User) -> Result<()> {
         .read(|c| store::relay::shares_in(c, ShareState::Live))
         .await?;
     for s in live {
-        end_share(state, &s, now, &by.username, Action::ShareStopped, "relay turned off").await?;
+        end_share(
+            state,
+            &s,
+            now,
+            &by.username,
+            Action::ShareStopped,
+            "relay turned off",
+        )
+        .await?;
     }
     run_deletes(state, &mb, None).await?;
     let left = state.store.read(store::relay::pending_deletes).await?;
@@ -588,8 +615,12 @@ pub async fn share(
     // One clip at a time in memory: each copy is encrypted, sent and dropped.
     let mut uploads: Vec<(String, usize)> = Vec::new();
     let result: std::result::Result<(), Failure> = async {
-        mb.put(&player_key, page.html.clone().into_bytes(), "text/html; charset=utf-8")
-            .await?;
+        mb.put(
+            &player_key,
+            page.html.clone().into_bytes(),
+            "text/html; charset=utf-8",
+        )
+        .await?;
         uploads.push((player_key.clone(), page.html.len()));
         for (name, plain) in [("a", ogg), ("w", wav), ("m", meta)] {
             let sealed = tokio::task::spawn_blocking(move || ece::encrypt(&k, &plain))
@@ -607,7 +638,12 @@ pub async fn share(
     let host = mb.host().to_owned();
     if let Err(f) = result {
         // Whatever reached the mailbox is deleted again (and retried).
-        let (sid2, actor2, host2, msg_id) = (sid.clone(), actor.clone(), host.clone(), msg.public_id.clone());
+        let (sid2, actor2, host2, msg_id) = (
+            sid.clone(),
+            actor.clone(),
+            host.clone(),
+            msg.public_id.clone(),
+        );
         let why = f.explain(&host);
         let detail = format!("sharing with the mailbox {host2} failed: {why}");
         state
@@ -618,7 +654,14 @@ pub async fn share(
                 }
                 audit::record(
                     tx,
-                    &entry(now, &actor2, Action::ShareCreated, Some(&msg_id), Outcome::Failure, detail),
+                    &entry(
+                        now,
+                        &actor2,
+                        Action::ShareCreated,
+                        Some(&msg_id),
+                        Outcome::Failure,
+                        detail,
+                    ),
                 )
             })
             .await?;
@@ -654,7 +697,14 @@ pub async fn share(
             store::relay::insert_share(tx, &share)?;
             audit::record(
                 tx,
-                &entry(now, &actor, Action::ShareCreated, Some(&sid2), Outcome::Success, detail),
+                &entry(
+                    now,
+                    &actor,
+                    Action::ShareCreated,
+                    Some(&sid2),
+                    Outcome::Success,
+                    detail,
+                ),
             )?;
             for (key, len) in &uploads {
                 audit::record(
@@ -779,7 +829,15 @@ pub async fn stop(state: &AppState, by: &User, share_id: &str) -> Result<()> {
         .await?
         .ok_or_else(|| Error::not_found("no such share"))?;
     if s.state == ShareState::Live {
-        end_share(state, &s, state.now(), &by.username, Action::ShareStopped, "stopped by a parent").await?;
+        end_share(
+            state,
+            &s,
+            state.now(),
+            &by.username,
+            Action::ShareStopped,
+            "stopped by a parent",
+        )
+        .await?;
     }
     match configured(state).await {
         Ok(Some((_, mb))) => run_deletes(state, &mb, None).await,
@@ -1049,7 +1107,9 @@ async fn poll_share(state: &AppState, mb: &Mailbox, s: &Share) -> Result<()> {
                 return Err(format!("reply slot {slot} was used already"));
             }
             if size > MAX_REPLY_BYTES as u64 {
-                return Err(format!("{size} bytes, more than the {MAX_REPLY_BYTES} allowed"));
+                return Err(format!(
+                    "{size} bytes, more than the {MAX_REPLY_BYTES} allowed"
+                ));
             }
             let body = mb
                 .get(&key, MAX_REPLY_BYTES)
@@ -1141,7 +1201,15 @@ impl Worker {
             .read(|c| store::relay::shares_in(c, ShareState::Live))
             .await?;
         for s in live.iter().filter(|s| s.expires_at <= now) {
-            end_share(state, s, now, audit::SYSTEM, Action::ShareExpired, "expired").await?;
+            end_share(
+                state,
+                s,
+                now,
+                audit::SYSTEM,
+                Action::ShareExpired,
+                "expired",
+            )
+            .await?;
         }
         run_deletes(state, &mb, Some(now)).await?;
         let due = self

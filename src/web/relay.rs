@@ -18,7 +18,12 @@ use crate::state::AppState;
 pub fn register(r: &mut Routes<'_>) {
     r.add(Method::GET, "/api/v1/relay", Access::User, get_settings);
     r.add(Method::PUT, "/api/v1/relay", Access::User, put_settings);
-    r.add(Method::DELETE, "/api/v1/relay", Access::User, delete_settings);
+    r.add(
+        Method::DELETE,
+        "/api/v1/relay",
+        Access::User,
+        delete_settings,
+    );
     r.add(
         Method::POST,
         "/api/v1/messages/{id}/shares",

@@ -22,6 +22,7 @@ mod netns;
 mod pairing;
 mod prerequisites;
 mod proc_hub;
+mod relay;
 mod skipping;
 #[path = "../support/skips.rs"]
 mod skips;
