@@ -58,6 +58,12 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// The relay mailbox (RELAY.md).
+    Relay {
+        /// What to do with the relay.
+        #[command(subcommand)]
+        action: RelayAction,
+    },
     /// Check the configuration and exit.
     CheckConfig,
     /// Check the installation (configuration, data directory, certificates, database, disk, clock) and print fixes.
@@ -88,6 +94,14 @@ pub enum UserAction {
     },
     /// List users.
     List,
+}
+
+/// Relay administration.
+#[derive(Debug, Subcommand)]
+pub enum RelayAction {
+    /// Check the configured mailbox live (put, presigned get, list and
+    /// delete of a probe object), as the settings page does before saving.
+    Check,
 }
 
 fn env_vars() -> Vec<(String, String)> {
@@ -277,6 +291,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Command::User { action } = cli.command {
                 user_command(&cfg, action)?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Relay {
+            action: RelayAction::Check,
+        } => {
+            let cfg = load_config(&cli, None, false)?;
+            let store = open_store(&cfg)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")?;
+            let said = rt.block_on(crate::relay::check_stored(&store, &cfg.data_dir))?;
+            println!("{said}");
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig => {

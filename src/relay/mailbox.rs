@@ -97,6 +97,25 @@ impl std::fmt::Debug for Mailbox {
     }
 }
 
+/// The host requests for `settings` go to (the bucket's host when
+/// virtual-hosted), as confirmations name it.
+pub fn host_for(settings: &Settings) -> Option<String> {
+    let endpoint = Url::parse(&settings.endpoint).ok()?;
+    let style = if settings.path_style {
+        UrlStyle::Path
+    } else {
+        UrlStyle::VirtualHost
+    };
+    let bucket = Bucket::new(
+        endpoint,
+        style,
+        settings.bucket.clone(),
+        settings.region.clone(),
+    )
+    .ok()?;
+    bucket.base_url().host_str().map(str::to_owned)
+}
+
 fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;

@@ -205,12 +205,16 @@ pub fn check_form(form: SettingsForm) -> Result<(Settings, Option<String>)> {
     ))
 }
 
-/// The settings' JSON (never the secret).
-pub fn settings_json(s: Option<&Settings>, pending_deletes: i64) -> serde_json::Value {
+/// The settings' JSON (never the secret): everything for an admin; for a
+/// parent only whether relay is on and the host a shared clip goes to.
+pub fn settings_json(s: Option<&Settings>, pending_deletes: i64, admin: bool) -> serde_json::Value {
+    let host = s.and_then(mailbox::host_for);
     match s {
         None => json!({"configured": false, "pending_deletes": pending_deletes}),
+        Some(_) if !admin => json!({"configured": true, "host": host}),
         Some(s) => json!({
             "configured": true,
+            "host": host,
             "endpoint": s.endpoint,
             "region": s.region,
             "bucket": s.bucket,
@@ -259,9 +263,10 @@ async fn configured(state: &AppState) -> Result<Option<(Settings, Mailbox)>> {
     Ok(Some((settings, mb)))
 }
 
-/// The settings and the number of objects still to delete (admin).
+/// The settings and the number of objects still to delete (parents and
+/// admins; [`settings_json`] shows a parent only the host).
 pub async fn settings(state: &AppState, by: &User) -> Result<(Option<Settings>, i64)> {
-    crate::accounts::require(by, Role::Admin)?;
+    crate::accounts::require(by, Role::Parent)?;
     Ok(state
         .store
         .read(|c| {

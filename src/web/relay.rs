@@ -54,7 +54,8 @@ pub fn register(r: &mut Routes<'_>) {
 
 async fn get_settings(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
     let (s, pending) = relay::settings(&state, &caller.user).await?;
-    Ok(HttpResponse::Ok().json(relay::settings_json(s.as_ref(), pending)))
+    let admin = caller.user.role == crate::domain::Role::Admin;
+    Ok(HttpResponse::Ok().json(relay::settings_json(s.as_ref(), pending, admin)))
 }
 
 async fn put_settings(
@@ -63,7 +64,7 @@ async fn put_settings(
     Json(form): Json<SettingsForm>,
 ) -> Result<HttpResponse> {
     let s = relay::configure(&state, &caller.user, form).await?;
-    Ok(HttpResponse::Ok().json(relay::settings_json(Some(&s), 0)))
+    Ok(HttpResponse::Ok().json(relay::settings_json(Some(&s), 0, true)))
 }
 
 async fn delete_settings(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {

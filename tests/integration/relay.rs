@@ -515,6 +515,22 @@ async fn relay_settings_are_checked_live_and_refused_in_parent_words() {
     assert_eq!(std::fs::read_to_string(&path).expect("read"), garage.secret);
     // The probe object is gone again.
     assert!(garage.list().await.is_empty(), "{:?}", garage.list().await);
+    // `hearth relay check` does the same check from the command line.
+    let out = run_with_timeout(
+        std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["relay", "check", "--data-dir"])
+            .arg(hub.data_dir())
+            .env_remove("HEARTH_CONFIG"),
+        60,
+        None,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("works"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!said.contains(&garage.secret));
     let ledger = hub.ledger().await;
     let changes: Vec<_> = ledger
         .iter()
