@@ -868,7 +868,7 @@ async fn run_deletes(state: &AppState, mb: &Mailbox, now: Option<i64>) -> Result
         match res {
             Ok(()) => {
                 let host = mb.host().to_owned();
-                let ended = state
+                state
                     .store
                     .write(move |tx| {
                         store::relay::unqueue_delete(tx, &key)?;
@@ -883,10 +883,9 @@ async fn run_deletes(state: &AppState, mb: &Mailbox, now: Option<i64>) -> Result
                                 detail: format!("{key} deleted from {host}"),
                             },
                         )?;
-                        store::relay::finish_stopped(tx)
+                        store::relay::finish_stopped(tx).map(|_| ())
                     })
                     .await?;
-                let _ = ended;
             }
             Err(f) => {
                 let wait = (5i64 << d.attempts.min(12)).min(MAX_DELETE_BACKOFF_SECS);

@@ -268,13 +268,12 @@ pub fn use_slot(tx: &Connection, share_id: &str, slot: u8) -> StoreResult<()> {
 
 /// Stopping shares with no object left to delete become `ended`.
 pub fn finish_stopped(tx: &Connection) -> StoreResult<usize> {
-    Ok(tx
-        .execute(
-            "UPDATE shares SET state = 'ended' WHERE state = 'stopping'
-             AND NOT EXISTS (SELECT 1 FROM relay_deletes d WHERE d.share_id = shares.share_id)",
-            [],
-        )
-        .map_err(w)?)
+    tx.execute(
+        "UPDATE shares SET state = 'ended' WHERE state = 'stopping'
+         AND NOT EXISTS (SELECT 1 FROM relay_deletes d WHERE d.share_id = shares.share_id)",
+        [],
+    )
+    .map_err(w)
 }
 
 /// Whether a share other than `except` that is not `ended` uses `player_key`.

@@ -168,6 +168,12 @@ async function main() {
     step('household retention changed to forever and back to 30 days from the account page');
     await axe(page, '/account');
 
+    // --- the sharing page (relay off): replies, shares, the mailbox form
+    await page.goto(`${HUB}/sharing`);
+    await page.locator('[data-relay-form]').waitFor();
+    await page.waitForFunction(() => document.querySelector('[data-relay-state]').textContent.includes('off'));
+    await axe(page, '/sharing');
+
     // --- certificate help (public)
     await page.goto(`${HUB}/help/certificate`);
     await axe(page, '/help/certificate');
