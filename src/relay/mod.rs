@@ -247,8 +247,8 @@ fn relay_error(host: &str, f: &Failure) -> Error {
     Error::new(Code::RelayUnreachable, f.explain(host))
 }
 
-/// The configured mailbox, if relay is on.
-async fn configured(state: &AppState) -> Result<Option<(Settings, Mailbox)>> {
+/// The saved settings and secret, if relay is on.
+async fn saved(state: &AppState) -> Result<Option<(Settings, String)>> {
     let Some(settings) = state.store.read(store::relay::settings).await? else {
         return Ok(None);
     };
@@ -258,6 +258,14 @@ async fn configured(state: &AppState) -> Result<Option<(Settings, Mailbox)>> {
             "the relay mailbox's secret key is missing from the data directory; an admin must enter the relay settings again",
         )
     })?;
+    Ok(Some((settings, secret)))
+}
+
+/// The configured mailbox, if relay is on.
+async fn configured(state: &AppState) -> Result<Option<(Settings, Mailbox)>> {
+    let Some((settings, secret)) = saved(state).await? else {
+        return Ok(None);
+    };
     let mb =
         Mailbox::new(&settings, &secret).map_err(|e| Error::new(Code::RelayNotConfigured, e))?;
     Ok(Some((settings, mb)))
@@ -1186,9 +1194,21 @@ async fn poll_share(state: &AppState, mb: &Mailbox, s: &Share) -> Result<()> {
 
 /// The relay's background work, kept between rounds: when replies were
 /// last looked for.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Worker {
     last_poll: Option<std::time::Instant>,
+    /// The mailbox of the last round, kept while its settings and secret
+    /// stay the same (building one loads the platform's roots).
+    cached: Option<(Settings, String, std::sync::Arc<Mailbox>)>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("Worker")
+            .field("last_poll", &self.last_poll)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Worker {
@@ -1196,14 +1216,35 @@ impl Worker {
     /// due deletes, and every `poll_seconds` look for replies of live
     /// shares with free slots. Nothing happens while relay is off.
     pub async fn tick(&mut self, state: &AppState) -> Result<()> {
-        let Some((settings, mb)) = configured(state).await? else {
+        // Most rounds have nothing to do: one read, no HTTP client built.
+        let (on, live, pending) = state
+            .store
+            .read(|c| {
+                Ok((
+                    store::relay::settings(c)?.is_some(),
+                    store::relay::shares_in(c, ShareState::Live)?,
+                    store::relay::pending_deletes(c)?,
+                ))
+            })
+            .await?;
+        if !on || (live.is_empty() && pending == 0) {
+            return Ok(());
+        }
+        let Some((settings, secret)) = saved(state).await? else {
             return Ok(());
         };
+        let mb = match &self.cached {
+            Some((s, k, mb)) if *s == settings && *k == secret => mb.clone(),
+            _ => {
+                let mb = std::sync::Arc::new(
+                    Mailbox::new(&settings, &secret)
+                        .map_err(|e| Error::new(Code::RelayNotConfigured, e))?,
+                );
+                self.cached = Some((settings.clone(), secret, mb.clone()));
+                mb
+            }
+        };
         let now = state.now();
-        let live = state
-            .store
-            .read(|c| store::relay::shares_in(c, ShareState::Live))
-            .await?;
         for s in live.iter().filter(|s| s.expires_at <= now) {
             end_share(
                 state,
