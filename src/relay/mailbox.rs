@@ -153,7 +153,19 @@ impl Mailbox {
             settings.region.clone(),
         )
         .map_err(|e| format!("the endpoint and bucket do not make a URL: {e}"))?;
-        let tls = tls_config(settings.ca_cert.as_deref())?;
+        // A plain-http mailbox (loopback or home network) never does TLS:
+        // it needs no trust store, so a machine without one can still use it.
+        let tls = if endpoint.scheme() == "https" {
+            tls_config(settings.ca_cert.as_deref())?
+        } else {
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS set-up failed: {e}"))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        };
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .no_proxy()
