@@ -38,6 +38,27 @@ struct Garage {
     secret: String,
 }
 
+/// A plain HTTP client for the mailbox on loopback (rustls with ring and
+/// no roots: it never does TLS here).
+fn plain() -> reqwest::Client {
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("tls")
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .expect("client")
+}
+
+/// GET `url` with [`plain`].
+async fn fetch(url: impl reqwest::IntoUrl) -> reqwest::Response {
+    plain().get(url).send().await.expect("GET")
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -202,12 +223,7 @@ impl Garage {
         let url = bucket
             .list_objects_v2(Some(&creds))
             .sign(Duration::from_secs(60));
-        let text = reqwest::get(url)
-            .await
-            .expect("list")
-            .text()
-            .await
-            .expect("text");
+        let text = fetch(url).await.text().await.expect("text");
         rusty_s3::actions::ListObjectsV2::parse_response(&text)
             .unwrap_or_else(|e| panic!("list: {e}: {text}"))
             .contents
@@ -229,13 +245,7 @@ impl Garage {
         let url = bucket
             .get_object(Some(&creds), key)
             .sign(Duration::from_secs(60));
-        reqwest::get(url)
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("bytes")
-            .to_vec()
+        fetch(url).await.bytes().await.expect("bytes").to_vec()
     }
 }
 
@@ -344,7 +354,7 @@ impl Link {
     }
 
     async fn fetch(&self, name: &str, query: &str) -> reqwest::Response {
-        reqwest::get(self.url(name, query)).await.expect("fetch")
+        fetch(self.url(name, query)).await
     }
 
     async fn open(&self, name: &str, query: &str) -> Vec<u8> {
@@ -570,7 +580,7 @@ async fn a_shared_recording_plays_from_the_mailbox_and_a_reply_waits_for_approva
     assert_eq!(link.k.len(), 16);
 
     // The player: one HTML file named by its hash, with its own CSP.
-    let r = reqwest::get(&link.player).await.expect("player");
+    let r = fetch(&link.player).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
     let html = r.bytes().await.expect("html");
@@ -639,7 +649,7 @@ async fn a_shared_recording_plays_from_the_mailbox_and_a_reply_waits_for_approva
 
     // A reply, encrypted as the player does, into slot 1.
     let reply = rfc8188_encrypt(&link.k, &tone_wav(1.5, 16_000));
-    let r = reqwest::Client::new()
+    let r = plain()
         .put(link.url("r1", replies[0]["put"].as_str().expect("put")))
         .body(reply)
         .send()
@@ -725,11 +735,7 @@ async fn a_shared_recording_plays_from_the_mailbox_and_a_reply_waits_for_approva
         let s = link.fetch(name, &q).await.status().as_u16();
         assert!(s == 403 || s == 404, "{name}: {s}");
     }
-    let s = reqwest::get(&link.player)
-        .await
-        .expect("player")
-        .status()
-        .as_u16();
+    let s = fetch(&link.player).await.status().as_u16();
     assert!(s == 403 || s == 404, "player: {s}");
 
     let ledger = hub.ledger().await;
@@ -779,12 +785,7 @@ async fn garbage_replies_are_deleted_and_recorded_and_expiry_deletes_everything(
             m["replies"][slot - 1]["put"].as_str().expect("put"),
         );
         async move {
-            let r = reqwest::Client::new()
-                .put(url)
-                .body(body)
-                .send()
-                .await
-                .expect("put");
+            let r = plain().put(url).body(body).send().await.expect("put");
             assert!(r.status().is_success());
         }
     };
