@@ -437,6 +437,7 @@ impl Application {
         let jobs = tokio::spawn(background_jobs(state.clone()));
         // The publisher ends by itself at shutdown (it says `offline` first).
         let mqtt = tokio::spawn(crate::mqtt::run(state.clone().into_inner()));
+        let relay_jobs = tokio::spawn(relay_jobs(state.clone()));
         let relay = state
             .discovery
             .as_ref()
@@ -457,6 +458,7 @@ impl Application {
         signals.abort();
         jobs.abort();
         let _ = tokio::time::timeout(Duration::from_secs(2), mqtt).await;
+        relay_jobs.abort();
         if let Some(r) = relay {
             r.abort();
         }
@@ -538,6 +540,22 @@ pub async fn renew_server_certificate(state: &AppState) -> Option<time::OffsetDa
         Err(e) => {
             tracing::warn!(error = %e, "the certificate renewal task failed");
             None
+        }
+    }
+}
+
+/// The relay's rounds (`relay::Worker::tick`): share expiry, retried
+/// deletes, and replies looked for every `poll_seconds`. Once a second, so
+/// an expiry or a retry is never late by more than that; a round with
+/// relay off reads one row.
+async fn relay_jobs(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut worker = crate::relay::Worker::default();
+    loop {
+        tick.tick().await;
+        if let Err(e) = worker.tick(&state).await {
+            tracing::warn!(error = %e, "a relay round failed");
         }
     }
 }

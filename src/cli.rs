@@ -81,6 +81,12 @@ pub enum Command {
         #[command(subcommand)]
         action: MqttAction,
     },
+    /// The relay mailbox (RELAY.md).
+    Relay {
+        /// What to do with the relay.
+        #[command(subcommand)]
+        action: RelayAction,
+    },
     /// Check the configuration and exit.
     CheckConfig,
     /// Check the installation (configuration, data directory, certificates, database, disk, clock) and print fixes.
@@ -138,6 +144,14 @@ pub enum MqttAction {
     /// Set the broker password (read from standard input; empty removes it).
     /// It is kept in the data directory as mqtt-password, mode 0600.
     SetPassword,
+}
+
+/// Relay administration.
+#[derive(Debug, Subcommand)]
+pub enum RelayAction {
+    /// Check the configured mailbox live (put, presigned get, list and
+    /// delete of a probe object), as the settings page does before saving.
+    Check,
 }
 
 fn env_vars() -> Vec<(String, String)> {
@@ -521,6 +535,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
             }
+        }
+        Command::Relay {
+            action: RelayAction::Check,
+        } => {
+            let cfg = load_config(&cli, None, false)?;
+            let store = open_store(&cfg)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")?;
+            let said = rt.block_on(crate::relay::check_stored(&store, &cfg.data_dir))?;
+            println!("{said}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig => {
             let file = config_file(&cli);

@@ -45,6 +45,9 @@ pub enum DataFile {
     /// Space held back so a full disk still lets the hub start, sign in
     /// and delete (`store::space`).
     Reserve,
+    /// The relay mailbox's secret access key (`relay`), present while
+    /// relay is configured.
+    RelaySecret,
 }
 
 impl DataFile {
@@ -60,6 +63,7 @@ impl DataFile {
             Self::SetupCode => "setup-code",
             Self::Reserve => "reserve.bin",
             Self::MqttPassword => "mqtt-password",
+            Self::RelaySecret => "relay-secret",
         }
     }
 }
@@ -118,12 +122,13 @@ impl DataDir {
     }
 
     /// The secrets that must be [`PRIVATE_FILE_MODE`] (checked by `doctor`).
-    pub fn secret_files(&self) -> [PathBuf; 4] {
+    pub fn secret_files(&self) -> [PathBuf; 5] {
         [
             DataFile::CaKey,
             DataFile::ServerKey,
             DataFile::SetupCode,
             DataFile::MqttPassword,
+            DataFile::RelaySecret,
         ]
         .map(|f| self.path(f))
     }

@@ -131,6 +131,16 @@ pub enum Code {
     InternalError,
     /// The disk is full.
     StorageFull,
+    /// Relay settings that cannot work (RELAY.md section 1).
+    InvalidRelaySettings,
+    /// A share request out of range.
+    InvalidShare,
+    /// Sharing needs a configured relay mailbox.
+    RelayNotConfigured,
+    /// The relay mailbox could not be used; the message says why.
+    RelayUnreachable,
+    /// Shares still use the mailbox.
+    SharesLive,
 }
 
 impl Code {
@@ -193,6 +203,11 @@ impl Code {
             Self::Busy => "busy",
             Self::InternalError => "internal_error",
             Self::StorageFull => "storage_full",
+            Self::InvalidRelaySettings => "invalid_relay_settings",
+            Self::InvalidShare => "invalid_share",
+            Self::RelayNotConfigured => "relay_not_configured",
+            Self::RelayUnreachable => "relay_unreachable",
+            Self::SharesLive => "shares_live",
         }
     }
 
@@ -230,7 +245,9 @@ impl Code {
             | Self::PairingNotReady
             | Self::PairingInProgress
             | Self::LastAdmin
-            | Self::UsernameTaken => StatusCode::CONFLICT,
+            | Self::UsernameTaken
+            | Self::RelayNotConfigured
+            | Self::SharesLive => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::HttpsRequired => StatusCode::FORBIDDEN,
@@ -247,12 +264,15 @@ impl Code {
             | Self::WrongCode
             | Self::WrongPassphrase
             | Self::InvalidBackup
-            | Self::ConfirmationMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::ConfirmationMismatch
+            | Self::InvalidRelaySettings
+            | Self::InvalidShare => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidRole | Self::InvalidToys => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests | Self::TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+            Self::RelayUnreachable => StatusCode::BAD_GATEWAY,
         }
     }
 

@@ -27,6 +27,7 @@ pub mod mqtt;
 pub mod pairing;
 pub mod pki;
 pub mod qr;
+pub mod relay;
 pub mod state;
 pub mod store;
 pub mod toy;

@@ -374,16 +374,28 @@ pub async fn parent_audio(
         Some("wav") => AudioFormat::Wav,
         Some(_) => return Err(Error::new(Code::InvalidFormat, "format is ogg or wav")),
     };
-    let m = visible_message(state, by, public_id).await?;
-    let id = public_id.to_owned();
-    let ogg = state
-        .store
-        .read(move |c| store::messages::audio(c, &id))
-        .await?
-        .ok_or_else(|| Error::not_found("no such message"))?;
-    if m.direction == Direction::FromToy {
-        advance(state, &m, MessageState::Heard).await?;
-    }
+    let ogg = match visible_message(state, by, public_id).await {
+        Ok(m) => {
+            let id = public_id.to_owned();
+            let ogg = state
+                .store
+                .read(move |c| store::messages::audio(c, &id))
+                .await?
+                .ok_or_else(|| Error::not_found("no such message"))?;
+            if m.direction == Direction::FromToy {
+                advance(state, &m, MessageState::Heard).await?;
+            }
+            ogg
+        }
+        // A contact's reply awaiting approval is heard the same way, by
+        // parents and admins (a relative is told only "not found").
+        Err(e) if e.code == Code::NotFound && by.role != Role::Relative => {
+            crate::relay::reply_audio(state, by, public_id)
+                .await?
+                .ok_or(e)?
+        }
+        Err(e) => return Err(e),
+    };
     if format == AudioFormat::Ogg {
         return Ok((format, ogg));
     }

@@ -200,7 +200,7 @@
     $('[data-duration]', li).textContent = ((m.duration_ms || 0) / 1000).toFixed(1);
     $('canvas.wave', li).dataset.peaks = (m.peaks || []).join(',');
     // A relative's bubbles have no Keep or Delete.
-    for (const action of ['play', 'keep', 'delete']) {
+    for (const action of ['play', 'keep', 'share', 'delete']) {
       const b = $('[data-' + action + ']', li);
       if (b) b.setAttribute('data-' + action, m.id);
     }
@@ -287,6 +287,10 @@
         btn.disabled = false;
         if (r.ok && r.data) { updateBubble(li, r.data); status(keep ? 'Kept: it will not disappear.' : 'No longer kept.', 'ok'); }
         else status(errorText(r.data), 'error');
+      } else if (btn.dataset.share) {
+        openShare(btn.dataset.share);
+      } else if (btn.dataset.stopShare) {
+        await stopShare(btn.dataset.stopShare, btn);
       } else if (btn.dataset.delete) {
         if (!confirm('Delete this message? This cannot be undone.')) return;
         btn.disabled = true;
@@ -338,7 +342,7 @@
     toyTimeline = setupTimeline(timeline, {
       emptyId: 'no-messages',
       toy: toyId,
-      accepts: (m) => m.toy_id === toyId,
+      accepts: (m) => m.toy_id === toyId && m.direction !== 'from_contact',
     });
   }
   const newRec = $('#new-recordings');
@@ -964,6 +968,217 @@
       const r = await api('POST', '/api/v1/invites/' + encodeURIComponent(b.dataset.reissue) + '/reissue');
       if (r.ok && r.data) showInvitation(r.data);
       else status(errorText(r.data, 'A new code could not be made.'), 'error');
+  // ---- sharing outside home (relay) --------------------------------------
+  // Bubbles show their live shares; the dialog shares one message after a
+  // confirmation saying what leaves, to which host, until when.
+  const shareDialog = $('#share-dialog');
+  let relayHost = null;
+  let sharingId = null;
+  function fmtDay(iso) {
+    return new Date(iso).toLocaleDateString(undefined, { weekday: 'short', day: 'numeric', month: 'short' });
+  }
+  function markShared(shares) {
+    for (const li of $$('li.bubble')) {
+      const p = $('[data-shared]', li);
+      if (!p) continue;
+      const mine = shares.filter((x) => x.message_id === li.dataset.id && x.state === 'live');
+      p.replaceChildren();
+      p.hidden = mine.length === 0;
+      for (const x of mine) {
+        p.append('Shared with ' + x.contact + ' until ' + fmtDay(x.expires_at) + ' ',
+          el('button', { type: 'button', class: 'link', 'data-stop-share': x.share_id, text: 'Stop sharing' }), ' ');
+      }
+    }
+  }
+  async function loadShares() {
+    const r = await api('GET', '/api/v1/shares');
+    if (r.ok && r.data) { markShared(r.data.shares); return r.data.shares; }
+    return [];
+  }
+  async function stopShare(sid, btn) {
+    if (!confirm('Stop sharing? The link stops working and the copy in the mailbox is deleted.')) return;
+    if (btn) btn.disabled = true;
+    const r = await api('DELETE', '/api/v1/shares/' + encodeURIComponent(sid));
+    if (r.ok) status('Sharing stopped.', 'ok');
+    else status(errorText(r.data), 'error');
+    loadShares();
+    if (typeof loadSharing === 'function') loadSharing();
+  }
+  function shareConfirmText() {
+    const f = $('[data-share-form]', shareDialog);
+    const hours = Number(f.elements.expires_in_hours.value);
+    const until = new Date(Date.now() + hours * 3600 * 1000);
+    const who = f.elements.contact.value.trim() || 'the person you choose';
+    const n = Number(f.elements.replies.value);
+    $('[data-share-confirm]', shareDialog).textContent =
+      'This recording leaves the hub, encrypted, and is stored at ' + (relayHost || 'the family\'s mailbox') +
+      '. Whoever holds the link (meant for ' + who + ') can listen until ' + until.toLocaleString() +
+      (n ? ' and send ' + n + (n === 1 ? ' reply' : ' replies') + ', which wait for your approval.' : '.');
+  }
+  async function openShare(id) {
+    if (!shareDialog) return;
+    const r = await api('GET', '/api/v1/relay');
+    if (!r.ok || !r.data || !r.data.configured) {
+      status('Sharing outside home needs a relay mailbox: an admin sets one up on the Sharing page.', 'error');
+      return;
+    }
+    relayHost = r.data.host;
+    sharingId = id;
+    const f = $('[data-share-form]', shareDialog);
+    f.reset();
+    f.hidden = false;
+    $('[data-share-result]', shareDialog).hidden = true;
+    shareConfirmText();
+    shareDialog.showModal();
+  }
+  if (shareDialog) {
+    const f = $('[data-share-form]', shareDialog);
+    f.addEventListener('input', shareConfirmText);
+    $('[data-share-cancel]', shareDialog).addEventListener('click', () => shareDialog.close());
+    $('[data-share-done]', shareDialog).addEventListener('click', () => shareDialog.close());
+    $('[data-share-copy]', shareDialog).addEventListener('click', async () => {
+      const input = $('[data-share-link]', shareDialog);
+      try { await navigator.clipboard.writeText(input.value); status('Link copied.', 'ok'); } catch (e) {
+        input.select(); status('Select the link and copy it.', 'ok');
+      }
+    });
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const body = {
+        contact: f.elements.contact.value.trim(),
+        expires_in_hours: Number(f.elements.expires_in_hours.value),
+        replies: Number(f.elements.replies.value),
+      };
+      const title = f.elements.title.value.trim();
+      if (title) body.title = title;
+      const go = $('[data-share-go]', shareDialog);
+      go.disabled = true;
+      go.textContent = 'Encrypting and uploading…';
+      const r = await api('POST', '/api/v1/messages/' + encodeURIComponent(sharingId) + '/shares', body);
+      go.disabled = false;
+      go.textContent = 'Share';
+      if (!r.ok || !r.data) { shareDialog.close(); status(errorText(r.data, 'The message could not be shared.'), 'error'); return; }
+      f.hidden = true;
+      $('[data-share-result]', shareDialog).hidden = false;
+      $('[data-share-who]', shareDialog).textContent = body.contact;
+      $('[data-share-until]', shareDialog).textContent = new Date(r.data.expires_at).toLocaleString();
+      $('[data-share-link]', shareDialog).value = r.data.link;
+      const qr = $('[data-share-qr]', shareDialog);
+      qr.replaceChildren();
+      const svg = new DOMParser().parseFromString(r.data.qr_svg, 'image/svg+xml').documentElement;
+      if (svg && svg.nodeName === 'svg') {
+        svg.setAttribute('role', 'img');
+        svg.setAttribute('aria-label', 'QR code of the link');
+        qr.append(document.importNode(svg, true));
+      }
+      loadShares();
+    });
+  }
+  if ($('li.bubble') || $('#timeline') || $('#new-recordings')) loadShares();
+
+  // The Sharing page: replies awaiting approval, shares, the mailbox.
+  const repliesList = $('[data-replies]');
+  const sharesList = $('[data-shares]');
+  let loadSharing = null;
+  if (repliesList && sharesList) {
+    let toysCache = [];
+    loadSharing = async function () {
+      const [rr, sr, tr] = await Promise.all([api('GET', '/api/v1/replies'), api('GET', '/api/v1/shares'), api('GET', '/api/v1/toys')]);
+      if (tr.ok && tr.data) toysCache = tr.data.paired || [];
+      if (rr.ok && rr.data) {
+        repliesList.replaceChildren(...rr.data.messages.map((m) => {
+          const sel = el('select', { 'aria-label': 'Toy for the reply from ' + m.from, 'data-reply-toy': m.id },
+            ...toysCache.map((t) => el('option', { value: t.toy_id, text: t.name })));
+          if (m.toy_id) sel.value = m.toy_id;
+          return el('li', { class: 'card' },
+            el('p', {}, el('strong', { text: m.from }), ' replied · ' + ((m.duration_ms || 0) / 1000).toFixed(1) + ' s · ' + fmtTime(m.created_at)),
+            el('div', { class: 'actions' },
+              el('button', { type: 'button', 'data-reply-play': m.id, text: 'Play' }),
+              sel,
+              el('button', { type: 'button', 'data-reply-approve': m.id, text: 'Send to toy' }),
+              el('button', { type: 'button', class: 'danger', 'data-reply-discard': m.id, text: 'Discard' })));
+        }));
+        $('#no-replies').hidden = rr.data.messages.length > 0;
+      }
+      if (sr.ok && sr.data) {
+        sharesList.replaceChildren(...sr.data.shares.map((x) => {
+          const state = x.state === 'live' ? 'until ' + fmtTime(x.expires_at) : (x.state === 'stopping' ? 'stopping: deleting its copy from the mailbox' : 'ended');
+          return el('li', { class: 'card' },
+            el('p', {}, el('strong', { text: x.title }), ' for ' + x.contact + ' · ' + state),
+            x.state === 'live' ? el('p', { class: 'hint', text: x.replies_left + ' reply slot(s) left' }) : null,
+            x.state === 'live' ? el('button', { type: 'button', class: 'danger', 'data-stop-share': x.share_id, text: 'Stop sharing' }) : null);
+        }));
+        $('#no-shares').hidden = sr.data.shares.length > 0;
+      }
+    };
+    const player2 = new Audio();
+    document.addEventListener('click', async (ev) => {
+      const btn = ev.target.closest('button');
+      if (!btn) return;
+      if (btn.dataset.replyPlay) {
+        player2.src = '/api/v1/messages/' + encodeURIComponent(btn.dataset.replyPlay) + '/audio' + (wantWav ? '?format=wav' : '');
+        try { await player2.play(); } catch (e) { status('This reply could not be played.', 'error'); }
+      } else if (btn.dataset.replyApprove) {
+        const sel = $('[data-reply-toy="' + btn.dataset.replyApprove + '"]');
+        if (!sel || !sel.value) { status('Pair a toy first.', 'error'); return; }
+        btn.disabled = true;
+        const r = await api('POST', '/api/v1/messages/' + encodeURIComponent(btn.dataset.replyApprove) + '/approve', { toy_id: sel.value });
+        if (r.ok) status('Sent to the toy.', 'ok'); else status(errorText(r.data), 'error');
+        loadSharing();
+      } else if (btn.dataset.replyDiscard) {
+        if (!confirm('Discard this reply? It cannot be undone.')) return;
+        const r = await api('POST', '/api/v1/messages/' + encodeURIComponent(btn.dataset.replyDiscard) + '/discard');
+        if (r.ok) status('Reply discarded.', 'ok'); else status(errorText(r.data), 'error');
+        loadSharing();
+      } else if (btn.dataset.stopShare && sharesList.contains(btn)) {
+        await stopShare(btn.dataset.stopShare, btn);
+      }
+    });
+    onEvent('message', (m) => { if (m.direction === 'from_contact' || m.deleted) loadSharing(); });
+    loadSharing();
+  }
+  const relayForm = $('[data-relay-form]');
+  if (relayForm) {
+    const off = $('[data-relay-off]');
+    const showRelay = (v) => {
+      const st = $('[data-relay-state]');
+      if (v && v.configured) {
+        st.textContent = 'Relay is on: shared clips go to ' + v.host + '.' + (v.pending_deletes ? ' ' + v.pending_deletes + ' object(s) still to delete.' : '');
+        for (const k of ['endpoint', 'region', 'bucket', 'prefix', 'access_key_id']) relayForm.elements[k].value = v[k] || '';
+        relayForm.elements.path_style.checked = !!v.path_style;
+        relayForm.elements.ca_cert.value = v.ca_cert || '';
+        relayForm.elements.secret_access_key.required = false;
+        off.hidden = false;
+      } else {
+        st.textContent = 'Relay is off until a mailbox is set.';
+        relayForm.elements.secret_access_key.required = true;
+        off.hidden = true;
+      }
+    };
+    api('GET', '/api/v1/relay').then((r) => { if (r.ok) showRelay(r.data); });
+    relayForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const e = relayForm.elements;
+      const body = { endpoint: e.endpoint.value.trim(), region: e.region.value.trim(), bucket: e.bucket.value.trim(),
+        prefix: e.prefix.value.trim() || 'hearth/', path_style: e.path_style.checked, access_key_id: e.access_key_id.value.trim() };
+      if (e.secret_access_key.value) body.secret_access_key = e.secret_access_key.value;
+      if (e.ca_cert.value.trim()) body.ca_cert = e.ca_cert.value;
+      const btn = $('button[type="submit"]', relayForm);
+      btn.disabled = true;
+      btn.textContent = 'Checking the mailbox…';
+      const r = await api('PUT', '/api/v1/relay', body);
+      btn.disabled = false;
+      btn.textContent = 'Check and save';
+      if (r.ok) { e.secret_access_key.value = ''; status('The mailbox works; relay is on.', 'ok'); showRelay(Object.assign({ configured: true }, r.data)); }
+      else status(errorText(r.data, 'The mailbox could not be checked.'), 'error');
+    });
+    off.addEventListener('click', async () => {
+      if (!confirm('Turn relay off? Every share is stopped and its copy deleted from the mailbox.')) return;
+      off.disabled = true;
+      const r = await api('DELETE', '/api/v1/relay');
+      off.disabled = false;
+      if (r.ok) { status('Relay is off.', 'ok'); showRelay(null); relayForm.reset(); } else status(errorText(r.data), 'error');
+      if (loadSharing) loadSharing();
     });
   }
 

@@ -226,6 +226,13 @@ pub fn ogg_to_wav(ogg: &[u8]) -> Result<Vec<u8>, AudioError> {
     Ok(encode_wav(&pcm))
 }
 
+/// Stored Ogg Opus -> 16-bit PCM mono WAV at 16 kHz: the relay's WAV copy
+/// (RELAY.md section 1), a third of the size of a 48 kHz one.
+pub fn ogg_to_wav_16k(ogg: &[u8]) -> Result<Vec<u8>, AudioError> {
+    let pcm = process::resample(decode_ogg_opus(ogg)?, 16_000)?;
+    Ok(encode_wav(&pcm))
+}
+
 /// `frames` at `rate`, in milliseconds, rounded to nearest.
 fn duration_ms(frames: u64, rate: u32) -> u64 {
     if rate == 0 {

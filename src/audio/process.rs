@@ -55,6 +55,43 @@ pub(crate) fn to_opus_rate(pcm: Pcm) -> Result<Pcm, AudioError> {
     })
 }
 
+/// Returns `pcm` resampled to `rate` (as it is when already there).
+pub(crate) fn resample(pcm: Pcm, rate: u32) -> Result<Pcm, AudioError> {
+    if pcm.sample_rate == rate {
+        return Ok(pcm);
+    }
+    let fail = |e: &dyn std::fmt::Display| {
+        AudioError::invalid(format!(
+            "the audio at {} Hz could not be resampled to {rate} Hz ({e})",
+            pcm.sample_rate
+        ))
+    };
+    let n = pcm.samples.len();
+    let out_len = u64::try_from(
+        (u128::from(n as u64) * u128::from(rate) + u128::from(pcm.sample_rate) / 2)
+            / u128::from(pcm.sample_rate.max(1)),
+    )
+    .unwrap_or(0) as usize;
+    let mut resampler = Fft::<f32>::new(
+        pcm.sample_rate as usize,
+        rate as usize,
+        1024,
+        1,
+        FixedSync::Input,
+    )
+    .map_err(|e| fail(&e))?;
+    let input = InterleavedSlice::new(&pcm.samples[..], 1, n).map_err(|e| fail(&e))?;
+    let out = resampler
+        .process_all(&input, n, None)
+        .map_err(|e| fail(&e))?;
+    let mut samples = out.take_data();
+    samples.resize(out_len, 0.0);
+    Ok(Pcm {
+        sample_rate: rate,
+        samples,
+    })
+}
+
 /// Normalises integrated loudness to [`TARGET_LUFS`] with at most
 /// [`MAX_GAIN_DB`] of gain, then limits sample peaks to
 /// [`LIMITER_CEILING_DBFS`].

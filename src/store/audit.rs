@@ -89,6 +89,26 @@ actions! {
     HouseholdDeleted = "household_deleted",
     /// An admin set or removed the MQTT broker password.
     MqttPasswordSet = "mqtt_password_set",
+    /// A parent shared a message through the relay.
+    ShareCreated = "share_created",
+    /// A parent stopped a share (or turned relay off).
+    ShareStopped = "share_stopped",
+    /// A share reached its end.
+    ShareExpired = "share_expired",
+    /// An object was uploaded to the relay mailbox (detail: its size).
+    RelayUpload = "relay_upload",
+    /// An object was deleted from the relay mailbox.
+    RelayDelete = "relay_delete",
+    /// A contact's reply was fetched and awaits approval.
+    ReplyReceived = "reply_received",
+    /// A parent approved a reply to a toy.
+    ReplyApproved = "reply_approved",
+    /// A parent discarded a reply.
+    ReplyDiscarded = "reply_discarded",
+    /// A reply object that did not decrypt or validate was deleted.
+    ReplyRejected = "reply_rejected",
+    /// An admin set, changed or removed the relay mailbox (or a live check failed).
+    RelaySettingsChanged = "relay_settings_changed",
 }
 
 impl Action {

@@ -15,6 +15,7 @@ pub mod household;
 pub mod idempotency;
 pub mod members;
 pub mod messages;
+pub mod relay;
 pub mod sessions;
 pub mod snapshot;
 pub mod space;
@@ -34,6 +35,7 @@ use crate::datadir::{DataDir, DataFile};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_members.sql"),
+    include_str!("migrations/0003_relay.sql"),
 ];
 
 /// Why a store operation failed.

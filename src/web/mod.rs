@@ -17,6 +17,7 @@ pub mod members;
 pub mod messages;
 pub mod mqtt;
 pub mod pages;
+pub mod relay;
 
 use actix_web::http::Method;
 
@@ -29,6 +30,7 @@ pub fn register(r: &mut Routes<'_>) {
     data::register(r);
     mqtt::register(r);
     members::register(r);
+    relay::register(r);
     pages::register(r);
     family_pages::register(r);
     assets::register(r);

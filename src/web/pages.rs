@@ -35,6 +35,7 @@ pub fn register(r: &mut Routes<'_>) {
     r.add(Method::GET, "/toys", Access::Page, toys_page);
     r.add(Method::GET, "/toys/{toy_id}", Access::Page, toy_page);
     r.add(Method::GET, "/account", Access::Page, account_page);
+    r.add(Method::GET, "/sharing", Access::Page, sharing_page);
     r.add(Method::GET, "/help/certificate", Access::Public, cert_help);
 }
 
@@ -311,6 +312,22 @@ async fn account_page(state: web::Data<AppState>, caller: PageCaller) -> PageRes
         l,
         username: caller.0.user.username.clone(),
         role: caller.0.user.role.as_str(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "sharing.html")]
+struct SharingPage {
+    l: Layout,
+    is_admin: bool,
+}
+
+async fn sharing_page(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
+    accounts::require(&caller.0.user, crate::domain::Role::Parent)?;
+    let l = layout(&state, Some(&caller), "Sharing outside home", "sharing").await?;
+    render(&SharingPage {
+        l,
+        is_admin: caller.0.user.role == crate::domain::Role::Admin,
     })
 }
 

@@ -203,6 +203,11 @@ async function main() {
     assert(mq.password_set === true && mq.link === 'off', `MQTT password stored (got ${JSON.stringify(mq)})`);
     step('MQTT broker password saved from the Home Assistant page');
     await axe(page, '/settings/mqtt');
+    // --- the sharing page (relay off): replies, shares, the mailbox form
+    await page.goto(`${HUB}/sharing`);
+    await page.locator('[data-relay-form]').waitFor();
+    await page.waitForFunction(() => document.querySelector('[data-relay-state]').textContent.includes('off'));
+    await axe(page, '/sharing');
 
     // --- certificate help (public)
     await page.goto(`${HUB}/help/certificate`);

@@ -25,6 +25,7 @@ mod netns;
 mod pairing;
 mod prerequisites;
 mod proc_hub;
+mod relay;
 mod setup_code;
 mod skipping;
 #[path = "../support/skips.rs"]
