@@ -48,7 +48,11 @@ pub async fn erase_household(
         ));
     }
     crate::accounts::confirm_password(state, by, confirm.password).await?;
-    stop_shares_and_delete_mailbox_objects(state).await?;
+    // Nothing of the household may stay outside the home: every share is
+    // stopped and its mailbox objects deleted first, and the mailbox
+    // settings and secret removed; an unreachable mailbox stops the
+    // deletion here, before anything is deleted (`502 relay_unreachable`).
+    crate::relay::turn_off(state, by).await?;
     state.store.erase_everything().await?;
     let now = state.now();
     state
@@ -94,16 +98,6 @@ async fn replace_keys(state: &AppState) -> Result<()> {
             tracing::warn!("cannot advertise the new certificate authority yet: {e}");
         }
     }
-    Ok(())
-}
-
-/// HOOK for the relay (RELAY.md): before the household's rows go, every
-/// live share must be stopped and its objects deleted from the family's
-/// mailbox bucket, so nothing of the household stays outside the home.
-/// There is no relay in this build yet, hence nothing to stop; the relay
-/// module plugs its "stop every share and delete its mailbox objects" here,
-/// and an error from it must stop the deletion (nothing is deleted then).
-async fn stop_shares_and_delete_mailbox_objects(_state: &AppState) -> Result<()> {
     Ok(())
 }
 
