@@ -352,7 +352,11 @@ fn apply_env(fc: &mut FileConfig, env: &[(String, String)]) -> Result<(), Config
             "HEARTH_MQTT_TLS" => fc.mqtt.tls = parse_bool(name, value)?,
             "HEARTH_MQTT_CA_FILE" => fc.mqtt.ca_file = (!value.is_empty()).then(|| value.into()),
             "HEARTH_MQTT_USERNAME" => fc.mqtt.username = value.clone(),
-            other if other.starts_with("HEARTH_") && !KNOWN_NON_CONFIG_ENV.contains(&other) => {
+            other
+                if other.starts_with("HEARTH_")
+                    && !other.starts_with(TEST_ENV_PREFIX)
+                    && !KNOWN_NON_CONFIG_ENV.contains(&other) =>
+            {
                 return Err(ConfigError::Invalid(format!(
                     "unknown environment variable {other}; known ones are HEARTH_DATA_DIR, HEARTH_LISTEN, \
                      HEARTH_REDIRECT_HTTP_LISTEN, HEARTH_ALLOW_PUBLIC_CLIENTS, HEARTH_LOG, \
@@ -369,6 +373,11 @@ fn apply_env(fc: &mut FileConfig, env: &[(String, String)]) -> Result<(), Config
 
 /// `HEARTH_*` variables that are not configuration keys (read elsewhere).
 const KNOWN_NON_CONFIG_ENV: &[&str] = &["HEARTH_CONFIG"];
+
+/// Variables of the test suite (`HEARTH_TEST_REQUIRE_ALL`, set by CI for a
+/// whole `cargo test`, reaches every hub the tests start): not configuration,
+/// and never an "unknown variable".
+const TEST_ENV_PREFIX: &str = "HEARTH_TEST_";
 
 /// Parses `ADDR:PORT`. `localhost:PORT` means 127.0.0.1:PORT; other host
 /// names are refused with what to write instead (resolving them would make
@@ -734,5 +743,8 @@ mod tests {
         let bad = vec![("HEARTH_TYPO".to_owned(), "1".to_owned())];
         let e = Config::load(None, &bad, &Overrides::default()).expect_err("unknown variable");
         assert!(e.to_string().contains("HEARTH_TYPO"));
+        let test_suite = vec![("HEARTH_TEST_REQUIRE_ALL".to_owned(), "1".to_owned())];
+        Config::load(None, &test_suite, &Overrides::default())
+            .expect("the test suite's variables are not configuration");
     }
 }

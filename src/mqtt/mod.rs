@@ -418,6 +418,23 @@ async fn refresh(
     publish_states(topics, s, &hub, &toys).await
 }
 
+/// A contact's reply through the relay that now awaits a parent's
+/// approval, announced once on the shared message's toy (only the event
+/// name goes out: never the contact, the reply or its audio).
+fn reply_event(
+    memory: &mut Memory,
+    m: &serde_json::Value,
+    public_id: &str,
+) -> Option<(String, ToyEvent)> {
+    if m["direction"] != "from_contact" || m["state"] != "awaiting_approval" {
+        return None;
+    }
+    let toy = m["toy_id"].as_str()?.to_owned();
+    let event = ToyEvent::ReplyAwaitingApproval;
+    let key = format!("{}:{public_id}", event.as_str());
+    memory.announce_once(&key).then_some((toy, event))
+}
+
 /// The event a message change is, if it is one to announce.
 async fn message_event(
     state: &AppState,
@@ -480,7 +497,10 @@ async fn on_event(
             let Some(id) = m["id"].as_str() else {
                 return Ok(());
             };
-            let announced = message_event(state, memory, id).await.map_err(internal)?;
+            let announced = match reply_event(memory, &m, id) {
+                Some(reply) => Some(reply),
+                None => message_event(state, memory, id).await.map_err(internal)?,
+            };
             refresh(state, topics, s, memory, None).await?;
             if let Some((toy, e)) = announced {
                 publish_json(
@@ -646,4 +666,30 @@ pub async fn test_connection(
     Ok(check(&state.config.mqtt, &state.config.data_dir)
         .await
         .map_err(|e| e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_reply_awaiting_approval_is_announced_once_on_its_toy() {
+        let mut memory = Memory::default();
+        let reply = json!({"id": "r1", "toy_id": "bear-1", "direction": "from_contact",
+            "from": "Grandma", "state": "awaiting_approval"});
+        let (toy, event) = reply_event(&mut memory, &reply, "r1").expect("announced");
+        assert_eq!(toy, "bear-1");
+        assert_eq!(event.as_str(), "reply_awaiting_approval");
+        assert!(
+            reply_event(&mut memory, &reply, "r1").is_none(),
+            "only once"
+        );
+        let toy_message = json!({"id": "m1", "toy_id": "bear-1", "direction": "from_toy",
+            "state": "received"});
+        assert!(reply_event(&mut memory, &toy_message, "m1").is_none());
+        let unshared = json!({"id": "r2", "toy_id": null, "direction": "from_contact",
+            "state": "awaiting_approval"});
+        assert!(reply_event(&mut memory, &unshared, "r2").is_none());
+    }
 }
