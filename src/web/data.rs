@@ -77,6 +77,8 @@ async fn backup(
     caller: Caller,
     Json(body): Json<BackupBody>,
 ) -> Result<HttpResponse> {
+    // Who may ask comes before what is wrong with the request.
+    crate::accounts::require(&caller.user, Role::Admin)?;
     let passphrase = Passphrase::new_for_backup(body.passphrase)?;
     let dl = data::backup::download(&state, &caller.user, passphrase).await?;
     Ok(download(
@@ -114,6 +116,7 @@ async fn check_backup(
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> Result<HttpResponse> {
+    crate::accounts::require(&caller.user, Role::Admin)?;
     let passphrase = req
         .headers()
         .get(PASSPHRASE_HEADER)

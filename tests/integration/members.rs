@@ -306,6 +306,34 @@ const ROLE_TABLE: &[(&str, &str, Need, bool)] = &[
         false,
     ),
     ("GET", "/toy/v1/pair/{pairing_id}", Need::Public, false),
+    // Your data (issue 12).
+    ("GET", "/api/v1/export", Need::Admin, false),
+    ("POST", "/api/v1/backups", Need::Admin, false),
+    ("POST", "/api/v1/backups/check", Need::Admin, false),
+    ("DELETE", "/api/v1/household", Need::Admin, false),
+    (
+        "DELETE",
+        "/api/v1/toys/{toy_id}/messages",
+        Need::Admin,
+        false,
+    ),
+    ("GET", "/data", Need::Admin, false),
+    // Home Assistant (issue 13).
+    ("GET", "/api/v1/mqtt", Need::Admin, false),
+    ("PUT", "/api/v1/mqtt/password", Need::Admin, false),
+    ("POST", "/api/v1/mqtt/check", Need::Admin, false),
+    ("GET", "/settings/mqtt", Need::Admin, false),
+    // The relay (issue 11): relatives share nothing.
+    ("GET", "/api/v1/relay", Need::Parent, false),
+    ("PUT", "/api/v1/relay", Need::Admin, false),
+    ("DELETE", "/api/v1/relay", Need::Admin, false),
+    ("POST", "/api/v1/messages/{id}/shares", Need::Parent, false),
+    ("GET", "/api/v1/shares", Need::Parent, false),
+    ("DELETE", "/api/v1/shares/{id}", Need::Parent, false),
+    ("GET", "/api/v1/replies", Need::Parent, false),
+    ("POST", "/api/v1/messages/{id}/approve", Need::Parent, false),
+    ("POST", "/api/v1/messages/{id}/discard", Need::Parent, false),
+    ("GET", "/sharing", Need::Parent, false),
 ];
 
 /// A body that passes parsing, so the role check (in the use case, after
@@ -318,6 +346,15 @@ fn body_for(method: &str, path: &str, password: &str) -> Value {
         ("PATCH", "/api/v1/messages/{id}") => json!({"keep": true}),
         ("PATCH", "/api/v1/users/{username}") => json!({"role": "relative", "toys": []}),
         ("POST", "/api/v1/invites") => json!({"role": "relative", "toys": []}),
+        // Parsed, but refused after the role check: nothing is deleted,
+        // backed up to the mailbox or connected to.
+        ("DELETE", "/api/v1/household") => json!({"confirm": "not the name", "password": "x"}),
+        ("POST", "/api/v1/backups") => json!({"passphrase": "a long enough passphrase"}),
+        ("PUT", "/api/v1/mqtt/password") => json!({"password": ""}),
+        ("PUT", "/api/v1/relay") => json!({"endpoint": "not a url", "region": "garage",
+            "bucket": "b", "access_key_id": "k", "secret_access_key": "s"}),
+        ("POST", "/api/v1/messages/{id}/shares") => json!({"contact": "Grandma"}),
+        ("POST", "/api/v1/messages/{id}/approve") => json!({"toy_id": "bear"}),
         // The right password and a new one the rule refuses: 422, nothing changes.
         ("POST", "/api/v1/me/password") => {
             json!({"current_password": password, "new_password": "x"})
@@ -337,6 +374,7 @@ fn concrete(path: &str, toy: &str, message: &str) -> String {
         .replace("{invite_id}", "i0")
         .replace("{name}", "app.css")
         .replace("/sessions/{id}", "/sessions/999999")
+        .replace("/shares/{id}", "/shares/s0")
         .replace("/messages/{id}", &format!("/messages/{message}"))
 }
 
