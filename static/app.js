@@ -968,6 +968,8 @@
       const r = await api('POST', '/api/v1/invites/' + encodeURIComponent(b.dataset.reissue) + '/reissue');
       if (r.ok && r.data) showInvitation(r.data);
       else status(errorText(r.data, 'A new code could not be made.'), 'error');
+    });
+  }
   // ---- sharing outside home (relay) --------------------------------------
   // Bubbles show their live shares; the dialog shares one message after a
   // confirmation saying what leaves, to which host, until when.
