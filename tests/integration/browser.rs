@@ -14,7 +14,7 @@ use crate::harness::{self, Hub, TestToy};
 
 /// A 16-bit mono PCM WAV of `secs` seconds: a voice-like tone (a 180 Hz
 /// fundamental with harmonics, syllable-rate amplitude changes).
-fn speech_like_wav(rate: u32, secs: f64) -> Vec<u8> {
+pub(crate) fn speech_like_wav(rate: u32, secs: f64) -> Vec<u8> {
     let n = (f64::from(rate) * secs) as u32;
     let mut out = Vec::with_capacity(44 + n as usize * 2);
     out.extend_from_slice(b"RIFF");

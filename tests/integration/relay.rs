@@ -8,6 +8,10 @@
 //! `hkdf` and `aes-gcm` (not the hub's `relay::ece`); the clip is compared
 //! with what the hub serves, the WAV copy read with `hound`; the mailbox's
 //! contents are listed with the test's own signed requests.
+//!
+//! The player page itself runs in Chromium (`tests/browser/player.mjs`):
+//! play, record a reply from the fake microphone, send, and the parent's
+//! Sharing page shows it live.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -874,4 +878,99 @@ async fn a_hub_restarted_while_the_mailbox_is_down_finishes_the_deletes() {
     assert_eq!(garage.list().await, Vec::<String>::new());
     assert_eq!(parent.json("/api/v1/relay").await["pending_deletes"], 0);
     served.stop();
+}
+
+/// The player in a real Chromium (`tests/browser/player.mjs`): the link
+/// opens from the mailbox, the clip plays from a decrypted `blob:`, a reply
+/// of about 3 s recorded from the fake microphone is sent, the parent's
+/// Sharing page shows it live, and axe finds nothing on either page. The
+/// hub's API then holds the reply awaiting approval, with the fake
+/// microphone's sound in it.
+#[actix_web::test]
+async fn the_player_in_a_browser_plays_the_clip_and_sends_a_recorded_reply() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if let Some((why, fix)) = crate::browser::prepare(&root).await {
+        skip(&why, &fix);
+        return;
+    }
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let hub = Hub::start().await;
+    let (parent, toy, msg) = paired_with_recording(&hub).await;
+    let (s, v) = put_settings(&parent, garage.settings()).await;
+    assert_eq!(s, 200, "{v}");
+    let created = share(
+        &parent,
+        &msg,
+        json!({"contact": "Grandma", "title": "Mia sings", "replies": 1}),
+    )
+    .await;
+    let link = created["link"].as_str().expect("link").to_owned();
+
+    let files = tempfile::tempdir().expect("tempdir");
+    let wav = files.path().join("voice.wav");
+    std::fs::write(&wav, crate::browser::speech_like_wav(48_000, 3.0)).expect("wav");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg("tests/browser/player.mjs")
+        .current_dir(&root)
+        .env("LINK", &link)
+        .env("HUB_URL", hub.origin())
+        .env("USERNAME", "mum")
+        .env("PASSWORD", crate::harness::PASSWORD)
+        .env("FAKE_WAV", &wav)
+        .env("CONTACT", "Grandma")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+        .await
+        .expect("the player test finishes within 3 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "tests/browser/player.mjs failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The hub's own view: one reply from Grandma, waiting, about 3 s long.
+    let v = parent.json("/api/v1/replies").await;
+    let list = v["messages"].as_array().expect("messages");
+    assert_eq!(list.len(), 1, "{v}");
+    let reply = &list[0];
+    assert_eq!(reply["direction"], "from_contact");
+    assert_eq!(reply["from"], "Grandma");
+    assert_eq!(reply["state"], "awaiting_approval");
+    assert_eq!(reply["toy_id"], toy.toy_id.as_str());
+    let d = reply["duration_ms"].as_i64().expect("duration");
+    assert!((2500..=4500).contains(&d), "{d} ms");
+    // What the microphone heard reached the hub: not silence.
+    let id = reply["id"].as_str().expect("id");
+    let r = parent
+        .get(&format!("/api/v1/messages/{id}/audio?format=wav"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.expect("wav");
+    let mut reader = hound::WavReader::new(std::io::Cursor::new(bytes.to_vec())).expect("a WAV");
+    let samples: Vec<i32> = reader
+        .samples::<i16>()
+        .map(|s| i32::from(s.expect("sample")))
+        .collect();
+    let loud = samples.iter().filter(|s| s.abs() > 1000).count();
+    assert!(
+        loud * 4 > samples.len(),
+        "the fake microphone's voice is in the reply ({loud} of {} samples loud)",
+        samples.len()
+    );
+    assert_eq!(
+        share_state(&parent, &link_sid(&link)).await["replies_left"],
+        0
+    );
+    let acts = actions(&hub.ledger().await).join(" ");
+    assert!(acts.contains("reply_received"), "{acts}");
+}
+
+fn link_sid(link: &str) -> String {
+    parse_link(link).sid
 }
