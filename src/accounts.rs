@@ -697,11 +697,12 @@ pub async fn confirm_password(state: &AppState, user: &User, given: String) -> R
 pub fn start_over(state: &AppState) -> Result<String> {
     let dir = &state.config.data_dir;
     setup::remove(dir).map_err(|e| Error::internal(e.into()))?;
-    let (code, issued_at) = setup::load_or_create(dir).map_err(|e| Error::internal(e.into()))?;
+    // The second value is the code's age (0 for the new one made here).
+    let (code, age) = setup::load_or_create(dir).map_err(|e| Error::internal(e.into()))?;
     if let Ok(mut g) = state.accounts.setup_code.lock() {
         *g = Some(LiveCode {
             code: code.clone(),
-            issued_at,
+            issued_at: state.now() - age,
             wrong: 0,
         });
     }
