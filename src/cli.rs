@@ -200,44 +200,39 @@ pub fn init_logging(filter: &str) {
 }
 
 fn read_password(prompt: &str) -> anyhow::Result<String> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        let a = rpassword::prompt_password(prompt).context("cannot read the password")?;
-        let b = rpassword::prompt_password("Repeat it: ").context("cannot read the password")?;
-        anyhow::ensure!(a == b, "the two passwords differ; nothing was changed");
-        Ok(a)
-    } else {
-        let mut line = String::new();
-        stdin
-            .lock()
-            .read_line(&mut line)
-            .context("cannot read the password from standard input")?;
-        Ok(line.trim_end_matches(['\n', '\r']).to_owned())
-    }
+    read_secret(prompt, "password", Some("nothing was changed"))
 }
 
 /// A backup's passphrase: asked twice on a terminal when `twice`, else
 /// the first line of standard input.
 fn read_passphrase(twice: bool) -> anyhow::Result<String> {
+    if twice && std::io::stdin().is_terminal() {
+        eprintln!("Keep it safe: without this passphrase, nobody can open the backup.");
+    }
+    let repeat = twice.then_some("no backup was written");
+    read_secret("Backup passphrase: ", "passphrase", repeat)
+}
+
+/// A secret typed at the terminal without echo (twice when `repeat` says
+/// what a mismatch leaves undone), or else the first line of standard input.
+fn read_secret(prompt: &str, what: &str, repeat: Option<&str>) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        let a = rpassword::prompt_password("Backup passphrase: ")
-            .context("cannot read the passphrase")?;
-        if twice {
-            eprintln!("Keep it safe: without this passphrase, nobody can open the backup.");
-            let b =
-                rpassword::prompt_password("Repeat it: ").context("cannot read the passphrase")?;
-            anyhow::ensure!(a == b, "the two passphrases differ; no backup was written");
-        }
-        Ok(a)
-    } else {
+    if !stdin.is_terminal() {
         let mut line = String::new();
         stdin
             .lock()
             .read_line(&mut line)
-            .context("cannot read the passphrase from standard input")?;
-        Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+            .with_context(|| format!("cannot read the {what} from standard input"))?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
     }
+    let a =
+        rpassword::prompt_password(prompt).with_context(|| format!("cannot read the {what}"))?;
+    if let Some(undone) = repeat {
+        let b = rpassword::prompt_password("Repeat it: ")
+            .with_context(|| format!("cannot read the {what}"))?;
+        anyhow::ensure!(a == b, "the two {what}s differ; {undone}");
+    }
+    Ok(a)
 }
 
 fn backup_command(cfg: &Config, command: &Command) -> anyhow::Result<()> {

@@ -744,6 +744,14 @@ mod tests {
         );
     }
 
+    /// An invitation for `role` with `toys`, by the command line.
+    fn request(role: &str, toys: &[&str]) -> InviteRequest {
+        InviteRequest {
+            role: role.into(),
+            toys: toys.iter().map(|t| (*t).to_owned()).collect(),
+        }
+    }
+
     #[tokio::test]
     async fn toys_are_for_relatives_and_must_be_paired() {
         let (_dir, store) = seeded();
@@ -752,34 +760,22 @@ mod tests {
             events: None,
             now: 100,
         };
-        let req = InviteRequest {
-            role: "parent".into(),
-            toys: vec!["bear".into()],
-        };
-        let err = invite(&ctx, Actor::CommandLine, req, "https://h")
-            .await
-            .expect_err("toys for a parent");
-        assert_eq!(err.code, Code::InvalidToys);
-        let req = InviteRequest {
-            role: "relative".into(),
-            toys: vec!["bear".into()],
-        };
-        let err = invite(&ctx, Actor::CommandLine, req, "https://h")
-            .await
-            .expect_err("not paired");
-        assert_eq!(err.code, Code::InvalidToys);
-        let req = InviteRequest {
-            role: "admin".into(),
-            toys: vec![],
-        };
-        let err = invite(&ctx, Actor::CommandLine, req, "https://h")
-            .await
-            .expect_err("no admin invitations");
-        assert_eq!(err.code, Code::InvalidRole);
-        let req = InviteRequest {
-            role: "relative".into(),
-            toys: vec![],
-        };
+        for (role, toys, why, code) in [
+            (
+                "parent",
+                &["bear"][..],
+                "toys for a parent",
+                Code::InvalidToys,
+            ),
+            ("relative", &["bear"][..], "not paired", Code::InvalidToys),
+            ("admin", &[][..], "no admin invitations", Code::InvalidRole),
+        ] {
+            let err = invite(&ctx, Actor::CommandLine, request(role, toys), "https://h")
+                .await
+                .expect_err(why);
+            assert_eq!(err.code, code, "{why}");
+        }
+        let req = request("relative", &[]);
         let inv = invite(&ctx, Actor::CommandLine, req, "https://h/")
             .await
             .expect("invited");
