@@ -156,12 +156,19 @@ pub fn ingest_recording(kind: AudioKind, body: &[u8]) -> Result<Clip, AudioError
     if kind == AudioKind::Wav || body.is_empty() {
         return ingest(kind, body);
     }
-    let (pcm, head) = ogg_opus::decode(body)?;
+    // Every packet is decoded. When every packet codes at most wideband
+    // (audio up to 8 kHz, as a toy's speech usually is), at 16 kHz: the
+    // same audio for a third of the work of a 48 kHz decode for libopus,
+    // the loudness meter and the peak scan (BENCHMARKS.md (d)). Anything
+    // wider is measured at 48 kHz, so no band escapes the peak cap.
+    let rate = ogg_opus::measure_rate(body);
+    let (pcm, head, frames_48k) = ogg_opus::decode_at(body, rate)?;
     if head.channels != 1 {
+        let (pcm, head) = ogg_opus::decode(body)?;
         return ingest_pcm(pcm, head.input_sample_rate);
     }
-    let duration_ms = duration_ms(pcm.samples.len() as u64, pcm.sample_rate);
-    if too_long(pcm.samples.len() as u64, pcm.sample_rate) {
+    let duration_ms = duration_ms(frames_48k, 48_000);
+    if too_long(frames_48k, 48_000) {
         return Err(AudioError::TooLong { duration_ms });
     }
     let loudness = process::integrated_loudness(&pcm)?;

@@ -65,6 +65,17 @@ fn ogg_error(e: OggReadError) -> AudioError {
 
 /// Decodes and validates an Ogg Opus body; returns mono 48 kHz PCM and the header.
 pub(crate) fn decode(body: &[u8]) -> Result<(Pcm, Head), AudioError> {
+    decode_at(body, 48_000).map(|(pcm, head, _)| (pcm, head))
+}
+
+/// Decodes and validates an Ogg Opus body with libopus producing mono PCM
+/// at `rate` (8, 12, 16, 24 or 48 kHz: libopus then skips its upsampling,
+/// which makes a 16 kHz decode of a toy's speech far cheaper than a 48 kHz
+/// one while every packet is still decoded and checked). Returns the PCM,
+/// the header and the exact duration in 48 kHz samples (granule units).
+pub(crate) fn decode_at(body: &[u8], rate: u32) -> Result<(Pcm, Head, u64), AudioError> {
+    debug_assert!(48_000 % rate == 0, "a rate libopus decodes at");
+    let per = (48_000 / rate) as usize;
     if body.is_empty() {
         return Err(AudioError::invalid(format!("the body is empty; {SEND}")));
     }
@@ -117,12 +128,12 @@ pub(crate) fn decode(body: &[u8]) -> Result<(Pcm, Head), AudioError> {
         )));
     }
 
-    let mut decoder = Decoder::new(48_000, Channels::Mono).map_err(|e| {
+    let mut decoder = Decoder::new(rate, Channels::Mono).map_err(|e| {
         AudioError::invalid(format!("the Opus decoder could not start ({e}); {SEND}"))
     })?;
-    let pre_skip = usize::from(head.pre_skip);
-    let limit = pre_skip + MAX_SAMPLES_48K as usize;
-    let capacity = last_granule(body, serial).map_or(48_000, |gp| gp as usize);
+    let pre_skip = usize::from(head.pre_skip) / per;
+    let limit = pre_skip + MAX_SAMPLES_48K as usize / per;
+    let capacity = last_granule(body, serial).map_or(48_000, |gp| gp as usize) / per;
     let mut samples: Vec<f32> = Vec::with_capacity(capacity.min(limit + MAX_PACKET_SAMPLES));
     let mut buf = vec![0f32; MAX_PACKET_SAMPLES];
     let mut final_granule = None;
@@ -148,7 +159,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<(Pcm, Head), AudioError> {
         samples.extend_from_slice(&buf[..n.min(buf.len())]);
         if samples.len() > limit {
             return Err(AudioError::TooLong {
-                duration_ms: duration_ms((samples.len() - pre_skip) as u64, 48_000),
+                duration_ms: duration_ms((samples.len() - pre_skip) as u64, rate),
             });
         }
         if packet.last_in_page() && packet.absgp_page() != u64::MAX {
@@ -171,7 +182,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<(Pcm, Head), AudioError> {
             "the Ogg file has no granule position on any audio page; {SEND}"
         ))
     })?;
-    let decoded = samples.len() as u64;
+    let decoded = (samples.len() * per) as u64;
     if granule < u64::from(head.pre_skip) {
         return Err(AudioError::invalid(format!(
             "the final granule position ({granule}) is smaller than the pre-skip ({}); {SEND}",
@@ -184,8 +195,8 @@ pub(crate) fn decode(body: &[u8]) -> Result<(Pcm, Head), AudioError> {
         )));
     }
     // Both bounds were checked just above.
-    samples.truncate(granule as usize);
-    samples.drain(..pre_skip);
+    samples.truncate(granule as usize / per);
+    samples.drain(..pre_skip.min(samples.len()));
     if samples.is_empty() {
         return Err(AudioError::invalid(
             "the Ogg Opus file contains no audio (zero samples after pre-skip); send a recording with sound in it",
@@ -197,10 +208,11 @@ pub(crate) fn decode(body: &[u8]) -> Result<(Pcm, Head), AudioError> {
     }
     Ok((
         Pcm {
-            sample_rate: 48_000,
+            sample_rate: rate,
             samples,
         },
         head,
+        granule - u64::from(head.pre_skip),
     ))
 }
 
@@ -282,6 +294,45 @@ fn check_tags(p: &[u8]) -> Result<(), AudioError> {
         }
     }
     Ok(())
+}
+
+/// The lowest rate that holds every audio packet's coded band: 16 kHz when
+/// every packet's TOC byte (RFC 6716 section 3.1) says narrowband,
+/// medium-band or wideband (audio up to 8 kHz), 48 kHz when any packet is
+/// super-wideband or fullband, or when the stream cannot be read (the
+/// decode then says what is wrong). Reading the TOC bytes costs a pass over
+/// the pages, a small fraction of a decode.
+pub(crate) fn measure_rate(body: &[u8]) -> u32 {
+    let mut reader = PacketReader::new(Cursor::new(body));
+    let mut index = 0u64;
+    loop {
+        match reader.read_packet() {
+            Ok(Some(p)) => {
+                index += 1;
+                // Packets 1 and 2 are OpusHead and OpusTags.
+                let wide = index > 2
+                    && p.data
+                        .first()
+                        .is_some_and(|toc| coded_band_hz(*toc) > 8_000);
+                if wide {
+                    return 48_000;
+                }
+            }
+            Ok(None) => return 16_000,
+            Err(_) => return 48_000,
+        }
+    }
+}
+
+/// The audio bandwidth a packet's TOC byte announces (RFC 6716 table 2).
+fn coded_band_hz(toc: u8) -> u32 {
+    match toc >> 3 {
+        0..=3 | 16..=19 => 4_000,
+        4..=7 => 6_000,
+        8..=11 | 20..=23 => 8_000,
+        12..=13 | 24..=27 => 12_000,
+        _ => 20_000,
+    }
 }
 
 /// The granule position of the last page of stream `serial`, read from the

@@ -753,3 +753,81 @@ fn loud_recordings_are_turned_down_without_re_encoding() {
         1000
     );
 }
+
+/// The TOC configurations (RFC 6716 table 2) of a stream's audio packets,
+/// read with the `ogg` crate here rather than through the hub's reader.
+fn toc_configs(ogg: &[u8]) -> Vec<u8> {
+    let mut r = ::ogg::reading::PacketReader::new(std::io::Cursor::new(ogg));
+    let mut out = Vec::new();
+    while let Some(p) = r.read_packet().expect("ogg") {
+        if !p.data.starts_with(b"Opus") {
+            out.push(p.data[0] >> 3);
+        }
+    }
+    out
+}
+
+#[test]
+fn wideband_recordings_are_measured_at_16_khz_with_the_same_result() {
+    // A toy's speech encoded at 16 kHz: every packet codes at most
+    // wideband (configs 8-11 SILK, 20-23 CELT, or narrower).
+    let speech = speech_like(16_000, 4.0, 0.05);
+    let ogg = ogg_opus::encode(
+        &Pcm {
+            sample_rate: 16_000,
+            samples: speech,
+        },
+        16_000,
+    )
+    .expect("encode");
+    let configs = toc_configs(&ogg);
+    assert!(
+        configs.iter().all(|c| matches!(c, 0..=11 | 16..=23)),
+        "{configs:?}"
+    );
+    assert_eq!(ogg_opus::measure_rate(&ogg), 16_000);
+    let clip = ingest_recording(AudioKind::OggOpus, &ogg).expect("a valid recording");
+    assert_eq!(clip.duration_ms, 4000, "duration from the 48 kHz granules");
+    let out = decode_ogg_opus(&clip.ogg).expect("decodes");
+    assert_eq!(out.samples.len(), 4 * 48_000);
+    let after = loudness(&out);
+    let peak = peak_dbfs(&out);
+    assert!(
+        (after - TARGET_LUFS).abs() <= 1.0 || (peak - TRUE_PEAK_CAP_DBTP).abs() <= 0.3,
+        "measured at 16 kHz, right at 48 kHz: {after:.2} LUFS, peak {peak:.2} dBFS"
+    );
+    assert!(peak <= TRUE_PEAK_CAP_DBTP + 0.1, "peak {peak:.2} dBFS");
+}
+
+#[test]
+fn a_band_above_8_khz_is_measured_at_48_khz_and_stays_under_the_peak_cap() {
+    // Quiet speech with a loud 12 kHz whistle: measured at 16 kHz the
+    // whistle would vanish, the clip would be turned up by 20 dB and the
+    // whistle would clip. Fullband packets make the hub measure at 48 kHz.
+    let rate = 48_000;
+    let speech = speech_like(rate, 3.0, 0.02);
+    let samples: Vec<f32> = speech
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s + 0.5 * (std::f32::consts::TAU * 12_000.0 * i as f32 / rate as f32).sin())
+        .collect();
+    let ogg = ogg_opus::encode(
+        &Pcm {
+            sample_rate: rate,
+            samples,
+        },
+        rate,
+    )
+    .expect("encode");
+    assert!(
+        toc_configs(&ogg)
+            .iter()
+            .any(|c| matches!(c, 12..=15 | 24..=31)),
+        "the encoder codes the whistle's band"
+    );
+    assert_eq!(ogg_opus::measure_rate(&ogg), 48_000);
+    let clip = ingest_recording(AudioKind::OggOpus, &ogg).expect("a valid recording");
+    let out = decode_ogg_opus(&clip.ogg).expect("decodes");
+    let peak = peak_dbfs(&out);
+    assert!(peak <= TRUE_PEAK_CAP_DBTP + 0.1, "peak {peak:.2} dBFS");
+}
