@@ -343,14 +343,7 @@ async fn publish_all(
         remove_toy(topics, s, memory, &id).await?;
     }
     for t in &toys {
-        publish_json(
-            s,
-            &topics.toy_config(&t.toy_id),
-            &topics.toy_config_payload(t),
-            true,
-        )
-        .await?;
-        memory.configs.insert(t.toy_id.clone(), t.name.clone());
+        publish_config(topics, s, memory, t).await?;
     }
     publish_states(topics, s, &hub, &toys).await?;
     s.publish(&topics.availability(), b"online", true).await
@@ -380,6 +373,19 @@ async fn publish_states(
     .await
 }
 
+/// Publishes one toy's retained discovery config and remembers its name.
+async fn publish_config(
+    topics: &Topics,
+    s: &mut Session,
+    memory: &mut Memory,
+    t: &ToyFacts,
+) -> std::result::Result<(), MqttError> {
+    let config = topics.toy_config_payload(t);
+    publish_json(s, &topics.toy_config(&t.toy_id), &config, true).await?;
+    memory.configs.insert(t.toy_id.clone(), t.name.clone());
+    Ok(())
+}
+
 /// Empty retained configs remove the toy's device and entities from Home
 /// Assistant; its retained state is cleared too.
 async fn remove_toy(
@@ -405,14 +411,7 @@ async fn refresh(
     let (hub, toys) = facts(state).await.map_err(internal)?;
     if let Some(t) = toy_id.and_then(|id| toys.iter().find(|t| t.toy_id == id)) {
         if memory.configs.get(&t.toy_id) != Some(&t.name) {
-            publish_json(
-                s,
-                &topics.toy_config(&t.toy_id),
-                &topics.toy_config_payload(t),
-                true,
-            )
-            .await?;
-            memory.configs.insert(t.toy_id.clone(), t.name.clone());
+            publish_config(topics, s, memory, t).await?;
         }
     }
     publish_states(topics, s, &hub, &toys).await

@@ -248,6 +248,13 @@ impl Store {
 
     /// Gives free pages back to the file system (after retention deletes).
     pub async fn reclaim_space(&self) -> StoreResult<()> {
+        self.maintenance("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+            .await
+    }
+
+    /// Runs `sql` (statements outside any transaction, such as `VACUUM`
+    /// and checkpoints) on the writer connection.
+    async fn maintenance(&self, sql: &'static str) -> StoreResult<()> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let conn = inner
@@ -255,8 +262,7 @@ impl Store {
                 .lock()
                 .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
             inner.space.before_write();
-            conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
-                .map_err(StoreError::classify)
+            conn.execute_batch(sql).map_err(StoreError::classify)
         })
         .await
         .map_err(|e| StoreError::Worker(e.to_string()))?
@@ -287,20 +293,10 @@ impl Store {
     /// content is left in the file, its free pages or its WAL.
     /// (`secure_delete` already zeroes deleted content as it goes.)
     pub async fn compact_fully(&self) -> StoreResult<()> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = inner
-                .writer
-                .lock()
-                .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
-            inner.space.before_write();
-            conn.execute_batch(
-                "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
-            )
-            .map_err(StoreError::classify)
-        })
+        self.maintenance(
+            "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
+        )
         .await
-        .map_err(|e| StoreError::Worker(e.to_string()))?
     }
 
     /// Size of the database file and its WAL, in bytes.
