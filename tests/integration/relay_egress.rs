@@ -44,7 +44,8 @@ use crate::harness::{PASSWORD, Parent, Target, TestToy, eventually, have, run_wi
 use crate::messages::tone_wav;
 use crate::netns::{NetnsPair, Proc, role, self_test_command};
 use crate::relay::{
-    Garage, fetch, parse_link, plain, put_settings, record, rfc8188_encrypt, share, share_state,
+    Garage, fetch, parse_link, put_settings, record, send_reply, share, share_state, toy_inbox,
+    waiting_reply,
 };
 use crate::skips::skip;
 
@@ -406,19 +407,7 @@ async fn drive(garage: &Garage, data: &std::path::Path, hub_addr: SocketAddr, wo
         .await
         .expect("message");
     assert_eq!(r.status(), 201);
-    let inbox = || async {
-        let v: Value = toy
-            .client(&hub)
-            .get(hub.url("/toy/v1/inbox"))
-            .send()
-            .await
-            .expect("inbox")
-            .json()
-            .await
-            .expect("json");
-        v["messages"].as_array().cloned().unwrap_or_default()
-    };
-    assert_eq!(inbox().await.len(), 1);
+    assert_eq!(toy_inbox(&hub, &toy).await.len(), 1);
 
     // A mailbox typed wrong: a closed port. The only other destination.
     let mut wrong = garage.settings();
@@ -450,20 +439,15 @@ async fn drive(garage: &Garage, data: &std::path::Path, hub_addr: SocketAddr, wo
         .open("w", m["audio"]["wav"].as_str().expect("wav"))
         .await;
     assert!(wav.starts_with(b"RIFF"));
-    let r = plain()
-        .put(link.url("r1", m["replies"][0]["put"].as_str().expect("put")))
-        .body(rfc8188_encrypt(&link.k, &tone_wav(1.5, 16_000)))
-        .send()
-        .await
-        .expect("put reply");
-    assert!(r.status().is_success(), "{}", r.status());
+    send_reply(
+        &link,
+        m["replies"][0]["put"].as_str().expect("put"),
+        &tone_wav(1.5, 16_000),
+    )
+    .await;
 
     // The hub's poll fetches it; a parent approves it to the toy.
-    let waiting = eventually(60, "the reply awaiting approval", || async {
-        let v = parent.json("/api/v1/replies").await;
-        v["messages"].as_array().and_then(|l| l.first().cloned())
-    })
-    .await;
+    let waiting = waiting_reply(&parent, 60).await;
     let rid = waiting["id"].as_str().expect("id");
     let r = parent
         .post(
@@ -472,7 +456,7 @@ async fn drive(garage: &Garage, data: &std::path::Path, hub_addr: SocketAddr, wo
         )
         .await;
     assert_eq!(r.status(), 201);
-    assert_eq!(inbox().await.len(), 2);
+    assert_eq!(toy_inbox(&hub, &toy).await.len(), 2);
 
     // Stop sharing: the objects go.
     let r = parent.delete(&format!("/api/v1/shares/{}", link.sid)).await;
