@@ -51,6 +51,20 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// The cause in one stable word (`cause` of the API's error body, next
+    /// to the sentence of [`Failure::explain`]).
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::Unreachable(_) => "unreachable",
+            Self::Certificate(_) => "certificate",
+            Self::WrongKey(_) => "wrong_key",
+            Self::BucketMissing => "bucket_missing",
+            Self::ClockSkew => "clock_skew",
+            Self::Denied(_) => "denied",
+            Self::Unexpected(_) => "unexpected",
+        }
+    }
+
     /// A sentence a parent can act on, naming the endpoint.
     pub fn explain(&self, host: &str) -> String {
         match self {

@@ -243,8 +243,10 @@ async fn read_secret(path: std::path::PathBuf) -> Result<Option<String>> {
     }
 }
 
+/// `502 relay_unreachable` with the sentence for a parent and the cause in
+/// one word (`"cause": "certificate"`, …) beside the error.
 fn relay_error(host: &str, f: &Failure) -> Error {
-    Error::new(Code::RelayUnreachable, f.explain(host))
+    Error::new(Code::RelayUnreachable, f.explain(host)).with_extra("cause", json!(f.cause()))
 }
 
 /// The saved settings and secret, if relay is on.
@@ -360,7 +362,7 @@ pub async fn configure(state: &AppState, by: &User, form: SettingsForm) -> Resul
                 )
             })
             .await?;
-        return Err(Error::new(Code::RelayUnreachable, msg));
+        return Err(relay_error(mb.host(), &f));
     }
     let path = secret_path(state);
     let s = secret.clone();
@@ -969,34 +971,19 @@ pub async fn reply_audio(state: &AppState, by: &User, id: &str) -> Result<Option
 pub async fn approve(state: &AppState, by: &User, reply_id: &str, toy_id: &str) -> Result<Receipt> {
     crate::accounts::require(by, Role::Parent)?;
     let toy = crate::toys::paired_toy(state, toy_id).await?;
-    let id = reply_id.to_owned();
-    let (reply, ogg) = state
-        .store
-        .read(move |c| store::relay::reply(c, &id))
-        .await?
-        .ok_or_else(|| Error::not_found("no such reply awaiting approval"))?;
-    let now = state.now();
-    let receipt = Receipt {
-        id: hex::encode(rand::random::<[u8; 16]>()),
-        duration_ms: reply.duration_ms.max(0) as u64,
-    };
-    let (pid, actor, rid, toy_row, toy_name) = (
-        receipt.id.clone(),
-        by.username.clone(),
-        reply.public_id.clone(),
-        toy.id,
-        toy.name.clone(),
-    );
-    let approved = state
-        .store
-        .write(move |tx| {
-            if !store::relay::delete_reply(tx, &rid)? {
-                return Ok(false);
-            }
+    let pid = hex::encode(rand::random::<[u8; 16]>());
+    let (toy_row, toy_name, now) = (toy.id, toy.name.clone(), state.now());
+    let message = pid.clone();
+    let reply = take_reply(
+        state,
+        by,
+        reply_id,
+        Action::ReplyApproved,
+        move |tx, reply, ogg| {
             store::messages::insert(
                 tx,
                 &store::messages::NewMessage {
-                    public_id: &pid,
+                    public_id: &message,
                     toy: toy_row,
                     direction: Direction::ToToy,
                     sender_user: None,
@@ -1004,31 +991,21 @@ pub async fn approve(state: &AppState, by: &User, reply_id: &str, toy_id: &str) 
                     now,
                     duration_ms: reply.duration_ms,
                     peaks: &reply.peaks,
-                    audio: &ogg,
+                    audio: ogg,
                 },
             )?;
-            audit::record(
-                tx,
-                &entry(
-                    now,
-                    &actor,
-                    Action::ReplyApproved,
-                    Some(&reply.share_id),
-                    Outcome::Success,
-                    format!("reply from {} approved for {toy_name}", reply.contact),
-                ),
-            )?;
-            Ok(true)
-        })
-        .await?;
-    if !approved {
-        return Err(Error::not_found("no such reply awaiting approval"));
-    }
+            Ok(format!(
+                "reply from {} approved for {toy_name}",
+                reply.contact
+            ))
+        },
+    )
+    .await?;
     state.events.wake_toy(toy.id);
-    state.events.publish(PageEvent::MessageDeleted {
-        id: reply_id.to_owned(),
-        toy_id: None,
-    });
+    let receipt = Receipt {
+        id: pid,
+        duration_ms: reply.duration_ms.max(0) as u64,
+    };
     crate::messaging::publish(state, &receipt.id).await?;
     Ok(receipt)
 }
@@ -1036,36 +1013,59 @@ pub async fn approve(state: &AppState, by: &User, reply_id: &str, toy_id: &str) 
 /// A parent discards a reply.
 pub async fn discard(state: &AppState, by: &User, reply_id: &str) -> Result<()> {
     crate::accounts::require(by, Role::Parent)?;
+    take_reply(
+        state,
+        by,
+        reply_id,
+        Action::ReplyDiscarded,
+        |_, reply, _| Ok(format!("reply from {} discarded", reply.contact)),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Takes the reply `reply_id` off the waiting list in one transaction:
+/// `then` runs on it (approving stores it for a toy) and returns the
+/// ledger's words for `action`; the parents' pages then drop it. Not
+/// found when no such reply waits (also when another parent took it first).
+async fn take_reply(
+    state: &AppState,
+    by: &User,
+    reply_id: &str,
+    action: Action,
+    then: impl FnOnce(&rusqlite::Transaction<'_>, &Reply, &[u8]) -> store::StoreResult<String>
+    + Send
+    + 'static,
+) -> Result<Reply> {
     let (id, actor, now) = (reply_id.to_owned(), by.username.clone(), state.now());
-    let gone = state
+    let taken = state
         .store
         .write(move |tx| {
-            let Some((r, _)) = store::relay::reply(tx, &id)? else {
-                return Ok(false);
+            let Some((reply, audio)) = store::relay::reply(tx, &id)? else {
+                return Ok(None);
             };
             store::relay::delete_reply(tx, &id)?;
+            let detail = then(tx, &reply, &audio)?;
             audit::record(
                 tx,
                 &entry(
                     now,
                     &actor,
-                    Action::ReplyDiscarded,
-                    Some(&r.share_id),
+                    action,
+                    Some(&reply.share_id),
                     Outcome::Success,
-                    format!("reply from {} discarded", r.contact),
+                    detail,
                 ),
             )?;
-            Ok(true)
+            Ok(Some(reply))
         })
-        .await?;
-    if !gone {
-        return Err(Error::not_found("no such reply awaiting approval"));
-    }
+        .await?
+        .ok_or_else(|| Error::not_found("no such reply awaiting approval"))?;
     state.events.publish(PageEvent::MessageDeleted {
         id: reply_id.to_owned(),
         toy_id: None,
     });
-    Ok(())
+    Ok(taken)
 }
 
 /// Whether `id` names a reply awaiting approval.

@@ -368,6 +368,12 @@ impl Proc {
         }
     }
 
+    /// The child's process id (for `ip netns exec` children, the program's
+    /// own: `ip` replaces itself with it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Writes one line to the child's stdin.
     pub fn send(&mut self, line: &str) {
         let label = &self.label;
