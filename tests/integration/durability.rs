@@ -22,12 +22,12 @@ fn runtime() -> tokio::runtime::Runtime {
 /// How far above its pre-flood figure the hub's resident memory may stay
 /// once a flood is over: less than half of one Argon2 working memory
 /// (19 MiB), so a kept working memory fails it.
-const RSS_MARGIN_KIB: u64 = 8 * 1024;
+pub(crate) const RSS_MARGIN_KIB: u64 = 8 * 1024;
 
 /// Polls the hub's `VmRSS` until it is within [`RSS_MARGIN_KIB`] of
 /// `before_kib`, for up to `within`; returns the last figure and whether it
 /// got there.
-fn rss_returns(hub: &ProcHub, before_kib: u64, within: Duration) -> (u64, bool) {
+pub(crate) fn rss_returns(hub: &ProcHub, before_kib: u64, within: Duration) -> (u64, bool) {
     let deadline = std::time::Instant::now() + within;
     loop {
         let now = hub.status_kib("VmRSS").expect("VmRSS of the hub");
