@@ -180,12 +180,6 @@ impl Discovery {
         Ok(Discovery { inner })
     }
 
-    /// The host name the hub announces (or is about to), fully qualified
-    /// (`hearth.local.`).
-    pub fn host(&self) -> String {
-        lock(&self.inner.advert).host.clone()
-    }
-
     /// Re-advertises the hub under a new instance name (the household was
     /// renamed): a goodbye for the old name, then the new one. The host name
     /// stays.

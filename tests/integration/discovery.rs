@@ -231,6 +231,13 @@ fn discovery_over_real_mdns_in_netns() {
     }
 }
 
+/// [`start_child_with`] a real hub PKI in `pki`, then waits for `READY`.
+fn ready_child(pair: &NetnsPair, in_a: bool, name: &str, pki: &std::path::Path) -> Proc {
+    let mut p = start_child_with(pair, in_a, name, Some(pki));
+    p.wait_for("READY", |l| l == "READY");
+    p
+}
+
 /// Asks the toy for the hub until its record shows `instance`; returns the
 /// `HUB ..` line.
 fn find_instance(toy: &mut Proc, hub: &Proc, instance: &str, what: &str) -> String {
@@ -298,11 +305,8 @@ fn renames_keep_the_host_name_and_never_announce_loopback() {
         return;
     };
     let pki = tempfile::tempdir().expect("tempdir");
-    let start = |in_a: bool, name: &str| start_child_with(&pair, in_a, name, Some(pki.path()));
-    let mut hub = start(true, "hub-all");
-    hub.wait_for("READY", |l| l == "READY");
-    let mut toy = start(false, "toy");
-    toy.wait_for("READY", |l| l == "READY");
+    let mut hub = ready_child(&pair, true, "hub-all", pki.path());
+    let mut toy = ready_child(&pair, false, "toy", pki.path());
     for n in 1..=20 {
         let name = format!("Home {n}");
         hub.send(&format!("rename {name}"));
@@ -339,13 +343,9 @@ fn a_host_name_taken_on_the_network_is_certified_before_it_is_announced() {
         return;
     };
     let pki = tempfile::tempdir().expect("tempdir");
-    let start = |in_a: bool, name: &str| start_child_with(&pair, in_a, name, Some(pki.path()));
-    let mut squatter = start(false, "squatter");
-    squatter.wait_for("READY", |l| l == "READY");
-    let mut toy = start(false, "toy");
-    toy.wait_for("READY", |l| l == "READY");
-    let mut hub = start(true, "hub-all");
-    hub.wait_for("READY", |l| l == "READY");
+    let mut squatter = ready_child(&pair, false, "squatter", pki.path());
+    let mut toy = ready_child(&pair, false, "toy", pki.path());
+    let mut hub = ready_child(&pair, true, "hub-all", pki.path());
     let line = find_instance(&mut toy, &hub, "Test Home", "start");
     let (host, port, addrs) = host_port_addrs(&line);
     assert_eq!(

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::harness::{Hub, PASSWORD, TestToy};
 use crate::proc_hub::ProcHub;
 
-fn runtime() -> tokio::runtime::Runtime {
+/// A two-thread runtime for tests that drive a [`ProcHub`].
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -331,11 +331,7 @@ fn memory_returns_after_a_junk_connection_flood() {
     let log = Arc::new(std::sync::Mutex::new(String::new()));
     let hub = ProcHub::start(&dir.path().join("data"), Arc::clone(&log))
         .unwrap_or_else(|| panic!("the hub starts; log:\n{}", log.lock().expect("log")));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = crate::durability::runtime();
     // A few ordinary requests first, so that what is made once (TLS
     // session state, templates) is in the pre-flood figure.
     rt.block_on(async {
