@@ -321,6 +321,7 @@ impl Application {
         let pki = tokio::task::spawn_blocking(move || HubPki::load_or_create(&dir, &names, now))
             .await?
             .context("cannot prepare the hub's certificates")?;
+        let pki = Arc::new(pki);
         let has_admin = store.read(store::users::any_admin).await?;
         let setup_code = crate::accounts::setup_code_at_start(&data_dir, has_admin, clock.unix())
             .context("cannot write the setup-code file")?;
@@ -336,6 +337,16 @@ impl Application {
                 port,
                 ca_sha256: pki.ca_sha256(),
             };
+            // A host name the hub announces is certified first: a toy that
+            // learns `hearth-2.local` from mDNS finds it in the certificate.
+            let certify: crate::discovery::CertifyHost = {
+                let (pki, clock) = (pki.clone(), clock.clone());
+                Arc::new(move |host: &str| {
+                    pki.set_host_name(host, clock.now())
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            };
             match Discovery::start(
                 advert,
                 &DiscoveryOptions {
@@ -349,6 +360,7 @@ impl Application {
                             .collect::<Vec<_>>(),
                     ),
                 },
+                certify,
             ) {
                 Ok(d) => Some(d),
                 Err(e) => {
@@ -373,7 +385,7 @@ impl Application {
         let state = web::Data::new(AppState {
             config,
             store,
-            pki: Arc::new(pki),
+            pki,
             clock,
             events: Events::new(),
             pairings: Pairings::default(),

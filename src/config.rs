@@ -45,7 +45,9 @@ pub enum ConfigError {
 pub struct MdnsConfig {
     /// Advertise `_hearth._tcp` and browse for toys. `--no-mdns` turns it off.
     pub enabled: bool,
-    /// The hub's mDNS host name, covered by its certificate.
+    /// The hub's mDNS host name, covered by its certificate. When another
+    /// device answers for it, discovery takes `-2`, `-3`, ... and the
+    /// certificate is reissued for that name before it is announced.
     pub host_name: String,
     /// Only use these network interfaces (by name, e.g. `wlan0`); empty means
     /// the interfaces carrying `listen` when it is one specific address, and

@@ -78,11 +78,10 @@ pub struct HubPki {
     resolver: Arc<LeafResolver>,
     /// How the TLS listener checks client certificates; swapped with the CA.
     verifier: Arc<LiveClientVerifier>,
-    /// How to make the next leaf.
-    leaf: Leaf,
-    /// Held while a leaf or CA is being made, so that a renewal cannot
-    /// install a leaf of a CA that was just replaced.
-    issuing: Mutex<()>,
+    /// How to make the next leaf. Held while a leaf or CA is being made, so
+    /// that a renewal cannot install a leaf of a CA that was just replaced,
+    /// and a host name change cannot be lost to a renewal.
+    leaf: Mutex<Leaf>,
 }
 
 /// The hub CA: its key and certificate.
@@ -173,8 +172,7 @@ impl HubPki {
                 current: RwLock::new(current),
             }),
             verifier,
-            leaf,
-            issuing: Mutex::new(()),
+            leaf: Mutex::new(leaf),
         })
     }
 
@@ -186,8 +184,8 @@ impl HubPki {
     /// check client certificates against the new CA at once; nothing
     /// restarts. Blocking (writes and fsyncs files).
     pub fn replace_ca(&self, now: OffsetDateTime) -> Result<(), PkiError> {
-        let _issuing = self.issuing.lock().unwrap_or_else(PoisonError::into_inner);
-        let dir = &self.leaf.dir;
+        let spec = self.leaf.lock().unwrap_or_else(PoisonError::into_inner);
+        let dir = &spec.dir;
         let old = self.ca();
         let permitted = ca_constraints_of(old.der.as_ref())
             .ok_or_else(|| PkiError::Corrupt("ca.crt: no name constraints".into()))?;
@@ -203,7 +201,7 @@ impl HubPki {
         }
         let (key, pem) = make_ca(dir, &permitted, now)?;
         let ca = Ca::from_pem(key, pem, &DataDir::new(dir).path(DataFile::CaCert))?;
-        let (leaf, _) = self.leaf.issue(&ca.der, &ca.key, now)?;
+        let (leaf, _) = spec.issue(&ca.der, &ca.key, now)?;
         let verifier = client_verifier(&ca.der)?;
         *self.ca.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ca);
         self.resolver.set(leaf);
@@ -230,19 +228,64 @@ impl HubPki {
     /// theirs. Returns the new leaf's end when it renewed, `None` otherwise.
     /// Blocking (writes and fsyncs two files).
     pub fn renew_if_due(&self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, PkiError> {
-        let _issuing = self.issuing.lock().unwrap_or_else(PoisonError::into_inner);
+        let spec = self.leaf.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.resolver.get();
         let chain = &current.cert;
         let ca = self.ca();
         if chain
             .first()
-            .is_some_and(|l| leaf_is_current(l.as_ref(), &self.leaf.wanted, ca.der.as_ref(), now))
+            .is_some_and(|l| leaf_is_current(l.as_ref(), &spec.wanted, ca.der.as_ref(), now))
         {
             return Ok(None);
         }
-        let (fresh, not_after) = self.leaf.issue(&ca.der, &ca.key, now)?;
+        let (fresh, not_after) = spec.issue(&ca.der, &ca.key, now)?;
         self.resolver.set(fresh);
         Ok(Some(not_after))
+    }
+
+    /// Makes the server leaf cover the mDNS host name `host` (e.g.
+    /// `hearth-2.local`, a trailing dot ignored) in place of the one it was
+    /// made for: a new leaf from the same CA, stored, and presented to new
+    /// TLS connections before this returns, so the caller may announce the
+    /// name at once. Returns whether a new leaf was needed. Refuses a name
+    /// the CA may not vouch for (toys that pinned the CA would refuse the
+    /// leaf). Blocking (writes and fsyncs two files).
+    pub fn set_host_name(&self, host: &str, now: OffsetDateTime) -> Result<bool, PkiError> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let mut spec = self.leaf.lock().unwrap_or_else(PoisonError::into_inner);
+        let ca = self.ca();
+        let permits = ca_constraints_of(ca.der.as_ref())
+            .ok_or_else(|| PkiError::Corrupt("ca.crt: no name constraints".into()))?;
+        if host.is_empty() || !is_permitted(&permits, &host) {
+            return Err(PkiError::Corrupt(format!(
+                "the hub CA may not vouch for the host name {host:?}"
+            )));
+        }
+        if spec.common_name.eq_ignore_ascii_case(&host) {
+            return Ok(false);
+        }
+        let old = spec.common_name.to_ascii_lowercase();
+        let mut wanted = spec.wanted.clone();
+        wanted.remove(&old);
+        wanted.insert(host.clone());
+        let next = Leaf {
+            dir: spec.dir.clone(),
+            common_name: host,
+            wanted,
+        };
+        let (fresh, _) = next.issue(&ca.der, &ca.key, now)?;
+        self.resolver.set(fresh);
+        *spec = next;
+        Ok(true)
+    }
+
+    /// The mDNS host name the server leaf is made for (its common name).
+    pub fn host_name(&self) -> String {
+        self.leaf
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .common_name
+            .clone()
     }
 
     /// When the current server leaf ends.
@@ -986,6 +1029,36 @@ mod tests {
         let c = HubPki::load_or_create(dir.path(), &more, now()).expect("rename");
         assert_ne!(a.server_chain()[0], c.server_chain()[0]);
         assert_eq!(a.ca_sha256(), c.ca_sha256());
+    }
+
+    #[test]
+    fn a_new_host_name_gets_a_leaf_from_the_same_ca_before_the_call_returns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
+        let ca = pki.ca_der();
+        let before = pki.server_chain();
+        assert!(webpki_verify(&ca, &before, "hearth.local").is_ok());
+        assert!(webpki_verify(&ca, &before, "hearth-2.local").is_err());
+
+        assert!(pki.set_host_name("hearth-2.local.", now()).expect("rename"));
+        let after = pki.server_chain();
+        assert_eq!(pki.ca_der(), ca, "the same CA");
+        assert!(webpki_verify(&ca, &after, "hearth-2.local").is_ok());
+        assert!(webpki_verify(&ca, &after, "hearth.local").is_err());
+        assert!(webpki_verify(&ca, &after, "localhost").is_ok());
+        assert_eq!(pki.host_name(), "hearth-2.local");
+        // The same name again: nothing new.
+        assert!(!pki.set_host_name("HEARTH-2.local", now()).expect("again"));
+        assert_eq!(pki.server_chain()[0], after[0]);
+        // What was stored is what is served: a restart with the new name
+        // keeps the leaf.
+        let names2 = server_names("hearth-2.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let reloaded = HubPki::load_or_create(dir.path(), &names2, now()).expect("reload");
+        assert_eq!(reloaded.server_chain()[0], after[0]);
+        // A name the CA may not vouch for is refused and changes nothing.
+        assert!(pki.set_host_name("www.examplebank.com", now()).is_err());
+        assert_eq!(pki.server_chain()[0], after[0]);
     }
 
     #[test]

@@ -2,8 +2,6 @@
 //! `docs/api.md`: 12 to 1024 characters, not a common or breached password, not
 //! containing the username or the household name.
 
-use std::cell::RefCell;
-
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
@@ -31,25 +29,27 @@ fn current_prefix() -> String {
     format!("$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}$")
 }
 
-thread_local! {
-    /// Argon2's working memory, kept by each thread that hashes (in the hub,
-    /// the two threads of `auth::work`). Allocating 19 MiB per check left
-    /// the allocator holding more and more of it under parallel sign-ins;
-    /// reused, it stays at one block per thread.
-    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
-}
+/// The capacity asked for Argon2's working memory, in bytes: above the
+/// highest mmap threshold glibc adapts to (32 MiB on 64-bit systems, 16 MiB
+/// on 32-bit ones). An allocation that large is always its own anonymous
+/// mapping, unmapped when freed, so the 19 MiB come back to the system
+/// after every computation. A 19 MiB request alone is mapped only the first
+/// time: freeing it raises glibc's threshold above 19 MiB, the next one
+/// comes from a thread's heap and stays there (the hub kept one per
+/// password worker, 19 MiB each, after a flood of wrong passwords). Only the
+/// pages written are resident, so the extra capacity costs address space,
+/// not memory.
+const WORKING_MEMORY_CAPACITY: usize = 32 * 1024 * 1024 + 64 * 1024;
 
-/// Runs Argon2 with this thread's reused working memory.
+/// Runs Argon2 with working memory of its own, returned to the system
+/// when it ends.
 fn compute(a: &Argon2<'_>, params: &Params, pwd: &[u8], salt: &[u8], out: &mut [u8]) -> bool {
-    MEMORY.with(|m| {
-        let mut m = m.borrow_mut();
-        let n = params.block_count();
-        if m.len() < n {
-            m.resize(n, Block::default());
-        }
-        a.hash_password_into_with_memory(pwd, salt, out, &mut m[..n])
-            .is_ok()
-    })
+    let n = params.block_count();
+    let capacity = n.max(WORKING_MEMORY_CAPACITY.div_ceil(std::mem::size_of::<Block>()));
+    let mut memory: Vec<Block> = Vec::with_capacity(capacity);
+    memory.resize(n, Block::default());
+    a.hash_password_into_with_memory(pwd, salt, out, &mut memory[..n])
+        .is_ok()
 }
 
 /// Hashes a password with a fresh random salt.

@@ -3,8 +3,9 @@
 //!
 //! Each Argon2 computation holds 19 MiB. Unbounded, 60 parallel sign-ins
 //! took the hub past 1.3 GB and 86 threads, enough to kill a Pi Zero.
-//! Here at most [`WORKERS`] run at once, on threads that keep their memory
-//! for the next job, and at most [`QUEUE`] wait; beyond that the caller
+//! Here at most [`WORKERS`] run at once, each with working memory that is
+//! returned to the system when it ends (`auth::password`), and at most
+//! [`QUEUE`] wait; beyond that the caller
 //! gets [`Busy`] at once (the surfaces answer `503` with `Retry-After`).
 //! Waiting holds no thread: the caller awaits a channel.
 

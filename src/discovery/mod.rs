@@ -25,7 +25,7 @@ use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo};
 
 use crate::domain::{Hex32, Invalid, ToyId};
 
-pub use hub::Discovery;
+pub use hub::{CertifyHost, Discovery};
 pub use toy::{ToyAdvertiser, find_hub};
 pub use txt::{parse_hub_txt, parse_toy_txt};
 
@@ -154,6 +154,10 @@ pub enum DiscoveryError {
     /// The handle has been shut down.
     #[error("discovery has been shut down")]
     ShutDown,
+    /// The server certificate could not be made to cover the host name, so
+    /// the name is not announced.
+    #[error("cannot make the server certificate cover the host name: {0}")]
+    Certificate(String),
 }
 
 impl From<mdns_sd::Error> for DiscoveryError {

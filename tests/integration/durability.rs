@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::harness::{Hub, PASSWORD, TestToy};
 use crate::proc_hub::ProcHub;
 
-fn runtime() -> tokio::runtime::Runtime {
+/// A two-thread runtime for tests that drive a [`ProcHub`].
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -19,10 +20,33 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// How far above its pre-flood figure the hub's resident memory may stay
+/// once a flood is over: less than half of one Argon2 working memory
+/// (19 MiB), so a kept working memory fails it.
+pub(crate) const RSS_MARGIN_KIB: u64 = 8 * 1024;
+
+/// Polls the hub's `VmRSS` until it is within [`RSS_MARGIN_KIB`] of
+/// `before_kib`, for up to `within`; returns the last figure and whether it
+/// got there.
+pub(crate) fn rss_returns(hub: &ProcHub, before_kib: u64, within: Duration) -> (u64, bool) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let now = hub.status_kib("VmRSS").expect("VmRSS of the hub");
+        if now <= before_kib + RSS_MARGIN_KIB {
+            return (now, true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return (now, false);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// 60 parallel wrong passwords for one account: all but a handful are
-/// answered 429 (the throttle slot is taken before the Argon2 work), and
-/// the hub's peak resident memory stays under 100 MiB (at most two Argon2
-/// computations at once).
+/// answered 429 (the throttle slot is taken before the Argon2 work), the
+/// hub's peak resident memory stays under 100 MiB (at most two Argon2
+/// computations at once), and its memory returns after the flood: within
+/// [`RSS_MARGIN_KIB`] of the figure before it, within 10 s.
 #[test]
 fn parallel_wrong_passwords_are_throttled_in_bounded_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -30,8 +54,11 @@ fn parallel_wrong_passwords_are_throttled_in_bounded_memory() {
     let hub = ProcHub::start(&dir.path().join("data"), Arc::clone(&log))
         .unwrap_or_else(|| panic!("the hub starts; log:\n{}", log.lock().expect("log")));
     let rt = runtime();
+    rt.block_on(hub.setup());
+    // Setup hashed the parent's password (one Argon2 computation), so a
+    // working memory kept after use is already in this figure.
+    let before_kib = hub.status_kib("VmRSS").expect("VmRSS of the hub");
     let statuses = rt.block_on(async {
-        hub.setup().await;
         // From ten loopback addresses, so that the per-address connection
         // caps (`http::limits`) do not hide the throttle under test.
         let tasks: Vec<_> = (0..60u8)
@@ -77,11 +104,18 @@ fn parallel_wrong_passwords_are_throttled_in_bounded_memory() {
         "peak RSS {} MiB (threads now: {threads})",
         peak_kib / 1024
     );
+    let (after_kib, returned) = rss_returns(&hub, before_kib, Duration::from_secs(10));
     eprintln!(
-        "60 parallel wrong passwords: {} x 401, {} x 429; peak RSS {} MiB",
+        "60 parallel wrong passwords: {} x 401, {} x 429; RSS before {} KiB, peak {} KiB, after {} KiB",
         count(401),
         count(429),
-        peak_kib / 1024
+        before_kib,
+        peak_kib,
+        after_kib
+    );
+    assert!(
+        returned,
+        "memory did not return after the flood: RSS {before_kib} KiB before, {after_kib} KiB 10 s after (margin {RSS_MARGIN_KIB} KiB)"
     );
 }
 

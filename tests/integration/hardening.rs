@@ -12,6 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
 use crate::harness::{Hub, TestToy, client, tls_config};
+use crate::proc_hub::ProcHub;
 
 /// Starts another hub on an existing data directory (a restart after an
 /// upgrade or a configuration change). Returns its port and its CA PEM.
@@ -308,6 +309,79 @@ async fn a_flood_from_one_address_leaves_parents_and_toys_answered_within_a_seco
     for t in slow {
         let _ = t.join();
     }
+}
+
+/// The junk-connection flood against a real `hearth` process: 600 idle TCP
+/// connections, 100 handshakes stalled after a TLS record header and 40
+/// slow bodies from one address, held for 3 s and dropped; the hub's
+/// resident memory comes back within `durability::RSS_MARGIN_KIB` of its
+/// pre-flood figure within 10 s.
+#[test]
+fn memory_returns_after_a_junk_connection_flood() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    let limit = raise_nofile();
+    if limit < 4096 {
+        println!("skipped: the open-file limit is {limit}, the flood needs 4096");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let hub = ProcHub::start(&dir.path().join("data"), Arc::clone(&log))
+        .unwrap_or_else(|| panic!("the hub starts; log:\n{}", log.lock().expect("log")));
+    let rt = crate::durability::runtime();
+    // A few ordinary requests first, so that what is made once (TLS
+    // session state, templates) is in the pre-flood figure.
+    rt.block_on(async {
+        for _ in 0..5 {
+            let r = hub
+                .anon()
+                .get(hub.url("/login"))
+                .send()
+                .await
+                .expect("page");
+            // Before setup the page sends the visitor to /setup.
+            assert_eq!(r.status(), 303);
+        }
+    });
+    let before_kib = hub.status_kib("VmRSS").expect("VmRSS of the hub");
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow = rt.block_on(async {
+        let mut slow = Vec::new();
+        for _ in 0..40 {
+            slow.push(slow_body(hub.port, stop.clone()).await);
+        }
+        let mut junk = Vec::new();
+        for _ in 0..600 {
+            junk.extend(junk_connection(hub.port).await);
+        }
+        for _ in 0..100 {
+            if let Some(mut s) = junk_connection(hub.port).await {
+                let _ = s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await;
+                junk.push(s);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(junk);
+        slow
+    });
+    let during_kib = hub.status_kib("VmHWM").expect("VmHWM of the hub");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in slow {
+        let _ = t.join();
+    }
+    let (after_kib, returned) =
+        crate::durability::rss_returns(&hub, before_kib, Duration::from_secs(10));
+    println!(
+        "junk flood: RSS before {before_kib} KiB, peak {during_kib} KiB, after {after_kib} KiB"
+    );
+    assert!(
+        returned,
+        "memory did not return after the junk flood: RSS {before_kib} KiB before, {after_kib} KiB 10 s after (margin {} KiB)",
+        crate::durability::RSS_MARGIN_KIB
+    );
 }
 
 #[actix_web::test]
