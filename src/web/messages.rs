@@ -45,6 +45,9 @@ async fn send(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let toy = messaging::recipient(&state, &caller.user, &path).await?;
+    // Whether the toy is online as the message is stored, so the page can
+    // say when it will be heard.
+    let online = crate::toys::status_of(&state, toy.clone(), state.now()).online;
     let kind = http::audio_kind(&req)?;
     let key = http::idempotency_key(&req)?;
     let body = read_body(&req, payload, PARENT_LIMIT).await?;
@@ -61,9 +64,10 @@ async fn send(
         },
     )
     .await?;
+    let answer = |r: messaging::Receipt| json!({"id": r.id, "duration_ms": r.duration_ms, "toy_online": online});
     Ok(match stored {
-        Stored::New(r) => HttpResponse::Created().json(r),
-        Stored::Replayed(r) => HttpResponse::Ok().json(r),
+        Stored::New(r) => HttpResponse::Created().json(answer(r)),
+        Stored::Replayed(r) => HttpResponse::Ok().json(answer(r)),
     })
 }
 
