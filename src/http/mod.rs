@@ -160,6 +160,16 @@ pub fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, Erro
     }
 }
 
+/// Whether a request for a message's audio takes it (`GET`) or only looks
+/// (`HEAD`, which must change nothing).
+pub fn fetch_of(req: &HttpRequest) -> crate::messaging::Fetch {
+    if req.method() == Method::HEAD {
+        crate::messaging::Fetch::Look
+    } else {
+        crate::messaging::Fetch::Take
+    }
+}
+
 /// The answer to a `HEAD` with a streamed body (the events stream): the
 /// same status and headers as the `GET`, and the stream ended at once, so
 /// the connection is free again. (For a body of known size actix already

@@ -103,11 +103,13 @@ struct AudioQuery {
 async fn audio(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<String>,
     q: web::Query<AudioQuery>,
 ) -> Result<HttpResponse> {
+    let fetch = http::fetch_of(&req);
     let (format, bytes) =
-        messaging::parent_audio(&state, &caller.user, &path, q.format.as_deref()).await?;
+        messaging::parent_audio(&state, &caller.user, &path, q.format.as_deref(), fetch).await?;
     let content_type = match format {
         AudioFormat::Ogg => "audio/ogg",
         AudioFormat::Wav => "audio/wav",

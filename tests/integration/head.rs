@@ -4,7 +4,9 @@
 //! a body after a `HEAD`), as the caller the route is for (a signed-in
 //! browser, or the toy with its certificate), and must answer the `HEAD`
 //! with the `GET`'s status and headers and not one byte of body, ending the
-//! answer (the events stream included) so the connection closes.
+//! answer (the events stream included) so the connection closes. A `HEAD`
+//! changes nothing: a message's audio asked for with `HEAD` is neither
+//! delivered nor heard.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -202,6 +204,78 @@ async fn every_get_route_answers_head_with_the_same_head_and_no_body() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+    // HEAD changes nothing: a toy's HEAD on its message's audio leaves it
+    // queued, a parent's HEAD on a recording leaves it new; the GETs then
+    // move them on (the positive control).
+    let r = parent
+        .client
+        .post(hub.url("/api/v1/toys/bear-head/messages"))
+        .bearer_auth(&parent.token)
+        .header("content-type", "audio/wav")
+        .body(crate::browser::speech_like_wav(16_000, 1.0))
+        .send()
+        .await
+        .expect("send");
+    let fresh = r.json::<serde_json::Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = toy
+        .client(&hub)
+        .post(hub.url("/toy/v1/recordings"))
+        .header("content-type", "audio/wav")
+        .header("idempotency-key", "head-1")
+        .body(crate::browser::speech_like_wav(16_000, 1.0))
+        .send()
+        .await
+        .expect("recording");
+    assert_eq!(r.status(), 201);
+    let recording = r.json::<serde_json::Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let state_of = |id: String| {
+        let parent = &parent;
+        async move {
+            let list = parent.json("/api/v1/messages?toy=bear-head").await;
+            list["messages"]
+                .as_array()
+                .expect("messages")
+                .iter()
+                .find(|m| m["id"] == id.as_str())
+                .map(|m| m["state"].as_str().unwrap_or_default().to_owned())
+                .expect("listed")
+        }
+    };
+    let port = hub.port;
+    let toy_path = format!("/toy/v1/messages/{fresh}/audio");
+    let parent_path = format!("/api/v1/messages/{recording}/audio");
+    for method in ["HEAD", "GET"] {
+        let (t, b, c) = (as_toy.clone(), browser.clone(), cookie.clone());
+        let (tp, pp) = (toy_path.clone(), parent_path.clone());
+        let (to_toy, by_parent) = tokio::task::spawn_blocking(move || {
+            (
+                exchange(t, port, method, &tp, ""),
+                exchange(b, port, method, &pp, &format!("Cookie: {c}\r\n")),
+            )
+        })
+        .await
+        .expect("exchange");
+        assert_eq!(to_toy.status, "HTTP/1.1 200 OK");
+        assert_eq!(by_parent.status, "HTTP/1.1 200 OK");
+        let want = match method {
+            "HEAD" => ("queued", "received"),
+            _ => ("delivered", "heard"),
+        };
+        assert_eq!(
+            (
+                state_of(fresh.clone()).await.as_str(),
+                state_of(recording.clone()).await.as_str()
+            ),
+            want,
+            "after {method}"
+        );
+    }
     // The walk reached real answers, not only errors.
     for path in [
         "/static/app.css",
