@@ -352,6 +352,17 @@ pub async fn conversation(state: &AppState, toy: &Toy) -> Result<(Vec<Message>, 
     Ok((msgs, retention_days(state).await?))
 }
 
+/// What fetching a message's audio means: a `GET` takes it (the message is
+/// then *delivered* or *heard*), a `HEAD` only looks (HTTP's `HEAD` is
+/// safe: it changes nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// The audio is taken: the message moves on.
+    Take,
+    /// Only its headers are asked for: the message stays as it is.
+    Look,
+}
+
 /// The two forms a parent can fetch audio in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AudioFormat {
@@ -368,6 +379,7 @@ pub async fn parent_audio(
     by: &User,
     public_id: &str,
     format: Option<&str>,
+    fetch: Fetch,
 ) -> Result<(AudioFormat, Vec<u8>)> {
     let format = match format {
         None | Some("ogg") => AudioFormat::Ogg,
@@ -382,7 +394,7 @@ pub async fn parent_audio(
                 .read(move |c| store::messages::audio(c, &id))
                 .await?
                 .ok_or_else(|| Error::not_found("no such message"))?;
-            if m.direction == Direction::FromToy {
+            if m.direction == Direction::FromToy && fetch == Fetch::Take {
                 advance(state, &m, MessageState::Heard).await?;
             }
             ogg
@@ -424,7 +436,12 @@ async fn own_message(state: &AppState, toy: &Toy, public_id: &str) -> Result<Mes
 }
 
 /// A toy downloads a message for it: the message is then *delivered*.
-pub async fn toy_audio(state: &AppState, toy: &Toy, public_id: &str) -> Result<Vec<u8>> {
+pub async fn toy_audio(
+    state: &AppState,
+    toy: &Toy,
+    public_id: &str,
+    fetch: Fetch,
+) -> Result<Vec<u8>> {
     let m = own_message(state, toy, public_id).await?;
     let id = m.public_id.clone();
     let ogg = state
@@ -432,7 +449,9 @@ pub async fn toy_audio(state: &AppState, toy: &Toy, public_id: &str) -> Result<V
         .read(move |c| store::messages::audio(c, &id))
         .await?
         .ok_or_else(|| Error::not_found("no such message for this toy"))?;
-    advance(state, &m, MessageState::Delivered).await?;
+    if fetch == Fetch::Take {
+        advance(state, &m, MessageState::Delivered).await?;
+    }
     Ok(ogg)
 }
 

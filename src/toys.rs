@@ -18,6 +18,7 @@ use crate::events::{PageEvent, ToyChange};
 use crate::pairing::{PairError, Pairing, Request};
 use crate::state::AppState;
 use crate::store::audit::{self, Action, AuditEntry, Outcome};
+use crate::store::messages::Message;
 use crate::store::toys::Toy;
 use crate::store::users::User;
 use crate::store::{self};
@@ -145,6 +146,99 @@ pub async fn paired_toy(state: &AppState, toy_id: &str) -> Result<Toy> {
 pub async fn status(state: &AppState, by: &User, toy_id: &str) -> Result<ToyStatus> {
     let toy = crate::family::visible_toy(state, by, toy_id).await?;
     Ok(status_of(state, toy, state.now()))
+}
+
+/// A removed toy as its family knew it, with what is left of its
+/// conversation: its messages stay until retention takes them (kept ones
+/// until a parent deletes them), so its page explains and lists them
+/// instead of answering `404`.
+#[derive(Debug, Clone)]
+pub struct RemovedToy {
+    /// The toy id the family knew it by (without a `#row` suffix).
+    pub toy_id: String,
+    /// Its newest removed row (name, when it was removed).
+    pub toy: Toy,
+    /// Its messages (every removed row of that id), oldest first, at most 100.
+    pub messages: Vec<Message>,
+}
+
+/// The toy id a removed row was known by (without its `#row` suffix).
+pub fn base_id(t: &Toy) -> String {
+    t.toy_id
+        .as_str()
+        .split('#')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The removed toy `toy_id` with its remaining messages, when it is not
+/// paired now and `by` may see it (a relative: one granted to them); `404`
+/// otherwise, as for a toy that never existed.
+pub async fn removed(state: &AppState, by: &User, toy_id: &str) -> Result<RemovedToy> {
+    let id = ToyId::parse(toy_id).map_err(|_| Error::not_found("no such toy"))?;
+    let scope = crate::family::scope(&state.store, by).await?;
+    let found = state
+        .store
+        .read(move |c| {
+            if store::toys::by_toy_id(c, &id)?.is_some_and(|t| t.removed_at.is_none()) {
+                return Ok(None);
+            }
+            let rows = store::toys::removed_rows(c, Some(&id))?;
+            let mut messages = Vec::new();
+            for r in &rows {
+                messages.extend(store::messages::list(c, Some(r.id), None, 100)?);
+            }
+            Ok(Some((rows, messages)))
+        })
+        .await?;
+    let Some((rows, mut messages)) = found else {
+        return Err(Error::not_found("no such toy"));
+    };
+    let rows: Vec<Toy> = rows.into_iter().filter(|r| scope.sees(r.id)).collect();
+    messages.retain(|m| scope.sees(m.toy));
+    messages.sort_by_key(|m| (m.created_at, m.rowid));
+    let skip = messages.len().saturating_sub(100);
+    messages.drain(..skip);
+    let toy = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::not_found("no such toy"))?;
+    Ok(RemovedToy {
+        toy_id: base_id(&toy),
+        toy,
+        messages,
+    })
+}
+
+/// The removed toys `by` may see that still have messages, newest removal
+/// first, one per toy id (and none that is paired again).
+pub async fn removed_with_messages(state: &AppState, by: &User) -> Result<Vec<Toy>> {
+    let scope = crate::family::scope(&state.store, by).await?;
+    let rows = state
+        .store
+        .read(move |c| {
+            let paired: HashSet<String> = store::toys::list_paired(c)?
+                .into_iter()
+                .map(|t| t.toy_id.to_string())
+                .collect();
+            let mut seen = HashSet::new();
+            let mut out = Vec::new();
+            for r in store::toys::removed_rows(c, None)? {
+                let base = base_id(&r);
+                if paired.contains(&base) || seen.contains(&base) {
+                    continue;
+                }
+                if store::messages::list(c, Some(r.id), None, 1)?.is_empty() {
+                    continue;
+                }
+                seen.insert(base);
+                out.push(r);
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(rows.into_iter().filter(|r| scope.sees(r.id)).collect())
 }
 
 /// A parent renames a toy (`child` is not available yet).

@@ -10,6 +10,7 @@
   const csrfMeta = $('meta[name="csrf-token"]');
   const CSRF = csrfMeta ? csrfMeta.content : '';
   const MAX_SECONDS = 120;
+  const AUDIO_START_MS = 5000;
 
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
@@ -27,16 +28,70 @@
     return e;
   }
 
-  // ---- status line -------------------------------------------------------
-  let statusTimer = null;
-  function status(msg, kind) {
-    const s = $('#status');
-    if (!s) return;
-    s.textContent = msg || '';
-    s.classList.toggle('is-error', kind === 'error');
-    s.classList.toggle('is-ok', kind === 'ok');
-    clearTimeout(statusTimer);
-    if (msg && kind !== 'error') statusTimer = setTimeout(() => { s.textContent = ''; }, 8000);
+  // ---- status messages ---------------------------------------------------
+  // A message appears next to the control that caused it (on a phone the
+  // top of the page may be far out of view), in a live region so screen
+  // readers announce it. News that no control caused (a live event) uses
+  // the page's #status line. `near` is the control; left out, it is the
+  // control the user last used (within a minute); null means #status.
+  let lastControl = null;
+  let lastControlAt = 0;
+  for (const type of ['click', 'submit', 'change', 'keydown']) {
+    document.addEventListener(type, (ev) => {
+      if (type === 'keydown' && ev.key !== 'Enter' && ev.key !== ' ') return;
+      const c = ev.target && ev.target.closest && ev.target.closest('button, input, select, textarea, form');
+      if (c) { lastControl = c; lastControlAt = Date.now(); }
+    }, true);
+  }
+  function statusSpot(near) {
+    const anchor = near.closest('[data-status-anchor]') || near.closest('form') || near.closest('.actions') || near;
+    const next = anchor.nextElementSibling;
+    if (next && next.classList.contains('local-status')) return { spot: next, fresh: false };
+    const spot = el('p', { class: 'status local-status', role: 'status', 'aria-live': 'polite' });
+    anchor.after(spot);
+    return { spot, fresh: true };
+  }
+  const statusTimers = new Map();
+  let shownSpot = null;
+  // The page may move under a message just shown (a new bubble, a preview
+  // gone): bring it back into view, no further than needed.
+  function keepStatusInView() {
+    if (shownSpot && shownSpot.isConnected && shownSpot.textContent && shownSpot.scrollIntoView) {
+      shownSpot.scrollIntoView({ block: 'nearest' });
+    }
+  }
+  function status(msg, kind, near) {
+    if (near === undefined) {
+      near = lastControl && Date.now() - lastControlAt < 60000 ? lastControl : null;
+    }
+    if (near && !near.isConnected) near = null;
+    const global = $('#status');
+    const { spot, fresh } = near ? statusSpot(near) : { spot: global, fresh: false };
+    if (!spot) return;
+    // One message at a time: the others are cleared.
+    for (const o of $$('.status')) {
+      if (o === spot) continue;
+      o.textContent = '';
+      o.classList.remove('is-error', 'is-ok');
+    }
+    const show = () => {
+      spot.textContent = msg || '';
+      spot.classList.toggle('is-error', kind === 'error');
+      spot.classList.toggle('is-ok', kind === 'ok');
+      spot.setAttribute('aria-live', kind === 'error' ? 'assertive' : 'polite');
+      // The page may have moved under it (a new bubble, a preview gone):
+      // bring it into view, no further than needed.
+      shownSpot = msg && spot !== global ? spot : null;
+      keepStatusInView();
+    };
+    // A live region added to the page is announced only when it changes
+    // after it is there.
+    if (fresh) setTimeout(show, 50); else show();
+    clearTimeout(statusTimers.get(spot));
+    if (msg && kind !== 'error') statusTimers.set(spot, setTimeout(() => {
+      spot.textContent = '';
+      if (shownSpot === spot) shownSpot = null;
+    }, 8000));
   }
 
   function errorText(data, fallback) {
@@ -143,7 +198,13 @@
     span.classList.toggle('played', state === 'played');
   }
 
+  // A message's state only moves forward (queued, delivered, played; for a
+  // recording received, heard): an answer fetched before a change must not
+  // undo the change an event already showed.
+  const RANK = { queued: 1, delivered: 2, played: 3, received: 1, heard: 2 };
   function setBubbleState(li, state) {
+    const was = li.dataset.state;
+    if (was && RANK[was] && RANK[state] && RANK[state] < RANK[was]) return;
     li.dataset.state = state;
     renderTicks(li, state);
     const badge = $('.badge.new', li);
@@ -298,7 +359,7 @@
         if (r.ok || r.status === 404) {
           if (li) li.remove();
           syncEmpty(list);
-          status('Message deleted.', 'ok');
+          status('Message deleted.', 'ok', list);
         } else {
           btn.disabled = false;
           status(errorText(r.data), 'error');
@@ -319,9 +380,10 @@
       if (li) { updateBubble(li, m); return; }
       li = buildBubble(m);
       if (opts.newestFirst) list.prepend(li); else list.append(li);
+      keepStatusInView();
       drawWave($('canvas.wave', li));
       syncEmpty(list);
-      if (m.direction === 'from_toy') status('New recording from ' + (m.from || 'a toy') + '.', 'ok');
+      if (m.direction === 'from_toy') status('New recording from ' + (m.from || 'a toy') + '.', 'ok', null);
     }
     onEvent('message', upsert);
     async function refresh() {
@@ -374,6 +436,42 @@
       } else status(errorText(r.data), 'error');
     });
   }
+  // Another page (or another parent) removed this toy: the page stops
+  // offering to record for it and says where its messages stay.
+  if (timeline && !timeline.hasAttribute('data-removed')) {
+    const toyId = timeline.dataset.toy;
+    let removed = false;
+    onEvent('toy', (d) => {
+      if (!d || d.toy_id !== toyId || removed) return;
+      const badge = $('[data-toy-badge]');
+      if (d.change === 'removed') {
+        removed = true;
+        const recorder = $('[data-recorder]');
+        const name = (recorder && recorder.dataset.toyName) || 'This toy';
+        if (recorder) { recorder.dispatchEvent(new Event('hearth:removed')); recorder.hidden = true; }
+        const manage = $('[data-manage]');
+        if (manage) manage.hidden = true;
+        if (badge) { badge.textContent = 'removed'; badge.className = 'badge off'; }
+        const note = $('[data-removed-note]');
+        if (note) {
+          note.hidden = false;
+          note.textContent = name + ' was removed from this hub: it can no longer send or receive messages. '
+            + 'Its messages stay here until they expire; kept ones stay until you delete them.';
+        }
+      } else if (badge && (d.change === 'online' || d.change === 'offline')) {
+        badge.textContent = d.change;
+        badge.className = 'badge ' + (d.change === 'online' ? 'on' : 'off');
+      }
+    });
+  }
+  // The home page's toy cards leave when a toy is removed.
+  const homeToys = $('#home-toys');
+  if (homeToys) {
+    onEvent('toy', (d) => {
+      if (!d || d.change !== 'removed' || !d.toy_id) return;
+      for (const li of $$('li[data-toy]', homeToys)) if (li.dataset.toy === d.toy_id) li.remove();
+    });
+  }
   const removeBtn = $('[data-remove]');
   if (removeBtn) {
     removeBtn.addEventListener('click', async () => {
@@ -410,9 +508,21 @@
     return new Blob([buf], { type: 'audio/wav' });
   }
 
+  // The one rounding rule for a clip's length in m:ss: to the nearest
+  // second, as the browsers' players show it (3.5 s reads 0:04 in both).
   function fmtSecs(s) {
-    s = Math.floor(s);
+    s = Math.round(s);
     return Math.floor(s / 60) + ':' + String(s % 60).padStart(2, '0');
+  }
+  // The elapsed time while recording counts whole seconds done.
+  function fmtElapsed(s) {
+    return fmtSecs(Math.floor(s));
+  }
+  // Resolves with `p`, or rejects after `ms` with `why`.
+  function within(p, ms, why) {
+    let t;
+    return Promise.race([p, new Promise((_, reject) => { t = setTimeout(() => reject(new Error(why)), ms); })])
+      .finally(() => clearTimeout(t));
   }
 
   const rec = $('[data-recorder]');
@@ -425,6 +535,7 @@
     const discardBtn = $('[data-discard]', rec);
     const progress = $('[data-progress]', rec);
     const fileInput = $('[data-upload]', rec);
+    const toyName = rec.dataset.toyName || 'The toy';
     let session = null; // {stream, ctx, node, chunks, samples, rate, timer}
     let clip = null; // {blob, url, key, type}
     let uploading = false;
@@ -442,6 +553,7 @@
       }
       sendBtn.disabled = !c || uploading;
       discardBtn.disabled = !c || uploading;
+      discardBtn.textContent = c && c.file ? 'Cancel' : 'Discard';
     }
 
     async function start() {
@@ -450,18 +562,24 @@
         return;
       }
       setClip(null);
+      timeEl.textContent = '';
       recBtn.disabled = true;
       let stream;
       try {
         stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
       } catch (e) {
         recBtn.disabled = false;
-        status('The microphone is not available: allow it in the browser settings, or send a file.', 'error');
+        status('The microphone is not available: allow it in the browser settings, or send a file.', 'error', recBtn);
         return;
       }
+      let ctx = null;
       try {
-        const ctx = new AudioContext();
-        await ctx.audioWorklet.addModule('/static/recorder-worklet.js');
+        ctx = new AudioContext();
+        // An audio context may never start (Firefox on a machine with no
+        // sound output): give up after a few seconds and say so, rather
+        // than leave Record waiting for ever.
+        const NO_AUDIO = 'this device\'s sound system did not start (is a speaker or headphones connected?)';
+        await within(ctx.audioWorklet.addModule('/static/recorder-worklet.js'), AUDIO_START_MS, NO_AUDIO);
         const src = ctx.createMediaStreamSource(stream);
         const node = new AudioWorkletNode(ctx, 'hearth-recorder', { numberOfOutputs: 1 });
         const s = { stream, ctx, node, src, chunks: [], samples: 0, rate: ctx.sampleRate, timer: null };
@@ -473,17 +591,18 @@
         };
         src.connect(node);
         node.connect(ctx.destination); // silent: the worklet writes no output
-        if (ctx.state === 'suspended') await ctx.resume();
+        if (ctx.state === 'suspended') await within(ctx.resume(), AUDIO_START_MS, NO_AUDIO);
         session = s;
         s.timer = setInterval(tick, 200);
         recBtn.classList.add('recording');
         recBtn.setAttribute('aria-pressed', 'true');
         recBtn.textContent = 'Stop';
         timeEl.textContent = 'Recording 0:00 of ' + fmtSecs(MAX_SECONDS);
-        status('Recording… tap Stop when you are done.');
+        status('Recording… tap Stop when you are done.', undefined, recBtn);
       } catch (e) {
         stream.getTracks().forEach((t) => t.stop());
-        status('Recording could not start: ' + e.message, 'error');
+        if (ctx) ctx.close().catch(() => {});
+        status('Recording could not start: ' + e.message + '. You can send an audio file instead.', 'error', recBtn);
       } finally {
         recBtn.disabled = false;
       }
@@ -491,7 +610,7 @@
 
     function tick() {
       if (!session) return;
-      timeEl.textContent = 'Recording ' + fmtSecs(session.samples / session.rate) + ' of ' + fmtSecs(MAX_SECONDS);
+      timeEl.textContent = 'Recording ' + fmtElapsed(session.samples / session.rate) + ' of ' + fmtSecs(MAX_SECONDS);
     }
 
     function stop() {
@@ -509,12 +628,14 @@
       const secs = s.samples / s.rate;
       if (s.samples < s.rate * 0.3) {
         timeEl.textContent = '';
-        status('That was too short. Hold on a little longer.', 'error');
+        status('That was too short. Hold on a little longer.', 'error', recBtn);
         return;
       }
-      timeEl.textContent = 'Recorded ' + fmtSecs(Math.min(secs, MAX_SECONDS)) + '. Listen, then Send.';
+      const length = fmtSecs(Math.min(secs, MAX_SECONDS));
+      timeEl.textContent = 'Recorded ' + length + '. Listen, then Send.';
+      timeEl.dataset.seconds = String(Math.min(secs, MAX_SECONDS));
       setClip({ blob: encodeWav(s.chunks, s.rate), key: newKey(), type: 'audio/wav' });
-      status('Recorded ' + secs.toFixed(1) + ' s. Send it or discard it.', 'ok');
+      status('Recorded ' + length + '. Send it or discard it.', 'ok', recBtn);
     }
 
     function upload(c) {
@@ -546,18 +667,22 @@
         if (ok) {
           setClip(null);
           timeEl.textContent = '';
-          status(msg, 'ok');
+          status(msg, 'ok', sendBtn);
           if (toyTimeline) toyTimeline.refresh();
         } else {
           sendBtn.disabled = !clip;
           discardBtn.disabled = !clip;
-          status(msg, 'error');
+          status(msg, 'error', sendBtn);
         }
       };
       xhr.onload = () => {
         let data = null;
         try { data = JSON.parse(xhr.responseText); } catch (e) { data = null; }
-        if (xhr.status >= 200 && xhr.status < 300) done(true, 'Sent. The toy will play it soon.');
+        if (xhr.status >= 200 && xhr.status < 300) {
+          done(true, data && data.toy_online === false
+            ? 'Sent. ' + toyName + ' is offline: it will get the message when it is next online.'
+            : 'Sent. ' + toyName + ' will play it soon.');
+        }
         else if (xhr.status === 401) location.assign('/login');
         else done(false, errorText(data, 'Sending failed (' + xhr.status + ').'));
       };
@@ -568,10 +693,12 @@
     recBtn.addEventListener('click', () => { if (session) stop(); else start(); });
     sendBtn.addEventListener('click', () => { if (clip) upload(clip); });
     discardBtn.addEventListener('click', () => {
+      const file = clip && clip.file;
       setClip(null);
       timeEl.textContent = '';
-      status('Recording discarded.');
+      status(file ? 'File not sent.' : 'Recording discarded.', undefined, recBtn);
     });
+    rec.addEventListener('hearth:removed', () => { if (session) stop(); setClip(null); });
     if (fileInput) {
       fileInput.addEventListener('change', () => {
         const f = fileInput.files && fileInput.files[0];
@@ -580,12 +707,20 @@
         if (!/^audio\/(wav|x-wav|wave|ogg|opus)$/.test(type)) {
           if (/\.wav$/i.test(f.name)) type = 'audio/wav';
           else if (/\.(ogg|opus)$/i.test(f.name)) type = 'audio/ogg';
-          else { status('Choose a WAV or Ogg Opus file.', 'error'); return; }
+          else { status('Choose a WAV or Ogg Opus file.', 'error', fileInput); fileInput.value = ''; return; }
         }
-        if (f.size > 16 * 1024 * 1024) { status('That file is larger than 16 MiB.', 'error'); return; }
-        setClip({ blob: f, key: newKey(), type });
-        upload(clip);
+        if (f.size > 16 * 1024 * 1024) { status('That file is larger than 16 MiB.', 'error', fileInput); fileInput.value = ''; return; }
+        // Previewed first: nothing is sent until Send.
+        setClip({ blob: f, key: newKey(), type, file: true });
         fileInput.value = '';
+        timeEl.textContent = 'File: ' + f.name + '. Listen, then Send.';
+        const shown = () => {
+          if (!clip || !clip.file || !isFinite(preview.duration)) return;
+          timeEl.textContent = 'File: ' + f.name + ' (' + fmtSecs(preview.duration) + '). Listen, then Send.';
+          timeEl.dataset.seconds = String(preview.duration);
+        };
+        preview.addEventListener('loadedmetadata', shown, { once: true });
+        status('Listen to the file, then Send it or Cancel.', 'ok', sendBtn);
       });
     }
   }
@@ -613,7 +748,7 @@
         : 'Type the 6-digit code the toy says or shows.';
       return el('li', { class: 'card', 'data-pairing': p.pairing_id },
         el('p', {}, el('strong', { text: p.name }), ' ', el('span', { class: 'hint', text: p.model || '' })),
-        el('p', { class: 'hint', id: 'hint-' + p.pairing_id, 'data-attempts': true, text: hint }),
+        el('p', { class: 'hint', id: 'hint-' + p.pairing_id, 'data-attempts': true, 'aria-live': 'polite', text: hint }),
         form);
     }
 
@@ -674,19 +809,28 @@
       const id = form.dataset.pairing;
       const code = form.elements.code.value.replace(/\D/g, '');
       const hint = $('[data-attempts]', form.closest('li'));
-      if (code.length !== 6) { status('The code has 6 digits.', 'error'); form.elements.code.focus(); return; }
+      if (code.length !== 6) { status('The code has 6 digits.', 'error', form); form.elements.code.focus(); return; }
       const r = await api('POST', '/api/v1/pairings/' + encodeURIComponent(id) + '/confirm', { code });
       if (r.ok) {
-        status('Paired. The toy is ready.', 'ok');
+        // The card goes away with the list's reload: say it at the top.
+        status('Paired. The toy is ready.', 'ok', null);
         load();
       } else if (r.status === 422) {
+        // Said once, in the card's own line (the code field's description,
+        // announced as it changes), in words of the page's own.
         const left = r.data && r.data.attempts_left;
-        const msg = errorText(r.data, 'Wrong code.') + (left !== undefined ? ' Attempts left: ' + left + '.' : '');
-        if (hint) { hint.textContent = msg; hint.classList.add('is-error'); }
-        status(msg, 'error');
+        const msg = left === undefined ? errorText(r.data, 'That code is not right.')
+          : left > 0 ? 'That code is not right: check the code the toy shows. '
+            + (left === 1 ? '1 attempt left.' : left + ' attempts left.')
+          : 'That code is not right, and no attempt is left: start pairing again on the toy.';
+        if (hint) {
+          hint.textContent = msg;
+          hint.classList.add('is-error');
+        }
+        status('', undefined, null);
         form.elements.code.select();
       } else {
-        status(errorText(r.data), 'error');
+        status(errorText(r.data), 'error', null);
         load();
       }
     });

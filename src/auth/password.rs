@@ -1,6 +1,7 @@
 //! Passwords: Argon2id (m=19456 KiB, t=2, p=1) and the password rule of
 //! `docs/api.md`: 12 to 1024 characters, not a common or breached password, not
-//! containing the username or the household name.
+//! containing the username or the household name, and not built from their
+//! words (fewer than six letters of its own once their words are taken out).
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -134,12 +135,61 @@ pub fn check_rule(password: &str, username: &str, household: &str) -> Result<(),
             return Err(Invalid(format!("the password must not contain the {what}")));
         }
     }
+    if let Some(what) = built_from_names(&lower, username, household) {
+        return Err(Invalid(format!(
+            "the password is made from the {what}: add words of your own"
+        )));
+    }
     if is_common(password) {
         return Err(Invalid(
             "the password is among commonly used or breached passwords; choose one nobody else would".into(),
         ));
     }
     Ok(())
+}
+
+/// Letters a password must keep once the words of the username and the
+/// household name are taken out of it.
+const OWN_LETTERS: usize = 6;
+
+/// The words of a name that a password may not be built from: runs of
+/// letters and digits of three characters or more, in lower case.
+fn name_words(name: &str) -> Vec<String> {
+    name.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 3)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Which name (`"username"`, `"household name"`, or both as `"username and
+/// household name"`) the lower-cased `password` is built from: with every
+/// word of the names taken out, fewer than [`OWN_LETTERS`] letters are
+/// left ("okafors okafors okafors" for "The Okafors", "Mum2024mum!").
+fn built_from_names(lower: &str, username: &str, household: &str) -> Option<&'static str> {
+    let (user_words, home_words) = (name_words(username), name_words(household));
+    let mut words: Vec<&String> = user_words.iter().chain(home_words.iter()).collect();
+    // Longest first, so "okafors" goes before a shorter word inside it.
+    words.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
+    let mut rest = lower.to_owned();
+    let (mut user_used, mut home_used) = (false, false);
+    for w in words {
+        if rest.contains(w.as_str()) {
+            rest = rest.replace(w.as_str(), " ");
+            user_used |= user_words.contains(w);
+            home_used |= home_words.contains(w);
+        }
+    }
+    if !(user_used || home_used)
+        || rest.chars().filter(|c| c.is_alphabetic()).count() >= OWN_LETTERS
+    {
+        return None;
+    }
+    Some(match (user_used, home_used) {
+        (true, true) => "username and household name",
+        (true, false) => "username",
+        _ => "household name",
+    })
 }
 
 /// True when the whole password is a common password (zxcvbn's list of
@@ -221,5 +271,46 @@ mod tests {
         assert!(e.0.contains("username"));
         let e = check_rule("kettle-Fernhill-violet", "mum", "fernhill").expect_err("household");
         assert!(e.0.contains("household"));
+    }
+
+    #[test]
+    fn rule_refuses_passwords_built_from_the_names_words() {
+        // The issue's example: the household name's word, three times.
+        let e = check_rule("okafors okafors okafors", "mum", "The Okafors")
+            .expect_err("built from the household name");
+        assert!(e.0.contains("made from the household name"), "{e}");
+        for (pw, user, home, what) in [
+            (
+                "Okafors-Okafors-2024!",
+                "mum",
+                "The Okafors",
+                "household name",
+            ),
+            ("okafor-okafor-ada!", "ada.okafor", "home", "username"),
+            (
+                "ada okafors ada okafors",
+                "ada.eze",
+                "The Okafors",
+                "username and household name",
+            ),
+            (
+                "cottage cottage fernhill 7",
+                "mum",
+                "Fernhill Cottage",
+                "household name",
+            ),
+        ] {
+            let e = check_rule(pw, user, home).expect_err(pw);
+            assert!(e.0.contains(&format!("made from the {what}")), "{pw}: {e}");
+        }
+        // A name's word among words of one's own is allowed, and so is a
+        // password that shares no word with the names.
+        for (pw, user, home) in [
+            ("okafors plum kettle harbour", "mum", "The Okafors"),
+            ("the plum violet kettle", "mum", "The Okafors"),
+            ("plum violet kettle harbour", "adaeze", "The Okafors"),
+        ] {
+            assert!(check_rule(pw, user, home).is_ok(), "{pw} is allowed");
+        }
     }
 }

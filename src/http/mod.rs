@@ -77,7 +77,17 @@ impl<'a> Routes<'a> {
         F::Output: Responder + 'static,
     {
         if let Some(cfg) = self.cfg.as_deref_mut() {
-            cfg.route(path, web::method(method.clone()).to(handler));
+            // HTTP requires HEAD wherever GET is served (RFC 9110, 9.3.2):
+            // the same handler answers, actix writes no body for a HEAD,
+            // and [`head_without_body`] ends a streamed one at once.
+            let route = if method == Method::GET {
+                web::route().guard(
+                    actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()),
+                )
+            } else {
+                web::method(method.clone())
+            };
+            cfg.route(path, route.to(handler));
         }
         self.list.push(RouteInfo {
             method,
@@ -147,6 +157,50 @@ pub fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, Erro
                 .map(Some)
                 .map_err(|e| Code::InvalidIdempotencyKey.invalid(e))
         }
+    }
+}
+
+/// Whether a request for a message's audio takes it (`GET`) or only looks
+/// (`HEAD`, which must change nothing).
+pub fn fetch_of(req: &HttpRequest) -> crate::messaging::Fetch {
+    if req.method() == Method::HEAD {
+        crate::messaging::Fetch::Look
+    } else {
+        crate::messaging::Fetch::Take
+    }
+}
+
+/// The answer to a `HEAD` with a streamed body (the events stream): the
+/// same status and headers as the `GET`, and the stream ended at once, so
+/// the connection is free again. (For a body of known size actix already
+/// writes the headers only.)
+pub async fn head_without_body(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let head = req.method() == Method::HEAD;
+    let res = next.call(req).await?;
+    if head && res.response().body().size() == actix_web::body::BodySize::Stream {
+        return Ok(res.map_body(|_, _| actix_web::body::BoxBody::new(EndedStream)));
+    }
+    Ok(res.map_into_boxed_body())
+}
+
+/// A streamed body that has already ended.
+struct EndedStream;
+
+impl MessageBody for EndedStream {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        actix_web::body::BodySize::Stream
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<actix_web::web::Bytes, Self::Error>>> {
+        std::task::Poll::Ready(None)
     }
 }
 

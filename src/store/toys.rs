@@ -105,6 +105,20 @@ pub fn list_paired(c: &Connection) -> StoreResult<Vec<Toy>> {
     Ok(v)
 }
 
+/// Removed rows, newest removal first: those of `toy_id` (its own row
+/// and the rows set aside under `<toy_id>#<row id>`), or every one.
+pub fn removed_rows(c: &Connection, toy_id: Option<&ToyId>) -> StoreResult<Vec<Toy>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLS} FROM toys WHERE removed_at IS NOT NULL
+           AND (?1 IS NULL OR toy_id = ?1 OR substr(toy_id, 1, length(?1) + 1) = ?1 || '#')
+         ORDER BY removed_at DESC, id DESC"
+    ))?;
+    let v = st
+        .query_map([toy_id.map(ToyId::as_str)], row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(v)
+}
+
 /// The ids of toys removed (unpaired) at some time, as their parents knew
 /// them (a row set aside by a re-pairing with another key counts too),
 /// without the ones paired now.
@@ -129,8 +143,9 @@ pub fn removed_ids(c: &Connection) -> StoreResult<Vec<String>> {
 
 /// Records a completed pairing: a new toy, or a removed one paired again
 /// (with the same key its conversation is kept; with another key the old
-/// row is set aside and the toy starts afresh). Only `cert_sha256` is
-/// accepted from now on.
+/// row is set aside and the toy starts afresh). A toy paired again keeps
+/// the name it had on the hub; `name` (the toy's own) names a new toy only.
+/// Only `cert_sha256` is accepted from now on.
 pub fn upsert_paired(
     tx: &Connection,
     toy_id: &ToyId,
@@ -140,6 +155,16 @@ pub fn upsert_paired(
     cert_sha256: &[u8],
     now: i64,
 ) -> StoreResult<ToyRowId> {
+    // The name the family knows the toy by (a rename on the hub) outlives
+    // a re-pairing by the same toy id, with the same key or another.
+    let known: Option<String> = tx
+        .query_row(
+            "SELECT name FROM toys WHERE toy_id = ?1",
+            [toy_id.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let name = known.as_deref().unwrap_or(name);
     tx.execute(
         "UPDATE toys SET toy_id = toy_id || '#' || id
          WHERE toy_id = ?1 AND removed_at IS NOT NULL AND key_fp <> ?2",

@@ -123,9 +123,11 @@ async fn inbox(
 async fn audio(
     state: web::Data<AppState>,
     toy: Toy,
+    req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let ogg = messaging::toy_audio(&state, &toy.row, &path).await?;
+    let fetch = http::fetch_of(&req);
+    let ogg = messaging::toy_audio(&state, &toy.row, &path, fetch).await?;
     Ok(HttpResponse::Ok()
         .content_type("audio/ogg")
         .insert_header(("cache-control", "no-store"))

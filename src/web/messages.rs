@@ -45,6 +45,9 @@ async fn send(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let toy = messaging::recipient(&state, &caller.user, &path).await?;
+    // Whether the toy is online as the message is stored, so the page can
+    // say when it will be heard.
+    let online = crate::toys::status_of(&state, toy.clone(), state.now()).online;
     let kind = http::audio_kind(&req)?;
     let key = http::idempotency_key(&req)?;
     let body = read_body(&req, payload, PARENT_LIMIT).await?;
@@ -61,9 +64,10 @@ async fn send(
         },
     )
     .await?;
+    let answer = |r: messaging::Receipt| json!({"id": r.id, "duration_ms": r.duration_ms, "toy_online": online});
     Ok(match stored {
-        Stored::New(r) => HttpResponse::Created().json(r),
-        Stored::Replayed(r) => HttpResponse::Ok().json(r),
+        Stored::New(r) => HttpResponse::Created().json(answer(r)),
+        Stored::Replayed(r) => HttpResponse::Ok().json(answer(r)),
     })
 }
 
@@ -99,11 +103,13 @@ struct AudioQuery {
 async fn audio(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<String>,
     q: web::Query<AudioQuery>,
 ) -> Result<HttpResponse> {
+    let fetch = http::fetch_of(&req);
     let (format, bytes) =
-        messaging::parent_audio(&state, &caller.user, &path, q.format.as_deref()).await?;
+        messaging::parent_audio(&state, &caller.user, &path, q.format.as_deref(), fetch).await?;
     let content_type = match format {
         AudioFormat::Ogg => "audio/ogg",
         AudioFormat::Wav => "audio/wav",

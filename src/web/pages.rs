@@ -261,14 +261,32 @@ async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
 struct ToysPage {
     l: Layout,
     toys: Vec<ToyView>,
+    removed: Vec<RemovedView>,
+}
+
+/// A removed toy whose messages are still here, on the toys page.
+struct RemovedView {
+    toy_id: String,
+    name: String,
+    removed_at: String,
 }
 
 async fn toys_page(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
     let l = layout(&state, Some(&caller), "Toys", "toys").await?;
     let toys = toys::visible(&state, &caller.0.user).await?;
+    let removed = toys::removed_with_messages(&state, &caller.0.user)
+        .await?
+        .into_iter()
+        .map(|t| RemovedView {
+            toy_id: toys::base_id(&t),
+            name: t.name,
+            removed_at: t.removed_at.map(rfc3339).unwrap_or_default(),
+        })
+        .collect();
     render(&ToysPage {
         l,
         toys: toy_views(&toys),
+        removed,
     })
 }
 
@@ -286,7 +304,16 @@ async fn toy_page(
     caller: PageCaller,
     path: web::Path<String>,
 ) -> PageResult {
-    let status = toys::status(&state, &caller.0.user, &path).await?;
+    let status = match toys::status(&state, &caller.0.user, &path).await {
+        Ok(s) => s,
+        // A removed toy's page explains, and lists what is left of its
+        // conversation; a toy that never existed (or is not the caller's
+        // to see) stays `404`.
+        Err(e) if e.code == Code::NotFound => {
+            return removed_toy_page(&state, &caller, &path, e).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
     let (msgs, days) = messaging::conversation(&state, &status.toy).await?;
     let l = layout(&state, Some(&caller), &status.toy.name, "toys").await?;
     let toy = toy_views(std::slice::from_ref(&status)).remove(0);
@@ -294,6 +321,43 @@ async fn toy_page(
         l,
         toy,
         messages: msgs.iter().map(|m| message_view(m, days)).collect(),
+        blank: MessageView::blank(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "toy_removed.html")]
+struct RemovedToyPage {
+    l: Layout,
+    toy_id: String,
+    name: String,
+    removed_at: String,
+    messages: Vec<MessageView>,
+    blank: MessageView,
+}
+
+async fn removed_toy_page(
+    state: &AppState,
+    caller: &PageCaller,
+    toy_id: &str,
+    not_paired: Error,
+) -> PageResult {
+    let Ok(removed) = toys::removed(state, &caller.0.user, toy_id).await else {
+        return Err(not_paired.into());
+    };
+    let days = messaging::retention_days(state).await?;
+    let title = format!("{} (removed)", removed.toy.name);
+    let l = layout(state, Some(caller), &title, "toys").await?;
+    render(&RemovedToyPage {
+        l,
+        toy_id: removed.toy_id,
+        name: removed.toy.name.clone(),
+        removed_at: removed.toy.removed_at.map(rfc3339).unwrap_or_default(),
+        messages: removed
+            .messages
+            .iter()
+            .map(|m| message_view(m, days))
+            .collect(),
         blank: MessageView::blank(),
     })
 }
@@ -355,6 +419,8 @@ async fn cert_help(state: web::Data<AppState>) -> PageResult {
 struct SetupPage {
     l: Layout,
     error: String,
+    /// What was typed, shown again after an error (never the password).
+    setup_code: String,
     household: String,
     username: String,
 }
@@ -369,6 +435,7 @@ async fn setup_page(state: web::Data<AppState>) -> PageResult {
     render(&SetupPage {
         l,
         error: String::new(),
+        setup_code: String::new(),
         household: String::new(),
         username: String::new(),
     })
@@ -387,7 +454,11 @@ async fn setup_post(
         .into());
     }
     let form = form.into_inner();
-    let (household, username) = (form.household.clone(), form.username.clone());
+    let (setup_code, household, username) = (
+        form.setup_code.clone(),
+        form.household.clone(),
+        form.username.clone(),
+    );
     match accounts::set_up(&state, &api::client(&req), form).await {
         Ok(_) => Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, "/login?setup=done"))
@@ -397,6 +468,7 @@ async fn setup_post(
             let page = SetupPage {
                 l,
                 error: e.message.clone(),
+                setup_code,
                 household,
                 username,
             };

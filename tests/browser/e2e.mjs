@@ -138,8 +138,13 @@ async function main() {
       await card.locator('button[type=submit]').click();
       await card.locator('[data-attempts].is-error').waitFor();
       const t = await card.locator('[data-attempts]').textContent();
-      assert(/Attempts left: \d+/.test(t), `attempts_left shown (got "${t}")`);
-      step(`wrong code refused: "${t.trim()}"`);
+      assert(/\d+ attempts? left\./.test(t), `attempts_left shown (got "${t}")`);
+      // Said once on the page, and once in the line (issue 15: it was
+      // shown twice, and repeated itself inside the line).
+      const said = (await page.locator('main').innerText()).match(/attempts? left/g) || [];
+      assert(said.length === 1, `the attempts left are said once on the page (${said.length} times)`);
+      assert((t.match(/\d+/g) || []).length === 1, `one count of attempts in "${t}"`);
+      step(`wrong code refused, said once: "${t.trim()}"`);
       await input.fill(process.env.PAIR_CODE);
       await card.locator('button[type=submit]').click();
       await card.waitFor({ state: 'detached' });
@@ -156,11 +161,11 @@ async function main() {
     await page.fill('#current_password', 'not my password at all');
     await page.fill('#new_password', 'a brand new long passphrase');
     await page.click('[data-password] button[type=submit]');
-    await page.locator('#status.is-error').waitFor();
-    step(`password change with a wrong current password refused: "${(await page.textContent('#status')).trim()}"`);
+    await page.locator('[data-password] + .local-status.is-error').waitFor();
+    step(`password change with a wrong current password refused: "${(await page.textContent('[data-password] + .local-status')).trim()}"`);
     await page.locator('#retention').selectOption('forever');
     await page.click('[data-household] button[type=submit]');
-    await page.locator('#status.is-ok').waitFor();
+    await page.locator('[data-household] + .local-status.is-ok').waitFor();
     const hh = await page.evaluate(async () => (await fetch('/api/v1/household')).json());
     assert(hh.retention_days === null, `retention set to keep forever (got ${JSON.stringify(hh)})`);
     await page.locator('#retention').selectOption('30');
@@ -175,8 +180,8 @@ async function main() {
     await page.fill('#backup-pass', BACKUP_PASS);
     await page.fill('#backup-pass2', 'not the same passphrase');
     await page.click('[data-backup] button[type=submit]');
-    await page.locator('#status.is-error').waitFor();
-    step(`backup refused when the passphrases differ: "${(await page.textContent('#status')).trim()}"`);
+    await page.locator('[data-backup] + .local-status.is-error').waitFor();
+    step(`backup refused when the passphrases differ: "${(await page.textContent('[data-backup] + .local-status')).trim()}"`);
     await page.fill('#backup-pass2', BACKUP_PASS);
     const [download] = await Promise.all([
       page.waitForEvent('download', { timeout: 60000 }),
@@ -198,7 +203,7 @@ async function main() {
     await page.locator('[data-mqtt-password]').waitFor();
     await page.fill('#mqtt-password', 'a broker password');
     await page.click('[data-mqtt-password] button[type=submit]');
-    await page.locator('#status.is-ok').waitFor();
+    await page.locator('[data-mqtt-password] + .local-status.is-ok').waitFor();
     const mq = await page.evaluate(async () => (await fetch('/api/v1/mqtt')).json());
     assert(mq.password_set === true && mq.link === 'off', `MQTT password stored (got ${JSON.stringify(mq)})`);
     step('MQTT broker password saved from the Home Assistant page');
@@ -255,7 +260,7 @@ async function main() {
     assert(h['x-csrf-token'], 'X-CSRF-Token sent');
     step(`recorded ${previewSecs.toFixed(2)} s (preview) in ${wallSecs.toFixed(2)} s of wall time`);
     assert(previewSecs > 2.5 && previewSecs < 4.5, `recorded about 3 s (got ${previewSecs.toFixed(2)} s)`);
-    await page.waitForFunction(() => /^Sent/.test(document.querySelector('#status').textContent));
+    await page.waitForFunction(() => Array.from(document.querySelectorAll('[data-recorder] .local-status')).some((e) => /^Sent/.test(e.textContent)));
     await page.locator('#timeline li.bubble.to_toy').first().waitFor();
     assert(await page.locator('#no-messages').isHidden(), 'empty note hidden once a message exists');
     const sentId = await page.locator('#timeline li.bubble.to_toy').first().getAttribute('data-id');

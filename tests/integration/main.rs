@@ -17,6 +17,7 @@ mod foundation;
 mod fuzz_regressions;
 mod hardening;
 mod harness;
+mod head;
 mod lan_guard;
 mod members;
 mod messages;

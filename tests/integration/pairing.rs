@@ -456,3 +456,47 @@ async fn a_csr_with_a_compressed_point_is_refused_with_400() {
     toy.csr_pem = plain;
     assert_eq!(toy.request(&hub).await, 201);
 }
+
+/// The name a parent gave a toy on the hub outlives its removal and a new
+/// pairing by the same toy id, with its old key and with a new one (a
+/// reset toy); a toy never seen before takes the name it announces.
+#[actix_web::test]
+async fn a_name_given_on_the_hub_survives_pairing_again() {
+    let hub = Hub::start().await;
+    let parent = hub.parent().await;
+    let mut toy = TestToy::new("bear-5d1c");
+    toy.pair(&hub, &parent).await;
+    let name = |v: &Value| v["paired"][0]["name"].as_str().map(str::to_owned);
+    assert_eq!(
+        name(&parent.json("/api/v1/toys").await).as_deref(),
+        Some("Bear")
+    );
+    let r = parent
+        .patch("/api/v1/toys/bear-5d1c", json!({"name": "Mia's bear"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    // Removed, then paired again with the same key (a new exchange).
+    assert_eq!(parent.delete("/api/v1/toys/bear-5d1c").await.status(), 204);
+    let mut same_key = TestToy::new("bear-5d1c");
+    same_key.key_pem = toy.key_pem.clone();
+    same_key.csr_pem = toy.csr_pem.clone();
+    same_key.pair(&hub, &parent).await;
+    let listing = parent.json("/api/v1/toys").await;
+    assert_eq!(name(&listing).as_deref(), Some("Mia's bear"), "{listing}");
+    // Removed, then paired again with a new key.
+    assert_eq!(parent.delete("/api/v1/toys/bear-5d1c").await.status(), 204);
+    let mut new_key = TestToy::new("bear-5d1c");
+    new_key.pair(&hub, &parent).await;
+    let listing = parent.json("/api/v1/toys").await;
+    assert_eq!(name(&listing).as_deref(), Some("Mia's bear"), "{listing}");
+    let who: Value = new_key
+        .client(&hub)
+        .get(hub.url("/toy/v1/whoami"))
+        .send()
+        .await
+        .expect("req")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(who["name"], "Mia's bear", "the toy learns its hub name");
+}

@@ -140,3 +140,51 @@ async fn an_ipv6_client_is_throttled_apart_from_an_ipv4_one() {
         "127.0.0.1 (IPv4-mapped) is another address: {v}"
     );
 }
+
+/// A refused setup form comes back with what was typed (the setup code,
+/// the household and the username) but never the password; here the
+/// password is built from the household name's word, which the rule
+/// refuses ("okafors okafors okafors" for "The Okafors").
+#[actix_web::test]
+async fn a_refused_setup_form_keeps_what_was_typed_but_the_password() {
+    let hub = Hub::start().await;
+    let code = hub.setup_code();
+    let secret = "okafors okafors okafors";
+    let r = hub
+        .anon()
+        .post(hub.url("/setup"))
+        .header("origin", hub.origin())
+        .form(&[
+            ("setup_code", code.as_str()),
+            ("household", "The Okafors"),
+            ("username", "ada"),
+            ("password", secret),
+        ])
+        .send()
+        .await
+        .expect("setup form");
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.expect("html");
+    assert!(
+        html.contains("made from the household name"),
+        "the rule says why: {html}"
+    );
+    for (field, value) in [
+        ("setup_code", code.as_str()),
+        ("household", "The Okafors"),
+        ("username", "ada"),
+    ] {
+        let input = html
+            .split("<input ")
+            .find(|i| i.starts_with(&format!("id=\"{field}\"")))
+            .unwrap_or_else(|| panic!("no {field} input in {html}"));
+        assert!(
+            input.contains(&format!("value=\"{value}\"")),
+            "{field} keeps {value:?}: {input}"
+        );
+    }
+    assert!(!html.contains(secret), "the password is not sent back");
+    // Nothing was created: the same code still sets up.
+    let r = hub.post_json("/api/v1/setup", &body(&code)).await;
+    assert_eq!(r.status(), 201);
+}
