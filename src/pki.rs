@@ -78,8 +78,9 @@ pub struct HubPki {
     resolver: Arc<LeafResolver>,
     /// How the TLS listener checks client certificates; swapped with the CA.
     verifier: Arc<LiveClientVerifier>,
-    /// How to make the next leaf.
-    leaf: Leaf,
+    /// How to make the next leaf; replaced by a restore (the restored CA
+    /// may permit other names).
+    leaf: RwLock<Arc<Leaf>>,
     /// Held while a leaf or CA is being made, so that a renewal cannot
     /// install a leaf of a CA that was just replaced.
     issuing: Mutex<()>,
@@ -157,6 +158,7 @@ impl HubPki {
             .collect();
         let leaf = Leaf {
             dir: dir.to_owned(),
+            names: names.to_vec(),
             common_name: names
                 .first()
                 .cloned()
@@ -173,7 +175,7 @@ impl HubPki {
                 current: RwLock::new(current),
             }),
             verifier,
-            leaf,
+            leaf: RwLock::new(Arc::new(leaf)),
             issuing: Mutex::new(()),
         })
     }
@@ -187,7 +189,8 @@ impl HubPki {
     /// restarts. Blocking (writes and fsyncs files).
     pub fn replace_ca(&self, now: OffsetDateTime) -> Result<(), PkiError> {
         let _issuing = self.issuing.lock().unwrap_or_else(PoisonError::into_inner);
-        let dir = &self.leaf.dir;
+        let leaf_maker = self.leaf();
+        let dir = &leaf_maker.dir;
         let old = self.ca();
         let permitted = ca_constraints_of(old.der.as_ref())
             .ok_or_else(|| PkiError::Corrupt("ca.crt: no name constraints".into()))?;
@@ -203,13 +206,93 @@ impl HubPki {
         }
         let (key, pem) = make_ca(dir, &permitted, now)?;
         let ca = Ca::from_pem(key, pem, &DataDir::new(dir).path(DataFile::CaCert))?;
-        let (leaf, _) = self.leaf.issue(&ca.der, &ca.key, now)?;
+        let (leaf, _) = leaf_maker.issue(&ca.der, &ca.key, now)?;
         let verifier = client_verifier(&ca.der)?;
         *self.ca.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ca);
         self.resolver.set(leaf);
         self.verifier.set(verifier);
         tracing::warn!("replaced the hub certificate authority and the server certificate");
         Ok(())
+    }
+
+    /// Checks the keys and certificates of a restored backup in `from` (a
+    /// scratch directory) and makes them ready to install: the CA key must
+    /// match its certificate, and a server leaf for this hub's names is
+    /// issued there when the backup's does not cover them or is due.
+    /// Nothing of the running hub changes. Blocking.
+    pub fn stage_restore(&self, from: &Path, now: OffsetDateTime) -> Result<HubPki, PkiError> {
+        let key_path = DataDir::new(from).path(DataFile::CaKey);
+        let crt_path = DataDir::new(from).path(DataFile::CaCert);
+        let key =
+            KeyPair::from_pem(&std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?)?;
+        let crt = std::fs::read(&crt_path).map_err(io_err(&crt_path))?;
+        let der = CertificateDer::from_pem_slice(&crt)
+            .map_err(|e| PkiError::Corrupt(format!("ca.crt: {e}")))?;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der.as_ref())
+            .map_err(|e| PkiError::Corrupt(format!("ca.crt: {e}")))?;
+        if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+            return Err(PkiError::Corrupt(
+                "the certificate authority's certificate does not belong to its key".into(),
+            ));
+        }
+        HubPki::load_or_create(from, &self.leaf().names, now)
+    }
+
+    /// Installs what [`HubPki::stage_restore`] prepared: its files replace
+    /// this hub's (renamed over them in the data directory, which is then
+    /// synced), and CA, leaf and client verifier are swapped live, so new
+    /// TLS connections get the restored chain and toys with certificates of
+    /// the restored CA are let in. Blocking.
+    pub fn install(&self, staged: HubPki) -> Result<(), PkiError> {
+        let _issuing = self.issuing.lock().unwrap_or_else(PoisonError::into_inner);
+        let here = self.leaf();
+        let from = staged.leaf().dir.clone();
+        for file in [
+            DataFile::CaKey,
+            DataFile::CaCert,
+            DataFile::CaPrevious,
+            DataFile::ServerKey,
+            DataFile::ServerCert,
+        ] {
+            let (src, dst) = (
+                DataDir::new(&from).path(file),
+                DataDir::new(&here.dir).path(file),
+            );
+            if src.exists() {
+                std::fs::rename(&src, &dst).map_err(io_err(&dst))?;
+            } else {
+                match std::fs::remove_file(&dst) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io_err(&dst)(e));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        std::fs::File::open(&here.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&here.dir))?;
+        let wanted = staged.leaf().wanted.clone();
+        *self.leaf.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Leaf {
+            dir: here.dir.clone(),
+            names: here.names.clone(),
+            common_name: here.common_name.clone(),
+            wanted,
+        });
+        *self.ca.write().unwrap_or_else(PoisonError::into_inner) = staged.ca();
+        self.resolver.set(staged.resolver.get());
+        self.verifier.set(staged.verifier.get());
+        tracing::warn!(
+            "installed the certificate authority and server certificate of a restored backup"
+        );
+        Ok(())
+    }
+
+    fn leaf(&self) -> Arc<Leaf> {
+        self.leaf
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn ca(&self) -> Arc<Ca> {
@@ -236,11 +319,11 @@ impl HubPki {
         let ca = self.ca();
         if chain
             .first()
-            .is_some_and(|l| leaf_is_current(l.as_ref(), &self.leaf.wanted, ca.der.as_ref(), now))
+            .is_some_and(|l| leaf_is_current(l.as_ref(), &self.leaf().wanted, ca.der.as_ref(), now))
         {
             return Ok(None);
         }
-        let (fresh, not_after) = self.leaf.issue(&ca.der, &ca.key, now)?;
+        let (fresh, not_after) = self.leaf().issue(&ca.der, &ca.key, now)?;
         self.resolver.set(fresh);
         Ok(Some(not_after))
     }
@@ -468,6 +551,8 @@ fn shred_file(path: &Path) -> std::io::Result<()> {
 /// The server leaf's names and where its files live.
 struct Leaf {
     dir: PathBuf,
+    /// The names the hub was asked to cover, before the CA's constraints.
+    names: Vec<String>,
     common_name: String,
     wanted: BTreeSet<String>,
 }

@@ -38,6 +38,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_relay.sql"),
 ];
 
+/// The schema version this binary migrates databases to.
+pub fn schema_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -298,6 +303,40 @@ impl Store {
                 "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
             )
             .map_err(StoreError::classify)
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    /// Replaces the whole database, live, with the checked copy at `from`
+    /// (SQLite's online backup API into the writer connection, in one step
+    /// and one transaction: readers see the old database or the new one,
+    /// never a mix, and the next statement of every connection sees the new
+    /// schema). `only_if` runs first on the writer, under its lock: `false`
+    /// leaves everything as it was and returns `false`. Writes put off for
+    /// a full disk are dropped: they were about the old rows.
+    pub async fn replace_with(
+        &self,
+        from: PathBuf,
+        only_if: impl FnOnce(&Connection) -> StoreResult<bool> + Send + 'static,
+    ) -> StoreResult<bool> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
+            inner.space.before_write();
+            if !only_if(&conn)? {
+                return Ok(false);
+            }
+            snapshot::copy_into(&from, &mut conn)?;
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(StoreError::classify)?;
+            if let Ok(mut d) = inner.deferred.lock() {
+                d.clear();
+            }
+            Ok(true)
         })
         .await
         .map_err(|e| StoreError::Worker(e.to_string()))?

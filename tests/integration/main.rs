@@ -26,6 +26,7 @@ mod pairing;
 mod prerequisites;
 mod proc_hub;
 mod relay;
+mod restore;
 mod setup_code;
 mod skipping;
 #[path = "../support/skips.rs"]
