@@ -70,6 +70,16 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     }
 }
 
+/// The files of the hub's keys and certificates: what a household deletion
+/// shreds and a restore replaces.
+const KEY_FILES: [DataFile; 5] = [
+    DataFile::CaKey,
+    DataFile::CaCert,
+    DataFile::CaPrevious,
+    DataFile::ServerKey,
+    DataFile::ServerCert,
+];
+
 /// The hub's certificates and keys, loaded or made at start.
 pub struct HubPki {
     /// The CA; replaced whole by [`HubPki::replace_ca`].
@@ -194,13 +204,7 @@ impl HubPki {
         let old = self.ca();
         let permitted = ca_constraints_of(old.der.as_ref())
             .ok_or_else(|| PkiError::Corrupt("ca.crt: no name constraints".into()))?;
-        for file in [
-            DataFile::CaKey,
-            DataFile::CaCert,
-            DataFile::CaPrevious,
-            DataFile::ServerKey,
-            DataFile::ServerCert,
-        ] {
+        for file in KEY_FILES {
             let path = DataDir::new(dir).path(file);
             shred_file(&path).map_err(io_err(&path))?;
         }
@@ -247,13 +251,7 @@ impl HubPki {
         let _issuing = self.issuing.lock().unwrap_or_else(PoisonError::into_inner);
         let here = self.leaf();
         let from = staged.leaf().dir.clone();
-        for file in [
-            DataFile::CaKey,
-            DataFile::CaCert,
-            DataFile::CaPrevious,
-            DataFile::ServerKey,
-            DataFile::ServerCert,
-        ] {
+        for file in KEY_FILES {
             let (src, dst) = (
                 DataDir::new(&from).path(file),
                 DataDir::new(&here.dir).path(file),

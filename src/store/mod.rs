@@ -169,6 +169,20 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
+        self.on_writer(move |inner, conn| {
+            inner.catch_up(conn);
+            write_sync(conn, f)
+        })
+        .await
+    }
+
+    /// Runs `f` with the writer connection, under its lock, on a blocking
+    /// thread, after the disk's reserve was looked after.
+    async fn on_writer<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &mut Connection) -> StoreResult<T> + Send + 'static,
+    {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner
@@ -176,8 +190,7 @@ impl Store {
                 .lock()
                 .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
             inner.space.before_write();
-            inner.catch_up(&mut conn);
-            write_sync(&mut conn, f)
+            f(&inner, &mut conn)
         })
         .await
         .map_err(|e| StoreError::Worker(e.to_string()))?
@@ -320,17 +333,11 @@ impl Store {
         from: PathBuf,
         only_if: impl FnOnce(&Connection) -> StoreResult<bool> + Send + 'static,
     ) -> StoreResult<bool> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner
-                .writer
-                .lock()
-                .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
-            inner.space.before_write();
-            if !only_if(&conn)? {
+        self.on_writer(move |inner, conn| {
+            if !only_if(conn)? {
                 return Ok(false);
             }
-            snapshot::copy_into(&from, &mut conn)?;
+            snapshot::copy_into(&from, conn)?;
             conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
                 .map_err(StoreError::classify)?;
             if let Ok(mut d) = inner.deferred.lock() {
@@ -339,7 +346,6 @@ impl Store {
             Ok(true)
         })
         .await
-        .map_err(|e| StoreError::Worker(e.to_string()))?
     }
 
     /// Size of the database file and its WAL, in bytes.
