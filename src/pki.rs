@@ -1343,6 +1343,69 @@ mod tests {
     }
 
     #[test]
+    fn a_restored_ca_is_checked_before_it_is_installed_live() {
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let (old_dir, dir) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let old = HubPki::load_or_create(old_dir.path(), &names, now()).expect("old hub");
+        let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("new hub");
+        let id = ToyId::parse("bear-3f2a").expect("id");
+        let (_, csr) = make_toy_key_and_csr("bear-3f2a").expect("csr");
+        let checked = check_csr(&csr).expect("valid");
+        let old_toy =
+            CertificateDer::from(old.issue_toy_cert(&checked, &id, now()).expect("issue").0);
+        let t = rustls::pki_types::UnixTime::now();
+        pki.verifier
+            .verify_client_cert(&old_toy, &[], t)
+            .expect_err("another hub's toy");
+        let copy_into = |scratch: &Path, key_from: &Path| {
+            std::fs::create_dir(scratch).expect("scratch");
+            for f in [DataFile::CaCert, DataFile::ServerKey, DataFile::ServerCert] {
+                std::fs::copy(
+                    DataDir::new(old_dir.path()).path(f),
+                    DataDir::new(scratch).path(f),
+                )
+                .expect("copy");
+            }
+            std::fs::copy(
+                DataDir::new(key_from).path(DataFile::CaKey),
+                DataDir::new(scratch).path(DataFile::CaKey),
+            )
+            .expect("copy");
+        };
+        // A CA certificate with another key is refused before anything moves.
+        let wrong = dir.path().join("wrong");
+        copy_into(&wrong, dir.path());
+        let before = pki.ca_der();
+        assert!(pki.stage_restore(&wrong, now()).is_err());
+        assert_eq!(pki.ca_der(), before, "nothing changed");
+
+        let scratch = dir.path().join("scratch");
+        copy_into(&scratch, old_dir.path());
+        let staged = pki.stage_restore(&scratch, now()).expect("stage");
+        assert_eq!(pki.ca_der(), before, "staging changes nothing live");
+        pki.install(staged).expect("install");
+        assert_eq!(pki.ca_der(), old.ca_der());
+        assert_eq!(pki.ca_sha256(), old.ca_sha256());
+        let file = |d: &Path, f| std::fs::read(DataDir::new(d).path(f)).expect("file");
+        assert_eq!(
+            file(dir.path(), DataFile::CaKey),
+            file(old_dir.path(), DataFile::CaKey)
+        );
+        assert!(
+            !DataDir::new(&scratch).path(DataFile::CaKey).exists(),
+            "moved, not copied"
+        );
+        let leaf = pki.server_chain()[0].clone();
+        webpki_verify(&old.ca_der(), &[leaf], "hearth.local").expect("the restored CA's leaf");
+        pki.verifier
+            .verify_client_cert(&old_toy, &[], t)
+            .expect("a toy of the restored CA gets in");
+    }
+
+    #[test]
     fn replacing_the_ca_shreds_the_old_keys_and_swaps_everything_live() {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
