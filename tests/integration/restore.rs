@@ -304,6 +304,16 @@ async fn a_backup_restored_at_setup_serves_the_old_household_live() {
         !hub.data_dir().join("setup-code").exists(),
         "the setup code is retired"
     );
+    let scratch: Vec<_> = std::fs::read_dir(hub.data_dir())
+        .expect("data dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".scratch"))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        scratch.is_empty(),
+        "the unpacked backup (a copy of every recording) is removed: {scratch:?}"
+    );
     let entries = hub.ledger().await;
     assert_eq!(entries[0].action, "restore_done", "{entries:?}");
     assert_eq!(entries[0].outcome, "success");
