@@ -301,9 +301,12 @@ pub struct SetupForm {
     pub password: String,
 }
 
-/// First-run setup: checks the code (throttled), makes the household and
-/// its first admin, forgets the code. Returns the admin's username.
-pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Result<Username> {
+/// Checks a setup code typed at first-run setup (or with a restore on the
+/// setup page), throttled per address and network: `409` once an admin
+/// exists, `429` while the address waits, `403` for a wrong or expired
+/// code. A right code clears the address's wrong guesses; the code stays
+/// live until setup (or a restore) is done.
+pub async fn check_setup_code(state: &AppState, client: &Client, code: &str) -> Result<()> {
     let now = state.now();
     let accounts = &state.accounts;
     if is_set_up(state).await? {
@@ -328,7 +331,7 @@ pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Resul
             wait,
         ));
     }
-    let given = setup::normalise(&form.setup_code);
+    let given = setup::normalise(code);
     let (verdict, replaced) = accounts.check_setup_code(&given, now);
     if let Some((code, why)) = replaced {
         announce_setup_code(state, code, why).await;
@@ -356,6 +359,14 @@ pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Resul
             ));
         }
     }
+    Ok(())
+}
+
+/// First-run setup: checks the code (throttled), makes the household and
+/// its first admin, forgets the code. Returns the admin's username.
+pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Result<Username> {
+    let now = state.now();
+    check_setup_code(state, client, &form.setup_code).await?;
     let household = DisplayName::parse(&form.household)
         .map_err(|e| Error::new(Code::InvalidHousehold, format!("household name: {e}")))?;
     let username = Username::parse(&form.username).map_err(|e| Code::InvalidUsername.invalid(e))?;
@@ -390,17 +401,24 @@ pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Resul
     if !created {
         return Err(already_set_up());
     }
-    if let Ok(mut g) = accounts.setup_code.lock() {
+    setup_done(state, household.as_str());
+    tracing::info!(username = %username, "setup done; the first admin exists");
+    Ok(username)
+}
+
+/// The hub has its household (made at setup, or restored from a backup):
+/// the setup code stops working and its file goes, and mDNS takes the
+/// household's name.
+pub(crate) fn setup_done(state: &AppState, household: &str) {
+    if let Ok(mut g) = state.accounts.setup_code.lock() {
         *g = None;
     }
     if let Err(e) = setup::remove(&state.config.data_dir) {
         tracing::warn!(error = %e, "could not remove the setup-code file");
     }
     if let Some(d) = &state.discovery {
-        let _ = d.rename(household.as_str());
+        let _ = d.rename(household);
     }
-    tracing::info!(username = %username, "setup done; the first admin exists");
-    Ok(username)
 }
 
 /// A new session.

@@ -286,6 +286,8 @@ fn body_limit(path: &str) -> usize {
         crate::messaging::PARENT_LIMIT
     } else if path.starts_with("/toy/v1/pair") {
         crate::toy_api::pair::PAIR_LIMIT
+    } else if path == "/api/v1/backups/check" || path == "/api/v1/setup/restore" {
+        crate::web::data::BACKUP_LIMIT
     } else {
         http::JSON_LIMIT
     }

@@ -121,6 +121,8 @@ pub enum Code {
     WrongPassphrase,
     /// The file is not a Hearth backup, or it is damaged.
     InvalidBackup,
+    /// The backup was made by a newer Hearth than this hub runs.
+    BackupTooNew,
     /// A typed confirmation (the household's name) does not match.
     ConfirmationMismatch,
     /// Throttled; `Retry-After` says how long.
@@ -198,6 +200,7 @@ impl Code {
             Self::WrongCode => "wrong_code",
             Self::WrongPassphrase => "wrong_passphrase",
             Self::InvalidBackup => "invalid_backup",
+            Self::BackupTooNew => "backup_too_new",
             Self::ConfirmationMismatch => "confirmation_mismatch",
             Self::TooManyRequests => "too_many_requests",
             Self::Busy => "busy",
@@ -264,6 +267,7 @@ impl Code {
             | Self::WrongCode
             | Self::WrongPassphrase
             | Self::InvalidBackup
+            | Self::BackupTooNew
             | Self::ConfirmationMismatch
             | Self::InvalidRelaySettings
             | Self::InvalidShare => StatusCode::UNPROCESSABLE_ENTITY,

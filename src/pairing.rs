@@ -176,6 +176,15 @@ pub struct Pairings {
 }
 
 impl Pairings {
+    /// Forgets every pending pairing (the hub's CA was replaced: a code
+    /// shown for the old one could never match).
+    pub fn clear(&self) {
+        match self.map.lock() {
+            Ok(mut g) => g.clear(),
+            Err(poisoned) => poisoned.into_inner().clear(),
+        }
+    }
+
     fn with<T>(&self, now: i64, f: impl FnOnce(&mut HashMap<String, Pairing>) -> T) -> T {
         let mut guard = match self.map.lock() {
             Ok(g) => g,

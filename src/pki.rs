@@ -70,6 +70,16 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     }
 }
 
+/// The files of the hub's keys and certificates: what a household deletion
+/// shreds and a restore replaces.
+const KEY_FILES: [DataFile; 5] = [
+    DataFile::CaKey,
+    DataFile::CaCert,
+    DataFile::CaPrevious,
+    DataFile::ServerKey,
+    DataFile::ServerCert,
+];
+
 /// The hub's certificates and keys, loaded or made at start.
 pub struct HubPki {
     /// The CA; replaced whole by [`HubPki::replace_ca`].
@@ -156,6 +166,7 @@ impl HubPki {
             .collect();
         let leaf = Leaf {
             dir: dir.to_owned(),
+            names: names.to_vec(),
             common_name: names
                 .first()
                 .cloned()
@@ -189,13 +200,7 @@ impl HubPki {
         let old = self.ca();
         let permitted = ca_constraints_of(old.der.as_ref())
             .ok_or_else(|| PkiError::Corrupt("ca.crt: no name constraints".into()))?;
-        for file in [
-            DataFile::CaKey,
-            DataFile::CaCert,
-            DataFile::CaPrevious,
-            DataFile::ServerKey,
-            DataFile::ServerCert,
-        ] {
+        for file in KEY_FILES {
             let path = DataDir::new(dir).path(file);
             shred_file(&path).map_err(io_err(&path))?;
         }
@@ -207,6 +212,75 @@ impl HubPki {
         self.resolver.set(leaf);
         self.verifier.set(verifier);
         tracing::warn!("replaced the hub certificate authority and the server certificate");
+        Ok(())
+    }
+
+    /// Checks the keys and certificates of a restored backup in `from` (a
+    /// scratch directory) and makes them ready to install: the CA key must
+    /// match its certificate, and a server leaf for this hub's names is
+    /// issued there when the backup's does not cover them or is due.
+    /// Nothing of the running hub changes. Blocking.
+    pub fn stage_restore(&self, from: &Path, now: OffsetDateTime) -> Result<HubPki, PkiError> {
+        let key_path = DataDir::new(from).path(DataFile::CaKey);
+        let crt_path = DataDir::new(from).path(DataFile::CaCert);
+        let key =
+            KeyPair::from_pem(&std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?)?;
+        let crt = std::fs::read(&crt_path).map_err(io_err(&crt_path))?;
+        let der = CertificateDer::from_pem_slice(&crt)
+            .map_err(|e| PkiError::Corrupt(format!("ca.crt: {e}")))?;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der.as_ref())
+            .map_err(|e| PkiError::Corrupt(format!("ca.crt: {e}")))?;
+        if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+            return Err(PkiError::Corrupt(
+                "the certificate authority's certificate does not belong to its key".into(),
+            ));
+        }
+        let names = self
+            .leaf
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .names
+            .clone();
+        HubPki::load_or_create(from, &names, now)
+    }
+
+    /// Installs what [`HubPki::stage_restore`] prepared: its files replace
+    /// this hub's (renamed over them in the data directory, which is then
+    /// synced), and CA, leaf and client verifier are swapped live, so new
+    /// TLS connections get the restored chain and toys with certificates of
+    /// the restored CA are let in. Blocking.
+    pub fn install(&self, staged: HubPki) -> Result<(), PkiError> {
+        let mut here = self.leaf.lock().unwrap_or_else(PoisonError::into_inner);
+        let (from, wanted) = {
+            let theirs = staged.leaf.lock().unwrap_or_else(PoisonError::into_inner);
+            (theirs.dir.clone(), theirs.wanted.clone())
+        };
+        for file in KEY_FILES {
+            let (src, dst) = (
+                DataDir::new(&from).path(file),
+                DataDir::new(&here.dir).path(file),
+            );
+            if src.exists() {
+                std::fs::rename(&src, &dst).map_err(io_err(&dst))?;
+            } else {
+                match std::fs::remove_file(&dst) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io_err(&dst)(e));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        std::fs::File::open(&here.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&here.dir))?;
+        here.wanted = wanted;
+        *self.ca.write().unwrap_or_else(PoisonError::into_inner) = staged.ca();
+        self.resolver.set(staged.resolver.get());
+        self.verifier.set(staged.verifier.get());
+        tracing::warn!(
+            "installed the certificate authority and server certificate of a restored backup"
+        );
         Ok(())
     }
 
@@ -270,6 +344,7 @@ impl HubPki {
         wanted.insert(host.clone());
         let next = Leaf {
             dir: spec.dir.clone(),
+            names: spec.names.clone(),
             common_name: host,
             wanted,
         };
@@ -511,6 +586,8 @@ fn shred_file(path: &Path) -> std::io::Result<()> {
 /// The server leaf's names and where its files live.
 struct Leaf {
     dir: PathBuf,
+    /// The names the hub was asked to cover, before the CA's constraints.
+    names: Vec<String>,
     common_name: String,
     wanted: BTreeSet<String>,
 }
@@ -1330,6 +1407,69 @@ mod tests {
             c.validity().not_before.to_datetime(),
             c.validity().not_after.to_datetime(),
         )
+    }
+
+    #[test]
+    fn a_restored_ca_is_checked_before_it_is_installed_live() {
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let (old_dir, dir) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let old = HubPki::load_or_create(old_dir.path(), &names, now()).expect("old hub");
+        let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("new hub");
+        let id = ToyId::parse("bear-3f2a").expect("id");
+        let (_, csr) = make_toy_key_and_csr("bear-3f2a").expect("csr");
+        let checked = check_csr(&csr).expect("valid");
+        let old_toy =
+            CertificateDer::from(old.issue_toy_cert(&checked, &id, now()).expect("issue").0);
+        let t = rustls::pki_types::UnixTime::now();
+        pki.verifier
+            .verify_client_cert(&old_toy, &[], t)
+            .expect_err("another hub's toy");
+        let copy_into = |scratch: &Path, key_from: &Path| {
+            std::fs::create_dir(scratch).expect("scratch");
+            for f in [DataFile::CaCert, DataFile::ServerKey, DataFile::ServerCert] {
+                std::fs::copy(
+                    DataDir::new(old_dir.path()).path(f),
+                    DataDir::new(scratch).path(f),
+                )
+                .expect("copy");
+            }
+            std::fs::copy(
+                DataDir::new(key_from).path(DataFile::CaKey),
+                DataDir::new(scratch).path(DataFile::CaKey),
+            )
+            .expect("copy");
+        };
+        // A CA certificate with another key is refused before anything moves.
+        let wrong = dir.path().join("wrong");
+        copy_into(&wrong, dir.path());
+        let before = pki.ca_der();
+        assert!(pki.stage_restore(&wrong, now()).is_err());
+        assert_eq!(pki.ca_der(), before, "nothing changed");
+
+        let scratch = dir.path().join("scratch");
+        copy_into(&scratch, old_dir.path());
+        let staged = pki.stage_restore(&scratch, now()).expect("stage");
+        assert_eq!(pki.ca_der(), before, "staging changes nothing live");
+        pki.install(staged).expect("install");
+        assert_eq!(pki.ca_der(), old.ca_der());
+        assert_eq!(pki.ca_sha256(), old.ca_sha256());
+        let file = |d: &Path, f| std::fs::read(DataDir::new(d).path(f)).expect("file");
+        assert_eq!(
+            file(dir.path(), DataFile::CaKey),
+            file(old_dir.path(), DataFile::CaKey)
+        );
+        assert!(
+            !DataDir::new(&scratch).path(DataFile::CaKey).exists(),
+            "moved, not copied"
+        );
+        let leaf = pki.server_chain()[0].clone();
+        webpki_verify(&old.ca_der(), &[leaf], "hearth.local").expect("the restored CA's leaf");
+        pki.verifier
+            .verify_client_cert(&old_toy, &[], t)
+            .expect("a toy of the restored CA gets in");
     }
 
     #[test]

@@ -1012,6 +1012,34 @@
       else out.textContent = errorText(data, 'The backup could not be checked.');
     });
   }
+  // ---- restore from a backup on the first-run setup page -----------------
+  const restoreForm = $('[data-restore]');
+  if (restoreForm) {
+    restoreForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const file = restoreForm.elements.file.files[0];
+      if (!file) return;
+      const out = $('#restore-result');
+      const btn = $('button[type="submit"]', restoreForm);
+      btn.disabled = true;
+      out.textContent = 'Restoring… a large backup takes a while; keep this page open.';
+      let res = null;
+      let data = null;
+      try {
+        res = await fetch('/api/v1/setup/restore', { method: 'POST', credentials: 'same-origin',
+          headers: { 'Content-Type': 'application/octet-stream',
+            'X-Setup-Code': restoreForm.elements.setup_code.value.trim(),
+            'X-Backup-Passphrase': encodeURIComponent(restoreForm.elements.passphrase.value) }, body: file });
+        data = await res.json();
+      } catch (e) { data = null; }
+      if (res && res.ok) {
+        location.assign('/login?restored=1');
+        return;
+      }
+      btn.disabled = false;
+      out.textContent = errorText(data, 'The backup could not be restored. Nothing was changed.');
+    });
+  }
   const eraseForm = $('[data-erase]');
   if (eraseForm) {
     eraseForm.addEventListener('submit', async (ev) => {

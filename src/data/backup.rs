@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{ChannelReader, ChannelWriter, Download, spawn_download};
+use crate::accounts::Client;
 use crate::clock::rfc3339;
 use crate::datadir::{DataDir, DataFile, PRIVATE_FILE_MODE, create_private_dir};
 use crate::domain::Role;
@@ -139,9 +140,29 @@ pub enum OpenError {
     /// The passphrase is not the one it was made with.
     #[error("the passphrase does not open this backup; nothing was changed")]
     WrongPassphrase,
-    /// Not an age file, not a Hearth backup, or damaged.
-    #[error("this file is not a Hearth backup or it is damaged ({0}); nothing was changed")]
+    /// Not an age file, or an age file that is not a Hearth backup.
+    #[error(
+        "this file is not a Hearth backup ({0}): choose the .age file a Hearth hub made; nothing was changed"
+    )]
+    NotABackup(String),
+    /// A Hearth backup that is damaged or incomplete.
+    #[error("this backup is damaged or incomplete ({0}); was it copied whole? Nothing was changed")]
     Damaged(String),
+    /// Made by a newer Hearth, whose database this one cannot read.
+    #[error(
+        "this backup was made by a newer Hearth (its database is version {found}, this hub reads up to version {known}): update this hub's Hearth, then restore again; nothing was changed"
+    )]
+    TooNew {
+        /// The backup's schema version.
+        found: i64,
+        /// The newest this binary knows.
+        known: i64,
+    },
+    /// A backup of a hub that was never set up: nothing to restore.
+    #[error(
+        "this backup was made before its hub was set up, so it holds no household to restore; nothing was changed"
+    )]
+    NoHousehold,
     /// The files could not be written or read here.
     #[error("{0:#}")]
     Local(anyhow::Error),
@@ -151,14 +172,41 @@ impl From<OpenError> for Error {
     fn from(e: OpenError) -> Self {
         match e {
             OpenError::WrongPassphrase => Error::new(Code::WrongPassphrase, e.to_string()),
-            OpenError::Damaged(_) => Error::new(Code::InvalidBackup, e.to_string()),
-            OpenError::Local(cause) => Error::internal(cause),
+            OpenError::NotABackup(_) | OpenError::Damaged(_) | OpenError::NoHousehold => {
+                Error::new(Code::InvalidBackup, e.to_string())
+            }
+            OpenError::TooNew { .. } => Error::new(Code::BackupTooNew, e.to_string()),
+            OpenError::Local(cause) => {
+                if let Some(io) = cause.downcast_ref::<io::Error>() {
+                    if io.kind() == io::ErrorKind::StorageFull {
+                        return Error::new(
+                            Code::StorageFull,
+                            "the hub's disk is too full for this backup; nothing was changed",
+                        );
+                    }
+                }
+                Error::internal(cause)
+            }
         }
     }
 }
 
 fn damaged(what: impl std::fmt::Display) -> OpenError {
     OpenError::Damaged(what.to_string())
+}
+
+fn not_a_backup(what: impl std::fmt::Display) -> OpenError {
+    OpenError::NotABackup(what.to_string())
+}
+
+/// A failure to read the decrypted archive: a file cut short ends in a
+/// chunk whose authentication fails, or early.
+fn unreadable(e: io::Error) -> OpenError {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => damaged("it ends too early"),
+        io::ErrorKind::InvalidData => damaged("it ends too early or was changed after it was made"),
+        _ => damaged(e),
+    }
 }
 
 fn local(e: impl Into<anyhow::Error>) -> OpenError {
@@ -388,11 +436,16 @@ fn unpack(
     into: &Path,
 ) -> std::result::Result<Contents, OpenError> {
     let decryptor = age::Decryptor::new(io::BufReader::new(input)).map_err(|e| match e {
-        age::DecryptError::Io(io) => damaged(io),
+        age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => {
+            not_a_backup("it is not an age-encrypted file")
+        }
+        age::DecryptError::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
+            not_a_backup("it is not an age-encrypted file")
+        }
         other => damaged(other),
     })?;
     if !decryptor.is_scrypt() {
-        return Err(damaged("it is not encrypted with a passphrase"));
+        return Err(not_a_backup("it is encrypted with a key, not a passphrase"));
     }
     let identity = age::scrypt::Identity::new(passphrase.0.clone());
     let plain = decryptor
@@ -406,16 +459,16 @@ fn unpack(
     let mut archive = tar::Archive::new(plain);
     let mut written: Vec<(String, u64, String)> = Vec::new();
     let mut manifest: Option<Manifest> = None;
-    for entry in archive.entries().map_err(damaged)? {
-        let mut entry = entry.map_err(damaged)?;
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
         let path = entry
             .path()
-            .map_err(damaged)?
+            .map_err(unreadable)?
             .to_string_lossy()
             .into_owned();
         let name = path
             .strip_prefix(&format!("{FOLDER}/"))
-            .ok_or_else(|| damaged(format!("unexpected file {path:?}")))?
+            .ok_or_else(|| not_a_backup(format!("it holds {path:?}")))?
             .to_owned();
         if name == "manifest.json" {
             let mut text = Vec::new();
@@ -423,13 +476,25 @@ fn unpack(
                 .by_ref()
                 .take(1 << 20)
                 .read_to_end(&mut text)
-                .map_err(damaged)?;
-            manifest =
-                Some(serde_json::from_slice(&text).map_err(|e| damaged(format!("manifest: {e}")))?);
+                .map_err(unreadable)?;
+            let m: Manifest = serde_json::from_slice(&text)
+                .map_err(|e| not_a_backup(format!("its manifest: {e}")))?;
+            if m.format != FORMAT {
+                return Err(not_a_backup(format!("unknown format {:?}", m.format)));
+            }
+            // Refused before its files are written: the manifest comes first.
+            let known = store::schema_version();
+            if m.schema_version > known {
+                return Err(OpenError::TooNew {
+                    found: m.schema_version,
+                    known,
+                });
+            }
+            manifest = Some(m);
             continue;
         }
         if !FILES.iter().any(|f| f.name() == name) {
-            return Err(damaged(format!("unexpected file {path:?}")));
+            return Err(not_a_backup(format!("it holds {path:?}")));
         }
         let target = into.join(&name);
         let mut out = std::fs::OpenOptions::new()
@@ -442,7 +507,7 @@ fn unpack(
         let mut buf = vec![0u8; 64 * 1024];
         let mut size = 0u64;
         loop {
-            let n = entry.read(&mut buf).map_err(damaged)?;
+            let n = entry.read(&mut buf).map_err(unreadable)?;
             if n == 0 {
                 break;
             }
@@ -453,10 +518,10 @@ fn unpack(
         out.sync_all().map_err(local)?;
         written.push((name, size, hex::encode(h.finalize())));
     }
-    let manifest = manifest.ok_or_else(|| damaged("it has no manifest"))?;
-    if manifest.format != FORMAT {
-        return Err(damaged(format!("unknown format {:?}", manifest.format)));
-    }
+    // Read to the end of the age file: its last chunk's tag is checked
+    // only there, and a file cut after the archive's end is still cut.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(unreadable)?;
+    let manifest = manifest.ok_or_else(|| not_a_backup("it has no manifest"))?;
     for f in &manifest.files {
         let ok = written
             .iter()
@@ -473,8 +538,11 @@ fn unpack(
             return Err(damaged(format!("it has no {}", needed.name())));
         }
     }
-    let database = store::snapshot::inspect(&into.join(DataFile::Database.name()))
-        .map_err(|e| damaged(format!("its database: {e}")))?;
+    let database =
+        store::snapshot::inspect(&into.join(DataFile::Database.name())).map_err(|e| match e {
+            store::StoreError::TooNew { found, known, .. } => OpenError::TooNew { found, known },
+            other => damaged(format!("its database: {other}")),
+        })?;
     if let Some(why) = &database.damage {
         return Err(damaged(format!("its database is damaged: {why}")));
     }
@@ -584,6 +652,96 @@ pub fn restore(
         }
     }
     result
+}
+
+/// The first-run setup page's restore: a hub with no household yet takes
+/// the household, accounts, toys, messages, ledger and keys of a backup,
+/// live. Protected like setup (the setup code, throttled per address, is
+/// checked before a byte of the upload is read); the upload is decrypted
+/// into a scratch directory as it arrives, verified, migrated to this
+/// binary's schema and its keys checked before anything of the hub is
+/// replaced. Then the database is replaced (only while no admin exists),
+/// the keys installed and swapped into TLS, mDNS re-announced, the setup
+/// code retired and `restore_done` recorded. On any failure before the
+/// replacement, nothing of the hub changed and setup still works.
+pub async fn restore_at_setup(
+    state: &AppState,
+    client: &Client,
+    setup_code: &str,
+    passphrase: Option<Passphrase>,
+    upload: mpsc::Receiver<io::Result<Vec<u8>>>,
+) -> Result<Contents> {
+    crate::accounts::check_setup_code(state, client, setup_code).await?;
+    let passphrase = passphrase.ok_or_else(|| {
+        Error::new(
+            Code::InvalidInput,
+            "type the passphrase the backup was made with",
+        )
+    })?;
+    let scratch = Scratch(DataDir::new(&state.config.data_dir).scratch_path("restore"));
+    let dir = scratch.0.clone();
+    let (pki, now) = (state.pki.clone(), state.clock.now());
+    let staged = tokio::task::spawn_blocking(move || -> std::result::Result<_, OpenError> {
+        create_private_dir(&dir).map_err(local)?;
+        let contents = unpack(ChannelReader::new(upload), &passphrase, &dir)?;
+        if contents.manifest.household.is_none() || contents.database.users == 0 {
+            return Err(OpenError::NoHousehold);
+        }
+        store::snapshot::bring_up_to_date(&dir.join(DataFile::Database.name()))
+            .map_err(|e| damaged(format!("its database: {e}")))?;
+        let keys = pki
+            .stage_restore(&dir, now)
+            .map_err(|e| damaged(format!("its keys: {e}")))?;
+        Ok((contents, keys))
+    })
+    .await
+    .map_err(|e| Error::internal(anyhow::anyhow!("the restore worker stopped: {e}")))?;
+    let (contents, keys) = staged?;
+    let db = scratch.0.join(DataFile::Database.name());
+    let replaced = state
+        .store
+        .replace_with(db, |c| Ok(!store::users::any_admin(c)?))
+        .await?;
+    if !replaced {
+        return Err(Error::new(
+            Code::AlreadySetUp,
+            "this hub was set up meanwhile; sign in instead (nothing was restored)",
+        ));
+    }
+    let pki = state.pki.clone();
+    tokio::task::spawn_blocking(move || pki.install(keys))
+        .await
+        .map_err(|e| Error::internal(anyhow::anyhow!("the restore worker stopped: {e}")))?
+        .map_err(|e| Error::internal(e.into()))?;
+    // A pairing code shown for the hub's first CA could never match now.
+    state.pairings.clear();
+    if let Some(d) = &state.discovery {
+        if let Err(e) = d.set_ca(&state.pki.ca_sha256()) {
+            tracing::warn!("cannot advertise the restored certificate authority yet: {e}");
+        }
+    }
+    let at = state.now();
+    let entry = AuditEntry {
+        at,
+        actor: Some(store::audit::SYSTEM.to_owned()),
+        action: Action::RestoreDone,
+        subject: None,
+        toy: None,
+        client: client.ip.clone(),
+        outcome: Outcome::Success,
+        detail: format!("at first-run setup: {}", contents.summary()),
+    };
+    state
+        .store
+        .write(move |tx| store::audit::record(tx, &entry))
+        .await?;
+    let household = crate::accounts::household_name(state).await?;
+    crate::accounts::setup_done(state, &household);
+    tracing::warn!(
+        "the hub was restored from a backup at first-run setup: {}",
+        contents.summary()
+    );
+    Ok(contents)
 }
 
 /// How scheduled backups are named: `hearth-backup-20261130-152152.age`

@@ -93,6 +93,8 @@ async fn replace_keys(state: &AppState) -> Result<()> {
         .await
         .map_err(|e| Error::internal(e.into()))?
         .map_err(|e| Error::internal(e.into()))?;
+    // A pairing code shown for the old CA could never match now.
+    state.pairings.clear();
     if let Some(d) = &state.discovery {
         if let Err(e) = d.set_ca(&state.pki.ca_sha256()) {
             tracing::warn!("cannot advertise the new certificate authority yet: {e}");

@@ -339,7 +339,9 @@ pub fn body_deadline(len: usize) -> std::time::Duration {
 
 /// `16 MiB`, `16 KiB`…
 pub fn human_size(n: usize) -> String {
-    if n >= 1 << 20 {
+    if n >= 1 << 30 {
+        format!("{} GiB", n >> 30)
+    } else if n >= 1 << 20 {
         format!("{} MiB", n >> 20)
     } else {
         format!("{} KiB", n >> 10)

@@ -38,6 +38,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_relay.sql"),
 ];
 
+/// The schema version this binary migrates databases to.
+pub fn schema_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -164,6 +169,20 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
+        self.on_writer(move |inner, conn| {
+            inner.catch_up(conn);
+            write_sync(conn, f)
+        })
+        .await
+    }
+
+    /// Runs `f` with the writer connection, under its lock, on a blocking
+    /// thread, after the disk's reserve was looked after.
+    async fn on_writer<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &mut Connection) -> StoreResult<T> + Send + 'static,
+    {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner
@@ -171,8 +190,7 @@ impl Store {
                 .lock()
                 .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
             inner.space.before_write();
-            inner.catch_up(&mut conn);
-            write_sync(&mut conn, f)
+            f(&inner, &mut conn)
         })
         .await
         .map_err(|e| StoreError::Worker(e.to_string()))?
@@ -255,17 +273,8 @@ impl Store {
     /// Runs `sql` (statements outside any transaction, such as `VACUUM`
     /// and checkpoints) on the writer connection.
     async fn maintenance(&self, sql: &'static str) -> StoreResult<()> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = inner
-                .writer
-                .lock()
-                .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
-            inner.space.before_write();
-            conn.execute_batch(sql).map_err(StoreError::classify)
-        })
-        .await
-        .map_err(|e| StoreError::Worker(e.to_string()))?
+        self.on_writer(move |_, conn| conn.execute_batch(sql).map_err(StoreError::classify))
+            .await
     }
 
     /// Deletes every row of every table in one transaction (foreign keys
@@ -296,6 +305,33 @@ impl Store {
         self.maintenance(
             "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
         )
+        .await
+    }
+
+    /// Replaces the whole database, live, with the checked copy at `from`
+    /// (SQLite's online backup API into the writer connection, in one step
+    /// and one transaction: readers see the old database or the new one,
+    /// never a mix, and the next statement of every connection sees the new
+    /// schema). `only_if` runs first on the writer, under its lock: `false`
+    /// leaves everything as it was and returns `false`. Writes put off for
+    /// a full disk are dropped: they were about the old rows.
+    pub async fn replace_with(
+        &self,
+        from: PathBuf,
+        only_if: impl FnOnce(&Connection) -> StoreResult<bool> + Send + 'static,
+    ) -> StoreResult<bool> {
+        self.on_writer(move |inner, conn| {
+            if !only_if(conn)? {
+                return Ok(false);
+            }
+            snapshot::copy_into(&from, conn)?;
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(StoreError::classify)?;
+            if let Ok(mut d) = inner.deferred.lock() {
+                d.clear();
+            }
+            Ok(true)
+        })
         .await
     }
 

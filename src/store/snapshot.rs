@@ -43,6 +43,32 @@ pub fn copy(db: &Path, to: &Path) -> StoreResult<()> {
     Ok(())
 }
 
+/// Copies the database at `from` over the database of `to` (every page,
+/// one step, one transaction), the restore direction of [`copy`].
+pub(super) fn copy_into(from: &Path, to: &mut Connection) -> StoreResult<()> {
+    let src = Connection::open_with_flags(
+        from,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let backup = Backup::new(&src, to)?;
+    match backup.step(-1).map_err(super::w)? {
+        StepResult::Done => Ok(()),
+        other => Err(StoreError::Worker(format!(
+            "the restored database could not be copied in ({other:?}); try again"
+        ))),
+    }
+}
+
+/// Brings the copy at `db` (a restored backup, not yet in use) to this
+/// binary's schema by the same migrations as a start, then folds its WAL
+/// back into the file. Refuses a newer schema.
+pub fn bring_up_to_date(db: &Path) -> StoreResult<()> {
+    let mut c = super::open_connection(db)?;
+    super::migrate(&mut c, db)?;
+    c.execute_batch("PRAGMA journal_mode = DELETE;")?;
+    Ok(())
+}
+
 /// What a database copy holds, and whether it is sound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspection {

@@ -99,6 +99,21 @@ pub fn same_origin(req: &HttpRequest) -> bool {
     true
 }
 
+/// Refuses a state change that a page of another site sent (`403
+/// csrf_check_failed`): the one origin check of the plain form posts
+/// (setup, sign-in, join) and of the restore upload on the setup page,
+/// which carry no session and so no CSRF token.
+pub fn check_form_origin(req: &HttpRequest) -> Result<(), Error> {
+    if same_origin(req) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            Code::CsrfCheckFailed,
+            "this form did not come from this hub",
+        ))
+    }
+}
+
 async fn authenticate(req: HttpRequest, csrf_form_token: Option<String>) -> Result<Caller, Error> {
     let state = req
         .app_data::<web::Data<AppState>>()

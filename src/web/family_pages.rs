@@ -10,11 +10,10 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::api;
-use super::caller::{PageCaller, same_origin};
+use super::caller::{PageCaller, check_form_origin};
 use super::pages::{Layout, PageResult, form_again, layout, render};
 use crate::clock::rfc3339;
 use crate::domain::Role;
-use crate::error::{Code, Error};
 use crate::family::{self, Actor, Ctx, InviteState, JoinForm};
 use crate::http::{Access, Routes};
 use crate::ledger::{self, LedgerQuery};
@@ -196,13 +195,7 @@ async fn join_post(
     req: HttpRequest,
     form: web::Form<JoinForm>,
 ) -> PageResult {
-    if !same_origin(&req) {
-        return Err(Error::new(
-            Code::CsrfCheckFailed,
-            "this form did not come from this hub",
-        )
-        .into());
-    }
+    check_form_origin(&req)?;
     let form = form.into_inner();
     let (code, username) = (form.code.clone(), form.username.clone());
     match family::join(&state, &api::client(&req), form).await {

@@ -10,7 +10,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::api;
-use super::caller::{PageCaller, same_origin, sign_in_location};
+use super::caller::{PageCaller, check_form_origin, sign_in_location};
 use super::errors::PageError;
 use crate::accounts::{self, SetupForm};
 use crate::auth::tokens::SESSION_COOKIE;
@@ -446,13 +446,7 @@ async fn setup_post(
     req: HttpRequest,
     form: web::Form<SetupForm>,
 ) -> PageResult {
-    if !same_origin(&req) {
-        return Err(Error::new(
-            Code::CsrfCheckFailed,
-            "this form did not come from this hub",
-        )
-        .into());
-    }
+    check_form_origin(&req)?;
     let form = form.into_inner();
     let (setup_code, household, username) = (
         form.setup_code.clone(),
@@ -490,6 +484,7 @@ struct LoginPage {
 #[derive(Deserialize)]
 struct LoginQuery {
     setup: Option<String>,
+    restored: Option<String>,
     joined: Option<String>,
 }
 
@@ -503,6 +498,9 @@ async fn login_page(state: web::Data<AppState>, q: web::Query<LoginQuery>) -> Pa
     let l = layout(&state, None, "Sign in", "").await?;
     let notice = if q.setup.is_some() {
         "Your household is ready. Sign in with the account you just made.".into()
+    } else if q.restored.is_some() {
+        "Your household is back from its backup. Sign in with your account as it was in the backup."
+            .into()
     } else if q.joined.is_some() {
         "Welcome to the household. Sign in with the account you just made.".into()
     } else {
@@ -527,13 +525,7 @@ async fn login_post(
     req: HttpRequest,
     form: web::Form<LoginForm>,
 ) -> PageResult {
-    if !same_origin(&req) {
-        return Err(Error::new(
-            Code::CsrfCheckFailed,
-            "this form did not come from this hub",
-        )
-        .into());
-    }
+    check_form_origin(&req)?;
     let form = form.into_inner();
     let client = api::client(&req);
     match accounts::sign_in(

@@ -4,6 +4,9 @@
 //   optional: PAIR_ID, PAIR_CODE (a second toy waiting for confirmation),
 //             OTHER_TOY (its id: a relative invited to TOY only must never see it),
 //             EXPECT_REAL_AUDIO=1 (check durations and the Ogg container).
+//             SETUP_HUB_URL, SETUP_CODE, BACKUP_FILE, BACKUP_PASSPHRASE (a second
+//             hub before setup, its code, and a backup of the first hub: the
+//             setup page is checked, a wrong file refused, the backup restored).
 // Prints one line per step; exits non-zero on the first failure.
 import fs from 'node:fs';
 import https from 'node:https';
@@ -21,6 +24,7 @@ const PASS = env('PASSWORD');
 const TOY = env('TOY_ID');
 const FAKE_WAV = env('FAKE_WAV');
 const REAL_AUDIO = process.env.EXPECT_REAL_AUDIO === '1';
+const SETUP_HUB = process.env.SETUP_HUB_URL;
 const tls = {
   cert: fs.readFileSync(env('TOY_CERT')),
   key: fs.readFileSync(env('TOY_KEY')),
@@ -104,6 +108,34 @@ async function main() {
     watch(page, 'toy page');
     page.on('dialog', (d) => d.accept());
     page.setDefaultTimeout(15000);
+
+    // --- restore from a backup on another hub's first-run setup page
+    if (SETUP_HUB) {
+      const setup = await ctx.newPage();
+      watch(setup, 'setup page');
+      setup.setDefaultTimeout(60000);
+      await setup.goto(`${SETUP_HUB}/setup`);
+      await axe(setup, '/setup');
+      await setup.fill('#restore-code', env('SETUP_CODE'));
+      await setup.fill('#restore-pass', env('BACKUP_PASSPHRASE'));
+      await setup.setInputFiles('#restore-file', { name: 'notes.age', mimeType: 'application/octet-stream',
+        buffer: Buffer.from('these are not the files you are looking for') });
+      await setup.click('form[data-restore] button[type="submit"]');
+      await setup.waitForFunction(() => /not a Hearth backup/.test(document.querySelector('#restore-result').textContent));
+      step('the setup page refuses a file that is not a backup, in words');
+      await axe(setup, '/setup (restore refused)');
+      await setup.setInputFiles('#restore-file', env('BACKUP_FILE'));
+      await setup.click('form[data-restore] button[type="submit"]');
+      await setup.waitForURL(/\/login\?restored=1$/);
+      assert(/back from its backup/.test(await setup.textContent('main')), 'the sign-in page says the household is back');
+      await axe(setup, '/login (restored)');
+      await setup.fill('#username', USER);
+      await setup.fill('#password', PASS);
+      await setup.click('form button[type="submit"]');
+      await setup.waitForURL(`${SETUP_HUB}/`);
+      step('restored from a backup on the setup page; the old account signs in');
+      await setup.close();
+    }
 
     // --- sign in
     await page.goto(`${HUB}/login`);

@@ -180,6 +180,18 @@ async fn browser_end_to_end() {
     let key = write("toy.key", toy.key_pem.as_bytes());
     let ca = write("ca.crt", hub.ca_pem.as_bytes());
     let wav = write("voice.wav", &speech_like_wav(48_000, 3.0));
+    // A second hub before setup, and a backup of the first to restore on
+    // its setup page.
+    let fresh = Hub::start().await;
+    let passphrase = "lantern pebble orchard drum";
+    let r = parent
+        .post(
+            "/api/v1/backups",
+            serde_json::json!({"passphrase": passphrase}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "backup");
+    let backup = write("hearth-backup.age", &r.bytes().await.expect("backup"));
     let audio_src = std::fs::read_to_string(root.join("src/audio/mod.rs")).unwrap_or_default();
     let real_audio = !audio_src.contains("Placeholder");
 
@@ -198,6 +210,10 @@ async fn browser_end_to_end() {
         .env("PAIR_CODE", fox.code())
         .env("OTHER_TOY", &fox.toy_id)
         .env("EXPECT_REAL_AUDIO", if real_audio { "1" } else { "0" })
+        .env("SETUP_HUB_URL", fresh.origin())
+        .env("SETUP_CODE", fresh.setup_code())
+        .env("BACKUP_FILE", &backup)
+        .env("BACKUP_PASSPHRASE", passphrase)
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
         .await
@@ -214,6 +230,17 @@ async fn browser_end_to_end() {
     // The browser confirmed the second toy's code.
     let (_, v) = fox.poll(&hub).await;
     assert_eq!(v["status"], "approved", "the toys page paired the fox");
+    // The browser restored the backup on the second hub: it is set up now,
+    // with the first hub's CA.
+    assert!(
+        !fresh.data_dir().join("setup-code").exists(),
+        "the restore on the setup page retired the setup code"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fresh.data_dir().join("ca.crt")).expect("ca.crt"),
+        hub.ca_pem,
+        "the restored hub has the first hub's CA"
+    );
 }
 
 /// Issue 15's bugs in Chromium on a phone-sized screen

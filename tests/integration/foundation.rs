@@ -215,6 +215,7 @@ const PUBLIC_ROUTES: &[(&str, &str, u16)] = &[
     ("GET", "/static/{name}", 404),
     ("GET", "/ca.crt", 200),
     ("POST", "/api/v1/setup", 400),
+    ("POST", "/api/v1/setup/restore", 409),
     ("POST", "/api/v1/login", 400),
     ("GET", "/setup", 303),
     ("POST", "/setup", 400),

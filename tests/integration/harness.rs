@@ -235,10 +235,18 @@ pub fn tls_config(ca_pem: &str, identity: Option<(&str, &str)>) -> rustls::Clien
     }
 }
 
+/// How long a test client keeps an idle connection for reuse: well under
+/// the hub's keep-alive (15 s, `http::limits::KEEP_ALIVE`), so a request is
+/// never sent on a connection the hub is closing at that moment (which
+/// fails with `IncompleteMessage` when a slow step, such as Argon2 in a
+/// debug build on a loaded machine, kept the client idle that long).
+pub const CLIENT_IDLE: Duration = Duration::from_secs(5);
+
 pub fn client(tls: rustls::ClientConfig) -> reqwest::Client {
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(CLIENT_IDLE)
         .build()
         .expect("client")
 }
@@ -251,6 +259,7 @@ pub fn client_from(ca_pem: &str, n: u8) -> reqwest::Client {
         .tls_backend_preconfigured(tls_config(ca_pem, None))
         .redirect(reqwest::redirect::Policy::none())
         .local_address(std::net::IpAddr::from([127, 0, 0, n]))
+        .pool_idle_timeout(CLIENT_IDLE)
         .build()
         .expect("client")
 }

@@ -28,6 +28,7 @@ mod prerequisites;
 mod proc_hub;
 mod relay;
 mod relay_egress;
+mod restore;
 mod setup_code;
 mod skipping;
 #[path = "../support/skips.rs"]

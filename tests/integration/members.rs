@@ -310,6 +310,8 @@ const ROLE_TABLE: &[(&str, &str, Need, bool)] = &[
     ("GET", "/api/v1/export", Need::Admin, false),
     ("POST", "/api/v1/backups", Need::Admin, false),
     ("POST", "/api/v1/backups/check", Need::Admin, false),
+    // Restore at first-run setup: public, but it needs the setup code.
+    ("POST", "/api/v1/setup/restore", Need::Public, false),
     ("DELETE", "/api/v1/household", Need::Admin, false),
     (
         "DELETE",

@@ -52,7 +52,7 @@ async fn record(hub: &Hub, toy: &TestToy, secs: f64) -> Value {
 
 /// A hub with two toys and four messages (one each way for the bear, two
 /// to the fox).
-async fn household() -> (Hub, Parent, TestToy, TestToy) {
+pub(crate) async fn household() -> (Hub, Parent, TestToy, TestToy) {
     let hub = Hub::start().await;
     let parent = hub.parent().await;
     let mut bear = TestToy::new("bear-1");
@@ -636,7 +636,10 @@ async fn scheduled_backups_keep_the_newest_and_open_with_their_passphrase() {
 
 /// The server's chain as served on `port`, through a real TLS handshake
 /// that trusts only `ca_pem`; the handshake's error otherwise.
-async fn served_chain(port: u16, ca_pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) async fn served_chain(
+    port: u16,
+    ca_pem: &str,
+) -> Result<Vec<CertificateDer<'static>>, String> {
     let config = std::sync::Arc::new(crate::harness::tls_config(ca_pem, None));
     tokio::task::spawn_blocking(move || {
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
