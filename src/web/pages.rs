@@ -287,7 +287,7 @@ async fn toy_page(
     path: web::Path<String>,
 ) -> PageResult {
     let status = toys::status(&state, &caller.0.user, &path).await?;
-    let (msgs, days) = messaging::conversation(&state, &status.toy).await?;
+    let (msgs, days) = messaging::conversation(&state, &caller.0.user, &status.toy).await?;
     let l = layout(&state, Some(&caller), &status.toy.name, "toys").await?;
     let toy = toy_views(std::slice::from_ref(&status)).remove(0);
     render(&ToyPage {
