@@ -432,11 +432,28 @@
       if (r.ok) {
         status('Renamed to ' + name + '.', 'ok');
         const h1 = $('main h1');
-        if (h1) h1.textContent = name;
+        if (h1) h1.textContent = (r.data && r.data.title) || name;
         const h2 = $('#rec-h');
         if (h2) h2.textContent = 'Send a message to ' + name;
         document.title = name + document.title.slice(document.title.indexOf(' ·'));
       } else status(errorText(r.data), 'error');
+    });
+  }
+  const childForm = $('[data-child]');
+  if (childForm) {
+    childForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const child = childForm.elements.child.value.trim();
+      const btn = $('button[type="submit"]', childForm);
+      btn.disabled = true;
+      const r = await api('PATCH', '/api/v1/toys/' + encodeURIComponent(childForm.dataset.child), { child });
+      btn.disabled = false;
+      if (r.ok && r.data) {
+        const h1 = $('main h1');
+        if (h1) h1.textContent = r.data.title;
+        document.title = r.data.title + document.title.slice(document.title.indexOf(' ·'));
+        status(child ? 'Saved: shown as ' + r.data.title + '.' : 'The child\'s name was removed.', 'ok');
+      } else status(errorText(r.data, 'The child\'s name could not be saved.'), 'error');
     });
   }
   const removeBtn = $('[data-remove]');
@@ -692,7 +709,7 @@
       const seen = t.last_seen ? 'last seen ' + fmtTime(t.last_seen) : 'never seen';
       const battery = t.battery === null || t.battery === undefined ? 'unknown' : t.battery + '%';
       return el('li', { class: 'card', 'data-toy': t.toy_id },
-        el('a', { href: '/toys/' + encodeURIComponent(t.toy_id), text: t.name }), unreadNode(t.toy_id), ' ',
+        el('a', { href: '/toys/' + encodeURIComponent(t.toy_id), text: t.title || t.name }), unreadNode(t.toy_id), ' ',
         el('span', { class: 'badge ' + (t.online ? 'on' : 'off'), text: t.online ? 'online' : 'offline' }), ' ',
         el('span', { class: 'hint', text: seen + ' · battery ' + battery }));
     }

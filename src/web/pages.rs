@@ -143,6 +143,10 @@ pub struct ToyView {
     pub toy_id: String,
     /// Its name.
     pub name: String,
+    /// How it is shown: "Mia's Grizzly", or its name.
+    pub title: String,
+    /// The child's name, or empty.
+    pub child: String,
     /// Online now.
     pub online: bool,
     /// Last call, RFC 3339.
@@ -178,6 +182,8 @@ fn toy_views(toys: &[ToyStatus]) -> Vec<ToyView> {
             ToyView {
                 toy_id: t.toy_id.to_string(),
                 name: t.name.clone(),
+                title: s.title(),
+                child: t.child_name.clone().unwrap_or_default(),
                 online: s.online,
                 last_seen: t.last_seen.map(rfc3339).unwrap_or_default(),
                 battery: t
@@ -322,7 +328,7 @@ async fn toy_page(
 ) -> PageResult {
     let status = toys::status(&state, &caller.0.user, &path).await?;
     let (msgs, days) = messaging::conversation(&state, &caller.0.user, &status.toy).await?;
-    let l = layout(&state, Some(&caller), &status.toy.name, "toys").await?;
+    let l = layout(&state, Some(&caller), &status.title(), "toys").await?;
     let toy = toy_views_for(&state, &caller.0.user, std::slice::from_ref(&status))
         .await?
         .remove(0);

@@ -3,7 +3,7 @@
 //! a child's recording leaves Mum's count alone), mark all heard per toy
 //! and overall, `event: unread` on the member's own stream only,
 //! `heard_by_me` in lists and events, a relative's counts for granted toys
-//! only, and display names on messages.
+//! only, display names on messages, and a toy's child ("Mia’s Grizzly").
 
 use serde_json::{Value, json};
 
@@ -352,4 +352,73 @@ async fn a_members_display_name_signs_their_messages() {
     assert!(!html.contains("<strong>mum</strong>"));
     // Sign-in still uses the login name.
     hub.login("mum", crate::harness::PASSWORD).await;
+}
+
+#[actix_web::test]
+async fn a_toy_gets_its_childs_name_in_lists_and_on_its_page() {
+    let (hub, mum, _dad, gran, _bear, _fox) = family().await;
+    let r = mum
+        .patch("/api/v1/toys/bear", json!({"name": "Grizzly"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.expect("json");
+    assert_eq!(
+        (&t["child"], &t["title"]),
+        (&Value::Null, &json!("Grizzly"))
+    );
+
+    let long = "m".repeat(65);
+    for bad in ["\u{7}", long.as_str()] {
+        let r = mum.patch("/api/v1/toys/bear", json!({"child": bad})).await;
+        assert_eq!(r.status(), 422);
+        let e: Value = r.json().await.expect("json");
+        assert_eq!(e["error"]["code"], "invalid_name", "{e}");
+    }
+    // A relative may not name the child, even of her own toy.
+    assert_eq!(
+        gran.patch("/api/v1/toys/fox", json!({"child": "Mia"}))
+            .await
+            .status(),
+        403
+    );
+
+    let r = mum
+        .patch("/api/v1/toys/bear", json!({"child": " Mia "}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.expect("json");
+    assert_eq!(
+        (&t["child"], &t["title"]),
+        (&json!("Mia"), &json!("Mia\u{2019}s Grizzly"))
+    );
+    let listed = mum.json("/api/v1/toys").await;
+    let bear = listed["paired"]
+        .as_array()
+        .expect("paired")
+        .iter()
+        .find(|t| t["toy_id"] == "bear")
+        .cloned()
+        .expect("bear");
+    assert_eq!(bear["title"], "Mia\u{2019}s Grizzly");
+    for page in ["/", "/toys", "/toys/bear"] {
+        let html = mum.get(page).await.text().await.expect("html");
+        assert!(
+            html.contains("Mia\u{2019}s Grizzly"),
+            "{page} shows the child's name"
+        );
+    }
+    let ledger = hub.ledger().await;
+    assert!(
+        ledger
+            .iter()
+            .any(|e| e.action.as_str() == "toy_renamed" && e.detail.contains("child \"Mia\"")),
+        "the ledger says the child was named"
+    );
+    // "" removes it.
+    let r = mum.patch("/api/v1/toys/bear", json!({"child": ""})).await;
+    let t: Value = r.json().await.expect("json");
+    assert_eq!(
+        (&t["child"], &t["title"]),
+        (&Value::Null, &json!("Grizzly"))
+    );
 }
