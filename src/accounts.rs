@@ -888,6 +888,24 @@ pub struct HouseholdChange {
     pub retention_days: Option<Option<u32>>,
 }
 
+/// A member changes the name shown for them on messages and in the menu
+/// (1 to 64 characters; it starts as the username). Their messages show
+/// the new name at once, those sent before too. Not in the ledger: it is a
+/// label, not an act on the household. Returns the member as changed.
+pub async fn set_display_name(state: &AppState, by: &User, name: &str) -> Result<User> {
+    let name = DisplayName::parse(name).map_err(|e| Code::InvalidName.invalid(e))?;
+    let uid = by.id;
+    state
+        .store
+        .write(move |tx| store::users::set_display_name(tx, uid, name.as_str()))
+        .await?;
+    state
+        .store
+        .read(move |c| store::users::by_id(c, uid))
+        .await?
+        .ok_or_else(|| Error::not_found("no such member"))
+}
+
 /// An admin renames the household (and its mDNS instance) or sets retention.
 pub async fn change_household(
     state: &AppState,

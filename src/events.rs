@@ -83,6 +83,16 @@ pub enum PageEvent {
     },
     /// `event: toy` with `{"change": "updated", "toy"}`: the toy's new JSON.
     ToyUpdated(serde_json::Value),
+    /// `event: unread` with `{"toy_id"}` (null for every toy): one
+    /// member's own heard state changed (they played a recording or marked
+    /// some heard), so their pages fetch their unread counts again. Only
+    /// that member's streams carry it.
+    Unread {
+        /// The member whose state changed.
+        user: UserId,
+        /// The toy, or `None` for every toy they see.
+        toy_id: Option<String>,
+    },
 }
 
 impl PageEvent {
@@ -109,6 +119,7 @@ impl PageEvent {
         match self {
             Self::Message(_) | Self::MessageDeleted { .. } => "message",
             Self::Toy { .. } | Self::ToyUpdated(_) => "toy",
+            Self::Unread { .. } => "unread",
         }
     }
 
@@ -127,6 +138,7 @@ impl PageEvent {
             } => toy_id.clone(),
             Self::Toy { .. } => None,
             Self::ToyUpdated(t) => text(&t["toy_id"]),
+            Self::Unread { toy_id, .. } => toy_id.clone(),
         }
     }
 
@@ -153,6 +165,15 @@ impl PageEvent {
                 v
             }
             Self::ToyUpdated(toy) => json!({"change": "updated", "toy": toy}),
+            Self::Unread { toy_id, .. } => json!({"toy_id": toy_id}),
+        }
+    }
+
+    /// The one member this news is for, when it is personal.
+    pub fn for_user(&self) -> Option<UserId> {
+        match self {
+            Self::Unread { user, .. } => Some(*user),
+            _ => None,
         }
     }
 }
@@ -510,6 +531,12 @@ mod tests {
             None,
             "pairing news reaches no relative"
         );
+        let e = PageEvent::Unread {
+            user: UserId(3),
+            toy_id: None,
+        };
+        assert_eq!((e.name(), e.data()), ("unread", json!({"toy_id": null})));
+        assert_eq!(e.for_user(), Some(UserId(3)));
         let e = PageEvent::ToyUpdated(json!({"toy_id": "toy-1"}));
         assert_eq!(e.toy_id().as_deref(), Some("toy-1"));
         assert_eq!(

@@ -19,13 +19,14 @@ pub const PARENT_LIMIT: usize = 16 << 20;
 /// Largest upload from a toy.
 pub const TOY_LIMIT: usize = 4 << 20;
 
-/// A message's JSON, as in `docs/api.md` (plus `toy_name`, `peaks`, `expires_at`).
+/// A message's JSON, as in `docs/api.md` (plus `toy_name`, `peaks`,
+/// `expires_at`, and `heard_by_me` when filled in for one member).
 pub fn message_json(m: &Message, retention_days: Option<u32>) -> serde_json::Value {
     let expires_at = match (m.keep, retention_days) {
         (false, Some(d)) => Some(rfc3339(m.created_at + i64::from(d) * 86_400)),
         _ => None,
     };
-    json!({
+    let mut v = json!({
         "id": m.public_id,
         "toy_id": m.toy_id,
         "direction": m.direction,
@@ -37,7 +38,118 @@ pub fn message_json(m: &Message, retention_days: Option<u32>) -> serde_json::Val
         "bytes": m.size,
         "peaks": m.peaks,
         "expires_at": expires_at,
-    })
+    });
+    if let (Some(heard), Some(obj)) = (m.heard_by_me, v.as_object_mut()) {
+        obj.insert("heard_by_me".into(), json!(heard));
+    }
+    v
+}
+
+/// Fills in `heard_by_me` of the children's recordings among `msgs` for
+/// member `by` (a recording stored before their account counts as heard).
+pub async fn with_heard(
+    state: &AppState,
+    by: &User,
+    mut msgs: Vec<Message>,
+) -> Result<Vec<Message>> {
+    let rows: Vec<_> = msgs
+        .iter()
+        .filter(|m| m.direction == Direction::FromToy)
+        .map(|m| m.rowid)
+        .collect();
+    if rows.is_empty() {
+        return Ok(msgs);
+    }
+    let uid = by.id;
+    let heard = state
+        .store
+        .read(move |c| store::heard::heard_among(c, uid, &rows))
+        .await?;
+    for m in &mut msgs {
+        if m.direction == Direction::FromToy {
+            m.heard_by_me = Some(heard.contains(&m.rowid));
+        }
+    }
+    Ok(msgs)
+}
+
+/// Whether member `user` has heard the message `public_id` (`None` when
+/// it is not a child's recording or is gone): the event stream adds it
+/// to each member's copy of `event: message`.
+pub async fn heard_by_me(state: &AppState, user: UserId, public_id: &str) -> Result<Option<bool>> {
+    let id = public_id.to_owned();
+    let found = state
+        .store
+        .read(move |c| {
+            let Some(m) = store::messages::get(c, &id)? else {
+                return Ok(None);
+            };
+            if m.direction != Direction::FromToy {
+                return Ok(None);
+            }
+            Ok(Some(
+                store::heard::heard_among(c, user, &[m.rowid])?.contains(&m.rowid),
+            ))
+        })
+        .await?;
+    Ok(found)
+}
+
+/// One member's unread children's recordings: per toy they may see (every
+/// such toy is listed, with 0 when all are heard) and in total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unread {
+    /// Per visible paired toy, in the order of the toy list.
+    pub toys: Vec<(crate::domain::ToyId, i64)>,
+    /// Their sum.
+    pub total: i64,
+}
+
+/// What member `by` has not heard yet (`GET /api/v1/unread`).
+pub async fn unread(state: &AppState, by: &User) -> Result<Unread> {
+    let toys = crate::toys::visible(state, by).await?;
+    let uid = by.id;
+    let counts = state
+        .store
+        .read(move |c| store::heard::unread_per_toy(c, uid))
+        .await?;
+    let toys: Vec<_> = toys
+        .into_iter()
+        .map(|t| {
+            let n = counts.get(&t.toy.id).copied().unwrap_or(0);
+            (t.toy.toy_id, n)
+        })
+        .collect();
+    let total = toys.iter().map(|(_, n)| n).sum();
+    Ok(Unread { toys, total })
+}
+
+/// Member `by` marks every recording they have not heard as heard: of one
+/// toy (as typed; `404` when they may not see it) or of every toy they may
+/// see. Only their own state changes: the household's state of each
+/// message, other members' counts and the ledger stay as they are.
+/// Returns how many were marked.
+pub async fn mark_all_heard(state: &AppState, by: &User, toy_id: Option<&str>) -> Result<usize> {
+    let among: Vec<_> = match toy_id {
+        Some(t) => vec![crate::family::visible_toy(state, by, t).await?.id],
+        None => crate::toys::visible(state, by)
+            .await?
+            .into_iter()
+            .map(|t| t.toy.id)
+            .collect(),
+    };
+    let (uid, now) = (by.id, state.now());
+    let n = state
+        .store
+        .write(move |tx| store::heard::mark_all(tx, uid, Some(&among), now))
+        .await?;
+    if n > 0 {
+        state.events.publish(PageEvent::Unread {
+            user: uid,
+            toy_id: toy_id.map(str::to_owned),
+        });
+    }
+    Ok(n)
 }
 
 /// The household's retention period.
@@ -323,11 +435,12 @@ pub async fn list(
             None => store::messages::list(c, toy, before, limit),
         })
         .await?;
+    let msgs = with_heard(state, by, msgs).await?;
     Ok((msgs, retention_days(state).await?))
 }
 
-/// The home page's new recordings: children's recordings not yet heard,
-/// among the 50 newest messages `by` may see, newest first.
+/// The home page's new recordings: children's recordings `by` has not
+/// heard, among the 50 newest messages they may see, newest first.
 pub async fn new_recordings(state: &AppState, by: &User) -> Result<(Vec<Message>, Option<u32>)> {
     let scope = crate::family::scope(&state.store, by).await?;
     let msgs = state
@@ -335,20 +448,30 @@ pub async fn new_recordings(state: &AppState, by: &User) -> Result<(Vec<Message>
         .read(|c| store::messages::list(c, None, None, 50))
         .await?
         .into_iter()
-        .filter(|m| scope.sees(m.toy))
-        .filter(|m| m.direction == Direction::FromToy && m.state == MessageState::Received)
+        .filter(|m| scope.sees(m.toy) && m.direction == Direction::FromToy)
+        .collect();
+    let msgs = with_heard(state, by, msgs)
+        .await?
+        .into_iter()
+        .filter(|m| m.heard_by_me == Some(false))
         .collect();
     Ok((msgs, retention_days(state).await?))
 }
 
-/// A toy's conversation page: its 100 newest messages, oldest first.
-pub async fn conversation(state: &AppState, toy: &Toy) -> Result<(Vec<Message>, Option<u32>)> {
+/// A toy's conversation page for member `by`: its 100 newest messages,
+/// oldest first.
+pub async fn conversation(
+    state: &AppState,
+    by: &User,
+    toy: &Toy,
+) -> Result<(Vec<Message>, Option<u32>)> {
     let row = toy.id;
     let mut msgs = state
         .store
         .read(move |c| store::messages::list(c, Some(row), None, 100))
         .await?;
     msgs.reverse();
+    let msgs = with_heard(state, by, msgs).await?;
     Ok((msgs, retention_days(state).await?))
 }
 
@@ -373,7 +496,8 @@ pub enum AudioFormat {
 }
 
 /// A parent opens a message's audio in `format` (`ogg`, the default, or
-/// `wav`); a child's recording is then *heard*.
+/// `wav`); a child's recording is then *heard*: by this member (their own
+/// state, see [`mark_heard`]) and by the household (the message's state).
 pub async fn parent_audio(
     state: &AppState,
     by: &User,
@@ -395,6 +519,7 @@ pub async fn parent_audio(
                 .await?
                 .ok_or_else(|| Error::not_found("no such message"))?;
             if m.direction == Direction::FromToy && fetch == Fetch::Take {
+                mark_heard(state, by, &m).await;
                 advance(state, &m, MessageState::Heard).await?;
             }
             ogg
@@ -416,6 +541,25 @@ pub async fn parent_audio(
         .map_err(|e| Error::internal(anyhow::anyhow!("audio worker failed: {e}")))?
         .map_err(|e| Error::internal(anyhow::anyhow!("stored audio could not be decoded: {e}")))?;
     Ok((format, wav))
+}
+
+/// Records that member `by` heard a child's recording, and tells their
+/// open pages (`event: unread`). Best effort like the household's state:
+/// playing never fails for it (on a full disk the write waits). Not in the
+/// ledger: hearing a recording is a member's own business, and one entry
+/// per play would bury the acts the ledger is for (docs/api.md).
+pub async fn mark_heard(state: &AppState, by: &User, m: &Message) {
+    let (uid, row, now) = (by.id, m.rowid, state.now());
+    let new = state
+        .store
+        .write_or_defer(move |tx| store::heard::mark(tx, uid, row, now))
+        .await;
+    if new == Some(true) {
+        state.events.publish(PageEvent::Unread {
+            user: uid,
+            toy_id: Some(m.toy_id.to_string()),
+        });
+    }
 }
 
 /// The messages waiting for a toy.
@@ -523,6 +667,10 @@ pub async fn set_keep(
         .store
         .read(move |c| store::messages::get(c, &id))
         .await?
+        .ok_or_else(|| Error::not_found("no such message"))?;
+    let m = with_heard(state, by, vec![m])
+        .await?
+        .pop()
         .ok_or_else(|| Error::not_found("no such message"))?;
     Ok((m, retention_days(state).await?))
 }

@@ -47,6 +47,15 @@ pub struct ToyStatus {
 }
 
 impl ToyStatus {
+    /// How the toy is shown in lists and on its page: "Mia's Grizzly" once
+    /// a parent gave the child's name, else its name.
+    pub fn title(&self) -> String {
+        match &self.toy.child_name {
+            Some(child) => format!("{child}\u{2019}s {}", self.toy.name),
+            None => self.toy.name.clone(),
+        }
+    }
+
     /// The toy's JSON (`docs/api.md`): also the data of `event: toy` `updated`.
     pub fn to_json(&self) -> serde_json::Value {
         let t = &self.toy;
@@ -59,6 +68,7 @@ impl ToyStatus {
             "battery": t.battery,
             "firmware": t.firmware,
             "child": t.child_name,
+            "title": self.title(),
             "key_changed": t.earlier_key_fp.as_ref().is_some_and(|k| *k != t.key_fp),
         })
     }
@@ -256,13 +266,24 @@ pub async fn rename(
         .map(DisplayName::parse)
         .transpose()
         .map_err(|e| Code::InvalidName.invalid(e))?;
-    if child.is_some() {
-        return Err(Error::new(
-            Code::NotSupported,
-            "assigning a child is not available yet",
-        ));
-    }
+    // The child's name: the same rule as any shown name; "" clears it.
+    let child = match child.as_deref().map(str::trim) {
+        None => None,
+        Some("") => Some(None),
+        Some(c) => Some(Some(DisplayName::parse(c).map_err(|e| {
+            Error::new(Code::InvalidName, format!("the child's name: {}", e.0))
+        })?)),
+    };
     let new_name = name.as_ref().map(|n| n.to_string());
+    let mut details = Vec::new();
+    if let Some(n) = &new_name {
+        details.push(format!("renamed {n:?}"));
+    }
+    match &child {
+        Some(Some(c)) => details.push(format!("child {:?}", c.as_str())),
+        Some(None) => details.push("child cleared".into()),
+        None => {}
+    }
     let toy = state
         .store
         .write(move |tx| {
@@ -271,12 +292,17 @@ pub async fn rename(
                     return Ok(None);
                 }
             }
+            if let Some(c) = &child {
+                if !store::toys::set_child(tx, &toy_id, c.as_ref().map(DisplayName::as_str))? {
+                    return Ok(None);
+                }
+            }
             store::toys::by_toy_id(tx, &toy_id).map(|t| t.filter(|t| t.removed_at.is_none()))
         })
         .await?
         .ok_or_else(|| Error::not_found("no such paired toy"))?;
     let status = status_of(state, toy, state.now());
-    if let Some(n) = &new_name {
+    if !details.is_empty() {
         let mut e = AuditEntry::new(
             state.now(),
             Some(by.username.clone()),
@@ -285,7 +311,7 @@ pub async fn rename(
         );
         e.subject = Some(status.toy.toy_id.to_string());
         e.toy = Some(status.toy.toy_id.to_string());
-        e.detail = format!("renamed {n:?}");
+        e.detail = details.join("; ");
         record(state, e).await?;
     }
     state

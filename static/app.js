@@ -167,6 +167,62 @@
     window.addEventListener('pagehide', () => es.close());
   }
 
+  // ---- unread counts (per member) ---------------------------------------
+  // The menu, the toy cards and the toy page show how many children's
+  // recordings this member has not heard: [data-unread-total] and
+  // [data-unread-toy="id"], each with a [data-n] number, hidden at 0. They
+  // are fetched again when a recording arrives or goes (event: message),
+  // when this member hears one elsewhere (event: unread), and on resync.
+  let unreadNow = null;
+  function unreadNode(toyId) {
+    return el('span', { class: 'unread', 'data-unread-toy': toyId, hidden: true }, ' ',
+      el('span', { class: 'count', 'data-n': true, text: '0' }),
+      el('span', { class: 'vh', text: ' unheard' }));
+  }
+  function showCount(node, n) {
+    const num = $('[data-n]', node);
+    if (num) num.textContent = String(n);
+    node.hidden = !(n > 0);
+  }
+  function applyUnread() {
+    if (!unreadNow) return;
+    for (const n of $$('[data-unread-total]')) showCount(n, unreadNow.total);
+    const per = {};
+    for (const t of unreadNow.toys || []) per[t.toy_id] = t.unread;
+    for (const n of $$('[data-unread-toy]')) showCount(n, per[n.dataset.unreadToy] || 0);
+  }
+  let unreadTimer = null;
+  function fetchUnread() {
+    if (!CSRF || unreadTimer) return;
+    unreadTimer = setTimeout(async () => {
+      unreadTimer = null;
+      const r = await api('GET', '/api/v1/unread');
+      if (r.ok && r.data) { unreadNow = r.data; applyUnread(); }
+    }, 150);
+  }
+  if ($('[data-unread-total]')) {
+    onEvent('message', fetchUnread);
+    onEvent('unread', fetchUnread);
+    onEvent('toy', fetchUnread);
+    onEvent('resync', fetchUnread);
+  }
+  for (const b of $$('[data-mark-heard]')) {
+    b.addEventListener('click', async () => {
+      const toy = b.dataset.markHeard;
+      b.disabled = true;
+      const r = await api('POST', toy ? '/api/v1/toys/' + encodeURIComponent(toy) + '/heard' : '/api/v1/heard');
+      b.disabled = false;
+      if (r.ok && r.data) {
+        unreadNow = r.data;
+        applyUnread();
+        for (const fn of handlers.unread || []) fn({ toy_id: toy || null });
+        status(r.data.marked === 1 ? 'One recording marked as heard.'
+          : r.data.marked > 1 ? r.data.marked + ' recordings marked as heard.'
+          : 'Nothing new to mark for ' + (b.dataset.toyName || 'this toy') + '.', 'ok');
+      } else status(errorText(r.data, 'They could not be marked as heard.'), 'error');
+    });
+  }
+
   // ---- sign out ----------------------------------------------------------
   for (const b of $$('[data-logout]')) {
     b.addEventListener('click', async () => {
@@ -208,7 +264,7 @@
     li.dataset.state = state;
     renderTicks(li, state);
     const badge = $('.badge.new', li);
-    if (state === 'received') {
+    if (li.dataset.unheard === 'true') {
       if (!badge) $('.meta', li).append(' ', el('span', { class: 'badge new', text: 'new' }));
     } else if (badge) {
       badge.remove();
@@ -271,11 +327,15 @@
       keep.textContent = m.keep ? 'Kept' : 'Keep';
     }
     $('[data-expiry]', li).replaceWith(expiryNode(m));
+    li.dataset.unheard = String(m.heard_by_me === false);
     setBubbleState(li, m.state);
     return li;
   }
 
   function updateBubble(li, m) {
+    // Events and lists carry this member's own heard state; without it the
+    // bubble keeps what it showed.
+    if ('heard_by_me' in m) li.dataset.unheard = String(m.heard_by_me === false);
     setBubbleState(li, m.state);
     const keep = $('[data-keep]', li);
     if (keep) {
@@ -336,7 +396,10 @@
         btn.setAttribute('aria-pressed', 'true');
         try {
           await player.play();
-          if (li && li.dataset.state === 'received') setBubbleState(li, 'heard');
+          if (li && li.dataset.unheard === 'true') {
+            li.dataset.unheard = 'false';
+            setBubbleState(li, li.dataset.state === 'received' ? 'heard' : li.dataset.state);
+          }
         } catch (e) {
           status('This message could not be played.', 'error');
           stopPlaying();
@@ -394,6 +457,8 @@
       if (opts.newestFirst) msgs.forEach(upsert); else msgs.forEach(upsert);
     }
     onEvent('resync', refresh);
+    // This member heard something elsewhere (another tab, Mark all heard).
+    onEvent('unread', refresh);
     return { upsert, refresh };
   }
 
@@ -413,7 +478,7 @@
       emptyId: 'no-new',
       newestFirst: true,
       removeWhenRejected: true,
-      accepts: (m) => m.direction === 'from_toy' && m.state === 'received',
+      accepts: (m) => m.direction === 'from_toy' && m.heard_by_me === false,
     });
   }
   window.addEventListener('resize', () => { for (const c of $$('canvas.wave')) drawWave(c); });
@@ -429,7 +494,7 @@
       if (r.ok) {
         status('Renamed to ' + name + '.', 'ok');
         const h1 = $('main h1');
-        if (h1) h1.textContent = name;
+        if (h1) h1.textContent = (r.data && r.data.title) || name;
         const h2 = $('#rec-h');
         if (h2) h2.textContent = 'Send a message to ' + name;
         document.title = name + document.title.slice(document.title.indexOf(' ·'));
@@ -470,6 +535,23 @@
     onEvent('toy', (d) => {
       if (!d || d.change !== 'removed' || !d.toy_id) return;
       for (const li of $$('li[data-toy]', homeToys)) if (li.dataset.toy === d.toy_id) li.remove();
+    });
+  }
+  const childForm = $('[data-child]');
+  if (childForm) {
+    childForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const child = childForm.elements.child.value.trim();
+      const btn = $('button[type="submit"]', childForm);
+      btn.disabled = true;
+      const r = await api('PATCH', '/api/v1/toys/' + encodeURIComponent(childForm.dataset.child), { child });
+      btn.disabled = false;
+      if (r.ok && r.data) {
+        const h1 = $('main h1');
+        if (h1) h1.textContent = r.data.title;
+        document.title = r.data.title + document.title.slice(document.title.indexOf(' ·'));
+        status(child ? 'Saved: shown as ' + r.data.title + '.' : 'The child\'s name was removed.', 'ok');
+      } else status(errorText(r.data, 'The child\'s name could not be saved.'), 'error');
     });
   }
   const removeBtn = $('[data-remove]');
@@ -762,7 +844,7 @@
       const seen = t.last_seen ? 'last seen ' + fmtTime(t.last_seen) : 'never seen';
       const battery = t.battery === null || t.battery === undefined ? 'unknown' : t.battery + '%';
       return el('li', { class: 'card', 'data-toy': t.toy_id },
-        el('a', { href: '/toys/' + encodeURIComponent(t.toy_id), text: t.name }), ' ',
+        el('a', { href: '/toys/' + encodeURIComponent(t.toy_id), text: t.title || t.name }), unreadNode(t.toy_id), ' ',
         el('span', { class: 'badge ' + (t.online ? 'on' : 'off'), text: t.online ? 'online' : 'offline' }), ' ',
         el('span', { class: 'hint', text: seen + ' · battery ' + battery }));
     }
@@ -798,6 +880,8 @@
         replaceList(pendingList, r.data.pending || []);
         replaceList(foundList, (r.data.discovered || []).filter((d) => !d.paired));
         replaceList(pairedList, r.data.paired || []);
+        applyUnread();
+        fetchUnread();
       })();
       try { await loading; } finally { loading = null; }
     }
@@ -870,6 +954,22 @@
       } else {
         status(errorText(r.data, 'The password could not be changed.'), 'error');
       }
+    });
+  }
+  const nameForm = $('[data-display-name]');
+  if (nameForm) {
+    nameForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const btn = $('button[type="submit"]', nameForm);
+      btn.disabled = true;
+      const r = await api('PATCH', '/api/v1/me', { display_name: nameForm.elements.display_name.value });
+      btn.disabled = false;
+      if (r.ok && r.data) {
+        nameForm.elements.display_name.value = r.data.display_name;
+        const me = $('.top nav a[href="/account"]');
+        if (me) me.textContent = r.data.display_name;
+        status('Saved: your messages are signed ' + r.data.display_name + '.', 'ok');
+      } else status(errorText(r.data, 'The name could not be saved.'), 'error');
     });
   }
   const hhForm = $('[data-household]');

@@ -513,6 +513,9 @@ async fn on_event(
             Ok(())
         }
         PageEvent::MessageDeleted { .. } => refresh(state, topics, s, memory, None).await,
+        // One member's own heard state: Home Assistant counts what the
+        // household has not heard, which this does not change.
+        PageEvent::Unread { .. } => Ok(()),
     }
 }
 

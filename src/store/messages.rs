@@ -19,7 +19,8 @@ pub struct Message {
     pub toy_id: ToyId,
     /// Which way.
     pub direction: Direction,
-    /// Display name of the sender (a parent, or the toy's name).
+    /// Display name of the sender: a member's current display name (the
+    /// one stored with the message once the member is gone), or the toy's name.
     pub sender_name: String,
     /// Sender's user row, for parent messages.
     pub sender_user: Option<UserId>,
@@ -35,9 +36,12 @@ pub struct Message {
     pub keep: bool,
     /// Waveform for drawing.
     pub peaks: Vec<u8>,
+    /// For a child's recording, whether the member it is shown to has
+    /// heard it (`None` until a use case fills it in for one member).
+    pub heard_by_me: Option<bool>,
 }
 
-const COLS: &str = "m.id, m.public_id, m.toy, t.toy_id, m.direction, m.sender_name, m.sender_user, m.created_at, m.duration_ms, m.size, m.state, m.keep, m.peaks";
+const COLS: &str = "m.id, m.public_id, m.toy, t.toy_id, m.direction, COALESCE(u.display_name, m.sender_name), m.sender_user, m.created_at, m.duration_ms, m.size, m.state, m.keep, m.peaks";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     let dir: String = r.get(4)?;
@@ -56,6 +60,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         state: MessageState::parse(&state).unwrap_or(MessageState::Queued),
         keep: r.get(11)?,
         peaks: r.get(12)?,
+        heard_by_me: None,
     })
 }
 
@@ -112,7 +117,7 @@ pub fn insert(tx: &Connection, m: &NewMessage<'_>) -> StoreResult<MessageRowId> 
 pub fn get(c: &Connection, public_id: &str) -> StoreResult<Option<Message>> {
     Ok(c.query_row(
         &format!(
-            "SELECT {COLS} FROM messages m JOIN toys t ON t.id = m.toy WHERE m.public_id = ?1"
+            "SELECT {COLS} FROM messages m JOIN toys t ON t.id = m.toy LEFT JOIN users u ON u.id = m.sender_user WHERE m.public_id = ?1"
         ),
         [public_id],
         row,
@@ -138,7 +143,7 @@ pub fn list(
     limit: u32,
 ) -> StoreResult<Vec<Message>> {
     let mut st = c.prepare(&format!(
-        "SELECT {COLS} FROM messages m JOIN toys t ON t.id = m.toy
+        "SELECT {COLS} FROM messages m JOIN toys t ON t.id = m.toy LEFT JOIN users u ON u.id = m.sender_user
          WHERE (?1 IS NULL OR m.toy = ?1) AND (?2 IS NULL OR m.id < ?2)
          ORDER BY m.id DESC LIMIT ?3"
     ))?;
@@ -157,7 +162,7 @@ pub fn list_granted(
     limit: u32,
 ) -> StoreResult<Vec<Message>> {
     let mut st = c.prepare(&format!(
-        "SELECT {COLS} FROM messages m JOIN toys t ON t.id = m.toy
+        "SELECT {COLS} FROM messages m JOIN toys t ON t.id = m.toy LEFT JOIN users u ON u.id = m.sender_user
          WHERE m.toy IN (SELECT toy FROM relative_toys WHERE user_id = ?1)
            AND (?2 IS NULL OR m.toy = ?2) AND (?3 IS NULL OR m.id < ?3)
          ORDER BY m.id DESC LIMIT ?4"
@@ -171,7 +176,7 @@ pub fn list_granted(
 /// The toy's inbox: messages to it not yet played, oldest first.
 pub fn inbox(c: &Connection, toy: ToyRowId) -> StoreResult<Vec<Message>> {
     let mut st = c.prepare(&format!(
-        "SELECT {COLS} FROM messages m JOIN toys t ON t.id = m.toy
+        "SELECT {COLS} FROM messages m JOIN toys t ON t.id = m.toy LEFT JOIN users u ON u.id = m.sender_user
          WHERE m.toy = ?1 AND m.direction = 'to_toy' AND m.state != 'played'
          ORDER BY m.id ASC"
     ))?;
@@ -265,7 +270,7 @@ pub fn for_each_with_audio<E: From<rusqlite::Error>>(
     mut f: impl FnMut(Message, String, Vec<u8>) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut st = c.prepare(&format!(
-        "SELECT {COLS}, t.name, m.audio FROM messages m JOIN toys t ON t.id = m.toy ORDER BY m.id ASC"
+        "SELECT {COLS}, t.name, m.audio FROM messages m JOIN toys t ON t.id = m.toy LEFT JOIN users u ON u.id = m.sender_user ORDER BY m.id ASC"
     ))?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {

@@ -11,6 +11,7 @@
 //! **Architecture Invariant:** no other module contains SQL.
 
 pub mod audit;
+pub mod heard;
 pub mod household;
 pub mod idempotency;
 pub mod members;
@@ -36,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_members.sql"),
     include_str!("migrations/0003_relay.sql"),
+    include_str!("migrations/0004_heard.sql"),
 ];
 
 /// The schema version this binary migrates databases to.

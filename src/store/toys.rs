@@ -209,6 +209,18 @@ pub fn rename(tx: &Connection, toy_id: &ToyId, name: &str) -> StoreResult<bool> 
         == 1)
 }
 
+/// Sets (or with `None` clears) the name of the child a toy belongs to.
+/// True when the toy is paired.
+pub fn set_child(tx: &Connection, toy_id: &ToyId, child: Option<&str>) -> StoreResult<bool> {
+    Ok(tx
+        .execute(
+            "UPDATE toys SET child_name = ?1 WHERE toy_id = ?2 AND removed_at IS NULL",
+            params![child, toy_id.as_str()],
+        )
+        .map_err(w)?
+        == 1)
+}
+
 /// Records that the toy called the hub.
 pub fn touch(tx: &Connection, id: ToyRowId, now: i64) -> StoreResult<()> {
     tx.execute(

@@ -97,3 +97,13 @@ pub fn set_password_hash(tx: &Connection, id: UserId, hash: &str) -> StoreResult
     .map_err(w)?;
     Ok(())
 }
+
+/// Replaces the name shown for a member.
+pub fn set_display_name(tx: &Connection, id: UserId, name: &str) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE users SET display_name = ?1 WHERE id = ?2",
+        params![name, id],
+    )
+    .map_err(w)?;
+    Ok(())
+}

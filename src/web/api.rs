@@ -25,6 +25,7 @@ pub fn register(r: &mut Routes<'_>) {
     r.add(Method::POST, "/api/v1/login", Access::Public, post_login);
     r.add(Method::POST, "/api/v1/logout", Access::User, post_logout);
     r.add(Method::GET, "/api/v1/me", Access::User, get_me);
+    r.add(Method::PATCH, "/api/v1/me", Access::User, patch_me);
     r.add(
         Method::POST,
         "/api/v1/me/password",
@@ -144,6 +145,25 @@ async fn get_me(caller: Caller) -> Result<HttpResponse> {
         "username": caller.user.username,
         "display_name": caller.user.display_name,
         "role": caller.user.role,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MePatch {
+    display_name: String,
+}
+
+async fn patch_me(
+    state: web::Data<AppState>,
+    caller: Caller,
+    Json(body): Json<MePatch>,
+) -> Result<HttpResponse> {
+    let user = accounts::set_display_name(&state, &caller.user, &body.display_name).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role,
     })))
 }
 

@@ -37,12 +37,14 @@ pub async fn stream(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
                 .collect(),
         ),
     };
-    let passes = move |ev: &Event| match &toy_ids {
-        None => true,
-        Some(ids) => ev.toy_id.as_ref().is_some_and(|t| ids.contains(t)),
+    let uid = caller.user.id;
+    let passes = move |ev: &Event| match (ev.page.for_user(), &toy_ids) {
+        // Personal news reaches only its member (about toys they see).
+        (Some(u), _) => u == uid,
+        (None, None) => true,
+        (None, Some(ids)) => ev.toy_id.as_ref().is_some_and(|t| ids.contains(t)),
     };
     let session = caller.session.clone();
-    let uid = caller.user.id;
     let guard = state.events.streams().open(uid, session.id).ok_or_else(|| {
         let mut e = Error::new(
             Code::TooManyStreams,
@@ -79,7 +81,8 @@ pub async fn stream(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
                     };
                     let chunk = match next {
                         Ok(Ok(ev)) if passes(&ev) => {
-                            format!("event: {}\ndata: {}\n\n", ev.kind, ev.data)
+                            let data = personal(&state, uid, &ev).await;
+                            format!("event: {}\ndata: {}\n\n", ev.kind, data)
                         }
                         Ok(Ok(_)) => continue,
                         Ok(Err(RecvError::Lagged(n))) => {
@@ -108,4 +111,25 @@ pub async fn stream(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
         .insert_header(("cache-control", "no-store"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(body))
+}
+
+/// The event's `data:` as this member sees it: a child's recording
+/// carries whether they have heard it (`heard_by_me`), which differs
+/// between members. Left out when it cannot be read (the page keeps what
+/// it knew and the next unread fetch corrects it).
+async fn personal(state: &AppState, uid: crate::domain::UserId, ev: &Event) -> serde_json::Value {
+    let mut data = ev.data.clone();
+    if !matches!(ev.page, crate::events::PageEvent::Message(_)) || data["direction"] != "from_toy" {
+        return data;
+    }
+    let Some(id) = data["id"].as_str().map(str::to_owned) else {
+        return data;
+    };
+    if let (Ok(Some(heard)), Some(obj)) = (
+        crate::messaging::heard_by_me(state, uid, &id).await,
+        data.as_object_mut(),
+    ) {
+        obj.insert("heard_by_me".into(), serde_json::json!(heard));
+    }
+    data
 }

@@ -35,6 +35,49 @@ pub fn register(r: &mut Routes<'_>) {
         delete,
     );
     r.add(Method::PATCH, "/api/v1/messages/{id}", Access::User, patch);
+    r.add(Method::GET, "/api/v1/unread", Access::User, unread);
+    r.add(Method::POST, "/api/v1/heard", Access::User, heard_all);
+    r.add(
+        Method::POST,
+        "/api/v1/toys/{toy_id}/heard",
+        Access::User,
+        heard_toy,
+    );
+}
+
+/// The JSON of one member's unread counts.
+pub fn unread_json(u: &messaging::Unread) -> serde_json::Value {
+    let toys: Vec<_> = u
+        .toys
+        .iter()
+        .map(|(id, n)| json!({"toy_id": id, "unread": n}))
+        .collect();
+    json!({"total": u.total, "toys": toys})
+}
+
+async fn unread(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
+    let u = messaging::unread(&state, &caller.user).await?;
+    Ok(HttpResponse::Ok().json(unread_json(&u)))
+}
+
+async fn heard_all(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
+    let n = messaging::mark_all_heard(&state, &caller.user, None).await?;
+    let u = messaging::unread(&state, &caller.user).await?;
+    let mut v = unread_json(&u);
+    v["marked"] = json!(n);
+    Ok(HttpResponse::Ok().json(v))
+}
+
+async fn heard_toy(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let n = messaging::mark_all_heard(&state, &caller.user, Some(&path)).await?;
+    let u = messaging::unread(&state, &caller.user).await?;
+    let mut v = unread_json(&u);
+    v["marked"] = json!(n);
+    Ok(HttpResponse::Ok().json(v))
 }
 
 async fn send(

@@ -53,6 +53,9 @@ pub struct Layout {
     pub nav: &'static str,
     /// The signed-in member's role (`admin`, `parent`, `relative`), or empty.
     pub role: &'static str,
+    /// How many children's recordings the signed-in member has not heard
+    /// (the menu's count; live updates come from `static/app.js`).
+    pub unread: i64,
 }
 
 pub(super) fn html(body: String) -> HttpResponse {
@@ -87,6 +90,10 @@ pub(super) async fn layout(
     nav: &'static str,
 ) -> Result<Layout, Error> {
     let household = accounts::household_name(state).await?;
+    let unread = match caller {
+        Some(c) => messaging::unread(state, &c.0.user).await?.total,
+        None => 0,
+    };
     Ok(Layout {
         title: title.to_owned(),
         household,
@@ -96,6 +103,7 @@ pub(super) async fn layout(
             .unwrap_or_default(),
         nav,
         role: caller.map_or("", |c| c.0.user.role.as_str()),
+        unread,
     })
 }
 
@@ -117,6 +125,7 @@ pub fn render_error_page(status: u16, reason: &str, message: &str) -> String {
         csrf: String::new(),
         nav: "",
         role: "",
+        unread: 0,
     };
     ErrorPage {
         l,
@@ -134,12 +143,36 @@ pub struct ToyView {
     pub toy_id: String,
     /// Its name.
     pub name: String,
+    /// How it is shown: "Mia's Grizzly", or its name.
+    pub title: String,
+    /// The child's name, or empty.
+    pub child: String,
     /// Online now.
     pub online: bool,
     /// Last call, RFC 3339.
     pub last_seen: String,
     /// Battery text.
     pub battery: String,
+    /// Recordings from it the member has not heard.
+    pub unread: i64,
+}
+
+/// The toys as shown to a member, with their unread counts.
+async fn toy_views_for(
+    state: &AppState,
+    user: &store::users::User,
+    toys: &[ToyStatus],
+) -> Result<Vec<ToyView>, Error> {
+    let unread = messaging::unread(state, user).await?;
+    let mut views = toy_views(toys);
+    for v in &mut views {
+        v.unread = unread
+            .toys
+            .iter()
+            .find(|(id, _)| id.as_str() == v.toy_id)
+            .map_or(0, |(_, n)| *n);
+    }
+    Ok(views)
 }
 
 fn toy_views(toys: &[ToyStatus]) -> Vec<ToyView> {
@@ -149,12 +182,15 @@ fn toy_views(toys: &[ToyStatus]) -> Vec<ToyView> {
             ToyView {
                 toy_id: t.toy_id.to_string(),
                 name: t.name.clone(),
+                title: s.title(),
+                child: t.child_name.clone().unwrap_or_default(),
                 online: s.online,
                 last_seen: t.last_seen.map(rfc3339).unwrap_or_default(),
                 battery: t
                     .battery
                     .map(|b| format!("{b}%"))
                     .unwrap_or_else(|| "unknown".into()),
+                unread: 0,
             }
         })
         .collect()
@@ -176,6 +212,8 @@ pub struct MessageView {
     pub duration: String,
     /// State text.
     pub state: &'static str,
+    /// A child's recording the member has not heard (the "new" badge).
+    pub unheard: bool,
     /// Kept past retention.
     pub keep: bool,
     /// Peaks as comma-separated numbers for the canvas.
@@ -196,6 +234,7 @@ impl MessageView {
             created_at: String::new(),
             duration: String::new(),
             state: "",
+            unheard: false,
             keep: false,
             peaks: String::new(),
             expires_at: String::new(),
@@ -212,6 +251,7 @@ fn message_view(m: &store::messages::Message, days: Option<u32>) -> MessageView 
         created_at: rfc3339(m.created_at),
         duration: format!("{:.1}", m.duration_ms as f64 / 1000.0),
         state: m.state.as_str(),
+        unheard: m.heard_by_me == Some(false),
         keep: m.keep,
         peaks: m
             .peaks
@@ -249,7 +289,7 @@ async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
     };
     render(&HomePage {
         l,
-        toys: toy_views(&toys),
+        toys: toy_views_for(&state, &caller.0.user, &toys).await?,
         new_recordings,
         blank: MessageView::blank(),
         pending,
@@ -285,7 +325,7 @@ async fn toys_page(state: web::Data<AppState>, caller: PageCaller) -> PageResult
         .collect();
     render(&ToysPage {
         l,
-        toys: toy_views(&toys),
+        toys: toy_views_for(&state, &caller.0.user, &toys).await?,
         removed,
     })
 }
@@ -314,9 +354,11 @@ async fn toy_page(
         }
         Err(e) => return Err(e.into()),
     };
-    let (msgs, days) = messaging::conversation(&state, &status.toy).await?;
-    let l = layout(&state, Some(&caller), &status.toy.name, "toys").await?;
-    let toy = toy_views(std::slice::from_ref(&status)).remove(0);
+    let (msgs, days) = messaging::conversation(&state, &caller.0.user, &status.toy).await?;
+    let l = layout(&state, Some(&caller), &status.title(), "toys").await?;
+    let toy = toy_views_for(&state, &caller.0.user, std::slice::from_ref(&status))
+        .await?
+        .remove(0);
     render(&ToyPage {
         l,
         toy,
@@ -367,6 +409,7 @@ async fn removed_toy_page(
 struct AccountPage {
     l: Layout,
     username: String,
+    display_name: String,
     role: &'static str,
 }
 
@@ -375,6 +418,7 @@ async fn account_page(state: web::Data<AppState>, caller: PageCaller) -> PageRes
     render(&AccountPage {
         l,
         username: caller.0.user.username.clone(),
+        display_name: caller.0.user.display_name.clone(),
         role: caller.0.user.role.as_str(),
     })
 }

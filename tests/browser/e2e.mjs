@@ -189,6 +189,12 @@ async function main() {
     // --- account
     await page.goto(`${HUB}/account`);
     await page.locator('#sessions li').first().waitFor();
+    // A display name signs this member's messages (issue 15).
+    await page.fill('#display_name', 'Mum');
+    await page.click('[data-display-name] button[type=submit]');
+    await page.locator('#status', { hasText: 'signed Mum' }).waitFor();
+    assert((await page.textContent('.top nav a[href="/account"]')).trim() === 'Mum', 'the menu shows the display name');
+    step('display name set to "Mum"');
     assert(await page.locator('#sessions [data-session]').count() >= 1, 'sessions listed');
     await page.fill('#current_password', 'not my password at all');
     await page.fill('#new_password', 'a brand new long passphrase');
@@ -296,6 +302,8 @@ async function main() {
     await page.locator('#timeline li.bubble.to_toy').first().waitFor();
     assert(await page.locator('#no-messages').isHidden(), 'empty note hidden once a message exists');
     const sentId = await page.locator('#timeline li.bubble.to_toy').first().getAttribute('data-id');
+    const signed = (await page.textContent(`#msg-${sentId} .meta strong`)).trim();
+    assert(signed === 'Mum', `the bubble is signed with the display name (got "${signed}")`);
     step(`sent; bubble ${sentId} shown with state ${await page.locator(`#msg-${sentId}`).getAttribute('data-state')}`);
 
     if (!REAL_AUDIO) {
@@ -350,6 +358,14 @@ async function main() {
       const w = await c.evaluate((e) => e.width);
       assert(w > 0, 'waveform canvas drawn');
     }
+    // Per-member unread counts (issue 15), live: the menu on both pages,
+    // the toy's card on the home page and the count on the toy page.
+    const shows = (p, sel, n) => p.locator(`${sel}:not([hidden]) [data-n]`, { hasText: new RegExp(`^${n}$`) }).first().waitFor();
+    await shows(home, '[data-unread-total]', 1);
+    await shows(home, `[data-unread-toy="${TOY}"]`, 1);
+    await shows(page, '[data-unread-total]', 1);
+    await shows(page, `[data-unread-toy="${TOY}"]`, 1);
+    step('unread counts went to 1 live (menu, toy card, toy page)');
     await axe(page, `/toys/${TOY} (with messages)`);
     await axe(home, '/ (with a new recording)');
 
@@ -358,6 +374,28 @@ async function main() {
     await page.locator(`#msg-${fromId} .badge.new`).waitFor({ state: 'detached' });
     await home.locator(`#new-recordings #msg-${fromId}`).waitFor({ state: 'detached' });
     step('played by the parent: no longer new (page and home)');
+    await home.locator('[data-unread-total]').waitFor({ state: 'hidden' });
+    await home.locator(`[data-unread-toy="${TOY}"]`).waitFor({ state: 'hidden' });
+    await page.locator(`[data-unread-toy="${TOY}"]`).waitFor({ state: 'hidden' });
+    step('and the unread counts went back to 0 live');
+
+    // --- mark all heard on the toy page
+    const up2 = await toy('POST', '/toy/v1/recordings', {
+      body: clip,
+      headers: { 'content-type': 'audio/wav', 'idempotency-key': `e2e2-${Date.now()}` },
+    });
+    assert(up2.status === 201, `second recording upload: ${up2.status}`);
+    const fromId2 = up2.json.id;
+    await page.locator(`#msg-${fromId2}.from_toy .badge.new`).waitFor();
+    await shows(page, `[data-unread-toy="${TOY}"]`, 1);
+    await shows(home, '[data-unread-total]', 1);
+    await page.click(`[data-mark-heard="${TOY}"]`);
+    await page.locator(`#msg-${fromId2} .badge.new`).waitFor({ state: 'detached' });
+    await page.locator(`[data-unread-toy="${TOY}"]`).waitFor({ state: 'hidden' });
+    await home.locator('[data-unread-total]').waitFor({ state: 'hidden' });
+    await home.locator(`#new-recordings #msg-${fromId2}`).waitFor({ state: 'detached' });
+    step('Mark all heard cleared the toy page, the menu and the home list live');
+    await axe(page, `/toys/${TOY} (after mark all heard)`);
 
     // --- delete a message
     await page.click(`#msg-${fromId} [data-delete]`);

@@ -35,4 +35,5 @@ mod skipping;
 mod skips;
 mod toy_client;
 mod toy_polls;
+mod unread;
 mod yourdata;

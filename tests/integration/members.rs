@@ -336,6 +336,11 @@ const ROLE_TABLE: &[(&str, &str, Need, bool)] = &[
     ("POST", "/api/v1/messages/{id}/approve", Need::Parent, false),
     ("POST", "/api/v1/messages/{id}/discard", Need::Parent, false),
     ("GET", "/sharing", Need::Parent, false),
+    // Per-member state (issue 15): each member's own.
+    ("PATCH", "/api/v1/me", Need::Member, false),
+    ("GET", "/api/v1/unread", Need::Member, false),
+    ("POST", "/api/v1/heard", Need::Member, false),
+    ("POST", "/api/v1/toys/{toy_id}/heard", Need::Member, true),
 ];
 
 /// A body that passes parsing, so the role check (in the use case, after
