@@ -104,6 +104,23 @@ async function main() {
     assert(played.duration > 1.5 && played.duration < 2.5, `a 2 s clip (got ${played.duration})`);
     step(`play: the audio element played the decrypted ${played.duration.toFixed(2)} s clip from ${played.src.slice(0, 5)}… to its end`);
 
+    // A browser whose audio never runs (no samples reach the page, as in
+    // Firefox on a machine without sound): the player says so and offers
+    // no empty reply.
+    await page.evaluate(() => {
+      window.realScriptProcessor = AudioContext.prototype.createScriptProcessor;
+      AudioContext.prototype.createScriptProcessor = function () { return this.createGain(); };
+    });
+    await page.click('#record');
+    await page.locator('#stop').waitFor({ state: 'visible' });
+    await page.waitForFunction(() => document.getElementById('rec-time').textContent === 'Recording: 1 s', null, { timeout: 10000 });
+    await page.click('#stop');
+    await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('No sound was recorded'), null, { timeout: 5000 });
+    assert(await page.locator('#preview').isHidden(), 'no empty reply is offered to preview or send');
+    assert(await page.locator('#record').isVisible(), 'Record is offered again');
+    step(`no samples: "${(await page.textContent('#status')).trim().slice(0, 40)}…", no preview`);
+    await page.evaluate(() => { AudioContext.prototype.createScriptProcessor = window.realScriptProcessor; });
+
     // Record about 3 s from the fake microphone, preview, send.
     await page.click('#record');
     await page.locator('#stop').waitFor({ state: 'visible' });

@@ -159,6 +159,7 @@
       return;
     }
     var ctx = new AudioContext(), src = ctx.createMediaStreamSource(stream);
+    if (ctx.state === "suspended") ctx.resume().catch(function () {});
     var node = ctx.createScriptProcessor(4096, 1, 1), chunks = [], started = Date.now();
     node.onaudioprocess = function (ev) { chunks.push(new Float32Array(ev.inputBuffer.getChannelData(0))); };
     src.connect(node); node.connect(ctx.destination);
@@ -179,6 +180,15 @@
     r.stream.getTracks().forEach(function (t) { t.stop(); });
     var rate = r.ctx.sampleRate;
     r.ctx.close();
+    var samples = r.chunks.reduce(function (n, c) { return n + c.length; }, 0);
+    if (samples < rate / 4) {
+      // The browser's audio never ran (no samples came in): say so rather
+      // than offer an empty reply.
+      wav = null;
+      $("stop").hidden = true; $("record").hidden = false; $("preview").hidden = true;
+      say("No sound was recorded: this browser did not pass the microphone's sound to the page. Try again, or open the link in another browser.", true);
+      return;
+    }
     wav = toWav(r.chunks, rate);
     $("preview-audio").src = URL.createObjectURL(new Blob([wav], { type: "audio/wav" }));
     $("stop").hidden = true; $("record").hidden = false; $("preview").hidden = false;
