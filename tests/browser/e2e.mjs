@@ -192,7 +192,7 @@ async function main() {
     // A display name signs this member's messages (issue 15).
     await page.fill('#display_name', 'Mum');
     await page.click('[data-display-name] button[type=submit]');
-    await page.locator('#status', { hasText: 'signed Mum' }).waitFor();
+    await page.locator('.status', { hasText: 'signed Mum' }).waitFor();
     assert((await page.textContent('.top nav a[href="/account"]')).trim() === 'Mum', 'the menu shows the display name');
     step('display name set to "Mum"');
     assert(await page.locator('#sessions [data-session]').count() >= 1, 'sessions listed');

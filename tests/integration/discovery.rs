@@ -200,12 +200,10 @@ fn discovery_over_real_mdns_in_netns() {
     let new_ca = Hex32::sha256(b"a new hub CA");
     hub.send(&format!("newca {}", new_ca.to_hex()));
     hub.wait_for("NEWCA", |l| l == "NEWCA");
-    toy.send("find");
-    let line = toy.wait_for("the hub with its new CA", |l| l.starts_with("HUB"));
-    assert!(
-        line.contains(&format!(" ca={} ", new_ca.to_hex())),
-        "{line}"
-    );
+    let new_ca_field = format!(" ca={} ", new_ca.to_hex());
+    let line = find_hub_where(&mut toy, &hub, "the hub with its new CA", |l| {
+        l.contains(&new_ca_field)
+    });
     assert!(line.contains(r#"instance="Renamed Home""#), "{line}");
 
     // The toy leaves: goodbye packets make it Gone at once.
@@ -238,21 +236,32 @@ fn ready_child(pair: &NetnsPair, in_a: bool, name: &str, pki: &std::path::Path) 
     p
 }
 
-/// Asks the toy for the hub until its record shows `instance`; returns the
-/// `HUB ..` line.
+/// Asks the toy for the hub until its record shows `instance` with an IPv4
+/// address (records arrive one by one: a first answer may hold only the
+/// link-local IPv6 one); returns the `HUB ..` line.
 fn find_instance(toy: &mut Proc, hub: &Proc, instance: &str, what: &str) -> String {
+    let wanted = format!("instance={instance:?}");
+    find_hub_where(toy, hub, what, |line| {
+        line.contains(&wanted) && host_port_addrs(line).2.iter().any(|a| !a.contains(':'))
+    })
+}
+
+/// Asks the toy for the hub until its `HUB ..` line satisfies `ok` (within
+/// 90 s), and returns that line.
+fn find_hub_where(toy: &mut Proc, hub: &Proc, what: &str, ok: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
         toy.send("find");
         let line = toy.wait_for("the hub record", |l| l.starts_with("HUB"));
-        if line.contains(&format!("instance={instance:?}")) {
+        if ok(&line) {
             return line;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{what}: the hub never showed as {instance:?}; last: {line}\nhub log:\n{}",
+            "{what}: the hub record never showed it; last: {line}\nhub log:\n{}",
             hub.log().join("\n")
         );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
