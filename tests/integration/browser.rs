@@ -151,6 +151,24 @@ pub async fn prepare(root: &Path) -> Option<(String, String)> {
     None
 }
 
+/// Writes `bytes` to `name` in `dir` and returns its path.
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("write a test file");
+    p
+}
+
+/// A paired toy's certificate and key and the hub CA as files in `dir`, for
+/// the browser scripts that call the hub as that toy.
+fn toy_tls_files(dir: &Path, toy: &TestToy, hub: &Hub) -> (PathBuf, PathBuf, PathBuf) {
+    let cert = toy.cert_pem.as_deref().expect("paired");
+    (
+        write_file(dir, "toy.crt", cert.as_bytes()),
+        write_file(dir, "toy.key", toy.key_pem.as_bytes()),
+        write_file(dir, "ca.crt", hub.ca_pem.as_bytes()),
+    )
+}
+
 #[actix_web::test]
 async fn browser_end_to_end() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -168,17 +186,8 @@ async fn browser_end_to_end() {
     assert_eq!(fox.reveal(&hub).await, 200);
 
     let files = tempfile::tempdir().expect("tempdir");
-    let write = |name: &str, bytes: &[u8]| {
-        let p = files.path().join(name);
-        std::fs::write(&p, bytes).expect("write a test file");
-        p
-    };
-    let cert = write(
-        "toy.crt",
-        toy.cert_pem.as_deref().expect("paired").as_bytes(),
-    );
-    let key = write("toy.key", toy.key_pem.as_bytes());
-    let ca = write("ca.crt", hub.ca_pem.as_bytes());
+    let write = |name: &str, bytes: &[u8]| write_file(files.path(), name, bytes);
+    let (cert, key, ca) = toy_tls_files(files.path(), &toy, &hub);
     let wav = write("voice.wav", &speech_like_wav(48_000, 3.0));
     // A second hub before setup, and a backup of the first to restore on
     // its setup page.
@@ -282,17 +291,8 @@ async fn browser_app_fixes() {
     hub.clock.advance(time::Duration::minutes(5));
 
     let files = tempfile::tempdir().expect("tempdir");
-    let write = |name: &str, bytes: &[u8]| {
-        let p = files.path().join(name);
-        std::fs::write(&p, bytes).expect("write a test file");
-        p
-    };
-    let cert = write(
-        "toy.crt",
-        bear.cert_pem.as_deref().expect("paired").as_bytes(),
-    );
-    let key = write("toy.key", bear.key_pem.as_bytes());
-    let ca = write("ca.crt", hub.ca_pem.as_bytes());
+    let write = |name: &str, bytes: &[u8]| write_file(files.path(), name, bytes);
+    let (cert, key, ca) = toy_tls_files(files.path(), &bear, &hub);
     let mic = write("voice.wav", &speech_like_wav(48_000, 3.0));
     let file = write("three-and-a-half.wav", &speech_like_wav(48_000, 3.5));
 
