@@ -4,64 +4,18 @@
 //   HUB_URL, USERNAME, PASSWORD, TOY_ID (online, 8 messages), OFFLINE_TOY,
 //   TOY_CERT, TOY_KEY, CA_FILE, FAKE_WAV (the microphone), FILE_WAV (3.5 s)
 // Prints one line per step; exits non-zero on the first failure.
-import fs from 'node:fs';
-import https from 'node:https';
 import { chromium } from 'playwright-core';
-import { AxeBuilder } from '@axe-core/playwright';
+import { env, step, assert, axe, toyClient } from './common.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (v === undefined) throw new Error(`missing env ${k}`);
-  return v;
-};
 const HUB = env('HUB_URL');
+const toy = toyClient(HUB);
 const TOY = env('TOY_ID');
 const OFFLINE = env('OFFLINE_TOY');
 const VIEW = { width: 390, height: 844 };
-const tls = {
-  cert: fs.readFileSync(env('TOY_CERT')),
-  key: fs.readFileSync(env('TOY_KEY')),
-  ca: fs.readFileSync(env('CA_FILE')),
-  servername: 'localhost',
-};
 
-const step = (msg) => console.log(`ok   ${msg}`);
-const fail = (msg) => { throw new Error(msg); };
-const assert = (cond, msg) => { if (!cond) fail(msg); };
 
 // The toy, over mutual TLS.
-function toy(method, path) {
-  const url = new URL(path, HUB);
-  return new Promise((resolve, reject) => {
-    const req = https.request({
-      method, host: url.hostname, port: url.port, path: url.pathname + url.search, ...tls,
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(chunks);
-        let json = null;
-        if ((res.headers['content-type'] || '').includes('json')) {
-          try { json = JSON.parse(body.toString('utf8')); } catch { json = null; }
-        }
-        resolve({ status: res.statusCode, body, json });
-      });
-    });
-    req.on('error', reject);
-    req.setTimeout(30000, () => req.destroy(new Error(`${method} ${path}: timeout`)));
-    req.end();
-  });
-}
 
-async function axe(page, label) {
-  const r = await new AxeBuilder({ page }).analyze();
-  for (const v of r.violations) {
-    console.log(`axe  ${label}: ${v.id} (${v.impact}): ${v.help}`);
-    for (const n of v.nodes.slice(0, 5)) console.log(`       ${n.target.join(' ')}`);
-  }
-  assert(r.violations.length === 0, `axe: ${r.violations.length} violation(s) on ${label}`);
-  step(`axe: 0 violations on ${label}`);
-}
 
 const pageErrors = [];
 function watch(page, name) {

@@ -9,74 +9,17 @@
 //             setup page is checked, a wrong file refused, the backup restored).
 // Prints one line per step; exits non-zero on the first failure.
 import fs from 'node:fs';
-import https from 'node:https';
 import { chromium } from 'playwright-core';
-import { AxeBuilder } from '@axe-core/playwright';
+import { env, step, assert, axe, axeResults, toyClient } from './common.mjs';
 
-const env = (k, d) => {
-  const v = process.env[k] ?? d;
-  if (v === undefined) throw new Error(`missing env ${k}`);
-  return v;
-};
 const HUB = env('HUB_URL');
+const toy = toyClient(HUB);
 const USER = env('USERNAME');
 const PASS = env('PASSWORD');
 const TOY = env('TOY_ID');
 const FAKE_WAV = env('FAKE_WAV');
 const REAL_AUDIO = process.env.EXPECT_REAL_AUDIO === '1';
 const SETUP_HUB = process.env.SETUP_HUB_URL;
-const tls = {
-  cert: fs.readFileSync(env('TOY_CERT')),
-  key: fs.readFileSync(env('TOY_KEY')),
-  ca: fs.readFileSync(env('CA_FILE')),
-  servername: 'localhost',
-};
-
-const step = (msg) => console.log(`ok   ${msg}`);
-const fail = (msg) => { throw new Error(msg); };
-const assert = (cond, msg) => { if (!cond) fail(msg); };
-
-// ---- the toy, over mutual TLS --------------------------------------------
-function toy(method, path, { body, headers } = {}) {
-  const url = new URL(path, HUB);
-  return new Promise((resolve, reject) => {
-    const req = https.request({
-      method, host: url.hostname, port: url.port, path: url.pathname + url.search,
-      headers: { ...(headers || {}), ...(body ? { 'content-length': body.length } : {}) },
-      ...tls,
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const buf = Buffer.concat(chunks);
-        let json = null;
-        if ((res.headers['content-type'] || '').includes('json')) {
-          try { json = JSON.parse(buf.toString('utf8')); } catch { json = null; }
-        }
-        resolve({ status: res.statusCode, headers: res.headers, body: buf, json });
-      });
-    });
-    req.on('error', reject);
-    req.setTimeout(30000, () => req.destroy(new Error(`${method} ${path}: timeout`)));
-    if (body) req.write(body);
-    req.end();
-  });
-}
-
-// ---- accessibility --------------------------------------------------------
-const axeResults = [];
-async function axe(page, label) {
-  const r = await new AxeBuilder({ page }).analyze();
-  axeResults.push([label, r.violations.length]);
-  if (r.violations.length) {
-    for (const v of r.violations) {
-      console.log(`axe  ${label}: ${v.id} (${v.impact}): ${v.help}`);
-      for (const n of v.nodes.slice(0, 5)) console.log(`       ${n.target.join(' ')}: ${n.failureSummary.replace(/\n/g, ' ')}`);
-    }
-    fail(`axe: ${r.violations.length} violation(s) on ${label}`);
-  }
-  step(`axe: 0 violations on ${label} (${r.passes.length} rules passed)`);
-}
 
 // Console errors and CSP refusals fail the run.
 const pageErrors = [];

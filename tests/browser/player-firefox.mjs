@@ -25,17 +25,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { env, step, fail, assert } from './common.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (v === undefined) throw new Error(`missing env ${k}`);
-  return v;
-};
 const LINK = env('LINK');
 const CONTACT = env('CONTACT');
-const step = (msg) => console.log(`ok   ${msg}`);
-const fail = (msg) => { throw new Error(msg); };
-const assert = (cond, msg) => { if (!cond) fail(msg); };
 
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-firefox-'));
 const prefs = {

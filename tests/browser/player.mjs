@@ -8,29 +8,12 @@
 //   LINK, HUB_URL, USERNAME, PASSWORD, FAKE_WAV, CONTACT
 // Prints one line per step; exits non-zero on the first failure.
 import { chromium } from 'playwright-core';
-import { AxeBuilder } from '@axe-core/playwright';
+import { env, step, assert, axe } from './common.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (v === undefined) throw new Error(`missing env ${k}`);
-  return v;
-};
 const LINK = env('LINK');
 const HUB = env('HUB_URL');
 const CONTACT = env('CONTACT');
-const step = (msg) => console.log(`ok   ${msg}`);
-const fail = (msg) => { throw new Error(msg); };
-const assert = (cond, msg) => { if (!cond) fail(msg); };
 
-async function axe(page, label) {
-  const r = await new AxeBuilder({ page }).analyze();
-  for (const v of r.violations) {
-    console.log(`axe  ${label}: ${v.id} (${v.impact}): ${v.help}`);
-    for (const n of v.nodes.slice(0, 5)) console.log(`       ${n.target.join(' ')}: ${n.failureSummary.replace(/\n/g, ' ')}`);
-  }
-  assert(r.violations.length === 0, `axe: ${r.violations.length} violation(s) on ${label}`);
-  step(`axe: 0 violations on ${label} (${r.passes.length} rules passed)`);
-}
 
 const pageErrors = [];
 function watch(page, name) {
