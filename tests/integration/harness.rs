@@ -734,3 +734,18 @@ impl Served {
         }
     }
 }
+
+/// The toy uploads a 2-second recording; returns the message id.
+pub(crate) async fn recording_from(hub: &impl Target, toy: &TestToy) -> String {
+    let r = toy
+        .client(hub)
+        .post(hub.url("/toy/v1/recordings"))
+        .header("content-type", "audio/wav")
+        .body(crate::messages::tone_wav(2.0, 16_000))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.expect("json");
+    v["id"].as_str().expect("id").to_owned()
+}

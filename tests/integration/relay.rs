@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 use crate::harness::{
-    ChildGuard, Hub, Parent, Served, Target, TestToy, eventually, run_with_timeout,
+    ChildGuard, Hub, Parent, Served, Target, TestToy, eventually, recording_from, run_with_timeout,
 };
 use crate::messages::tone_wav;
 use crate::skips::skip;
@@ -387,23 +387,8 @@ async fn paired_with_recording(hub: &Hub) -> (Parent, TestToy, String) {
     let parent = hub.parent().await;
     let mut toy = TestToy::new("bear");
     toy.pair(hub, &parent).await;
-    let id = record(hub, &toy).await;
+    let id = recording_from(hub, &toy).await;
     (parent, toy, id)
-}
-
-/// The toy uploads a 2-second recording; returns the message id.
-pub(crate) async fn record(hub: &impl crate::harness::Target, toy: &TestToy) -> String {
-    let r = toy
-        .client(hub)
-        .post(hub.url("/toy/v1/recordings"))
-        .header("content-type", "audio/wav")
-        .body(tone_wav(2.0, 16_000))
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.expect("json");
-    v["id"].as_str().expect("id").to_owned()
 }
 
 pub(crate) async fn put_settings(parent: &Parent, body: Value) -> (u16, Value) {
@@ -928,7 +913,7 @@ async fn a_hub_restarted_while_the_mailbox_is_down_finishes_the_deletes() {
     let parent = served.parent(&token(&served).await);
     let mut toy = TestToy::new("bear");
     toy.pair(&served, &parent).await;
-    let msg = record(&served, &toy).await;
+    let msg = recording_from(&served, &toy).await;
     let (s, v) = put_settings(&parent, garage.settings()).await;
     assert_eq!(s, 200, "{v}");
     let created = share(&parent, &msg, json!({"contact": "Grandma"})).await;

@@ -40,11 +40,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{PASSWORD, Parent, Target, TestToy, eventually, have, run_with_timeout};
+use crate::harness::{
+    PASSWORD, Parent, Target, TestToy, eventually, have, recording_from, run_with_timeout,
+};
 use crate::messages::tone_wav;
 use crate::netns::{NetnsPair, Proc, role, self_test_command};
 use crate::relay::{
-    Garage, fetch, parse_link, put_settings, record, send_reply, share, share_state, toy_inbox,
+    Garage, fetch, parse_link, put_settings, send_reply, share, share_state, toy_inbox,
     waiting_reply,
 };
 use crate::skips::skip;
@@ -396,7 +398,7 @@ async fn drive(garage: &Garage, data: &std::path::Path, hub_addr: SocketAddr, wo
     // A toy, its recording, a parent's message to it.
     let mut toy = TestToy::new("bear");
     toy.pair(&hub, &parent).await;
-    let msg = record(&hub, &toy).await;
+    let msg = recording_from(&hub, &toy).await;
     let r = parent
         .client
         .post(hub.url("/api/v1/toys/bear/messages"))

@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 
 use crate::contract::Events;
-use crate::harness::{Hub, Parent, TestToy};
+use crate::harness::{Hub, Parent, TestToy, recording_from};
 use crate::messages::tone_wav;
 
 const DAD_PW: &str = "juniper otter lighthouse";
@@ -35,21 +35,6 @@ async fn member(hub: &Hub, admin: &Parent, body: Value, username: &str, pw: &str
         .await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
     as_user(hub, hub.login(username, pw).await)
-}
-
-/// A recording from `toy`; returns its message id.
-async fn record(hub: &Hub, toy: &TestToy) -> String {
-    let r = toy
-        .client(hub)
-        .post(hub.url("/toy/v1/recordings"))
-        .header("content-type", "audio/wav")
-        .body(tone_wav(0.5, 8000))
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.expect("json");
-    v["id"].as_str().expect("id").to_owned()
 }
 
 /// Plays a message as `who` (what the page's Play button fetches).
@@ -121,9 +106,9 @@ async fn each_member_hears_for_themselves_and_marks_all_heard() {
     let mut mum_events = Events::open(&hub, &mum.token).await;
     let mut dad_events = Events::open(&hub, &dad.token).await;
 
-    let b1 = record(&hub, &bear).await;
-    let b2 = record(&hub, &bear).await;
-    let f1 = record(&hub, &fox).await;
+    let b1 = recording_from(&hub, &bear).await;
+    let b2 = recording_from(&hub, &bear).await;
+    let f1 = recording_from(&hub, &fox).await;
     // A new recording reaches each stream as unheard by that member.
     let ev = dad_events
         .event(10, "message", |m| m["id"] == f1.as_str())
@@ -230,7 +215,7 @@ async fn each_member_hears_for_themselves_and_marks_all_heard() {
 
     // Dad's per-member events never reached Mum: her stream's unread
     // events are only about the bear she marked.
-    let f2 = record(&hub, &fox).await;
+    let f2 = recording_from(&hub, &fox).await;
     mum_events
         .event(10, "message", |m| m["id"] == f2.as_str())
         .await;
@@ -246,8 +231,8 @@ async fn each_member_hears_for_themselves_and_marks_all_heard() {
 #[actix_web::test]
 async fn a_relative_counts_only_granted_toys_and_cannot_mark_others() {
     let (hub, _mum, _dad, gran, bear, fox) = family().await;
-    let b = record(&hub, &bear).await;
-    record(&hub, &fox).await;
+    let b = recording_from(&hub, &bear).await;
+    recording_from(&hub, &fox).await;
     let mut gran_events = Events::open(&hub, &gran.token).await;
     assert_eq!(counts(&gran).await, (1, toys(&[("fox", 1)])));
     // The bear is not hers: not found, for its recording and for marking.
