@@ -3,14 +3,19 @@
 //! public, throttled), and the ledger as JSON and CSV. Each handler parses,
 //! calls a use case (`family`, `ledger`) and renders.
 
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
 use actix_web::http::{Method, header};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::api::client;
 use super::caller::Caller;
+use crate::accounts::Client;
 use crate::clock::rfc3339;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::family::{
     self, Actor, Ctx, Invitation, InviteRequest, InviteView, JoinForm, Member, MemberChange,
 };
@@ -109,99 +114,91 @@ pub fn invite_json(v: &InviteView) -> serde_json::Value {
     })
 }
 
-async fn get_users(
+/// Who calls a family route, with what every family use case takes: the
+/// hub's state, the signed-in member and where they called from.
+struct Acting {
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
-) -> Result<HttpResponse> {
-    let c = client(&req);
-    let list = family::members(&Ctx::of(&state), Actor::Member(&caller.user, &c)).await?;
+    client: Client,
+}
+
+impl Acting {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx::of(&self.state)
+    }
+
+    fn actor(&self) -> Actor<'_> {
+        Actor::Member(&self.caller.user, &self.client)
+    }
+}
+
+impl FromRequest for Acting {
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let caller = Caller::from_request(req, payload);
+        let client = client(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| {
+                Error::internal(anyhow::anyhow!("the hub's state is not registered"))
+            })?;
+            Ok(Acting {
+                state,
+                caller: caller.await?,
+                client,
+            })
+        })
+    }
+}
+
+async fn get_users(a: Acting) -> Result<HttpResponse> {
+    let list = family::members(&a.ctx(), a.actor()).await?;
     let users: Vec<_> = list.iter().map(member_json).collect();
     Ok(HttpResponse::Ok().json(json!({"users": users})))
 }
 
 async fn patch_user(
-    state: web::Data<AppState>,
-    caller: Caller,
-    req: HttpRequest,
+    a: Acting,
     path: web::Path<String>,
     Json(change): Json<MemberChange>,
 ) -> Result<HttpResponse> {
-    let c = client(&req);
-    let m = family::change_member(
-        &Ctx::of(&state),
-        Actor::Member(&caller.user, &c),
-        &path,
-        change,
-    )
-    .await?;
+    let m = family::change_member(&a.ctx(), a.actor(), &path, change).await?;
     Ok(HttpResponse::Ok().json(member_json(&m)))
 }
 
-async fn delete_user(
-    state: web::Data<AppState>,
-    caller: Caller,
-    req: HttpRequest,
-    path: web::Path<String>,
-) -> Result<HttpResponse> {
-    let c = client(&req);
-    family::remove_member(&Ctx::of(&state), Actor::Member(&caller.user, &c), &path).await?;
+async fn delete_user(a: Acting, path: web::Path<String>) -> Result<HttpResponse> {
+    family::remove_member(&a.ctx(), a.actor(), &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn get_invites(
-    state: web::Data<AppState>,
-    caller: Caller,
-    req: HttpRequest,
-) -> Result<HttpResponse> {
-    let c = client(&req);
-    let list = family::invites(&Ctx::of(&state), Actor::Member(&caller.user, &c)).await?;
+async fn get_invites(a: Acting) -> Result<HttpResponse> {
+    let list = family::invites(&a.ctx(), a.actor()).await?;
     let invites: Vec<_> = list.iter().map(invite_json).collect();
     Ok(HttpResponse::Ok().json(json!({"invites": invites})))
 }
 
 async fn post_invite(
-    state: web::Data<AppState>,
-    caller: Caller,
+    a: Acting,
     req: HttpRequest,
     Json(body): Json<InviteRequest>,
 ) -> Result<HttpResponse> {
-    let c = client(&req);
-    let i = family::invite(
-        &Ctx::of(&state),
-        Actor::Member(&caller.user, &c),
-        body,
-        &base_url(&req),
-    )
-    .await?;
+    let i = family::invite(&a.ctx(), a.actor(), body, &base_url(&req)).await?;
     Ok(HttpResponse::Created().json(invitation_json(&i)))
 }
 
-async fn delete_invite(
-    state: web::Data<AppState>,
-    caller: Caller,
-    req: HttpRequest,
-    path: web::Path<String>,
-) -> Result<HttpResponse> {
-    let c = client(&req);
-    family::revoke(&Ctx::of(&state), Actor::Member(&caller.user, &c), &path).await?;
+async fn delete_invite(a: Acting, path: web::Path<String>) -> Result<HttpResponse> {
+    family::revoke(&a.ctx(), a.actor(), &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 async fn reissue_invite(
-    state: web::Data<AppState>,
-    caller: Caller,
+    a: Acting,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let c = client(&req);
-    let i = family::reissue(
-        &Ctx::of(&state),
-        Actor::Member(&caller.user, &c),
-        &path,
-        &base_url(&req),
-    )
-    .await?;
+    let i = family::reissue(&a.ctx(), a.actor(), &path, &base_url(&req)).await?;
     Ok(HttpResponse::Created().json(invitation_json(&i)))
 }
 
