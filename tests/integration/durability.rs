@@ -314,19 +314,11 @@ async fn repaired_id_with_another_key_starts_afresh() {
     assert!(toys["paired"].as_array().expect("list").is_empty());
     let mut new = TestToy::new("bear");
     new.pair(&hub, &parent).await;
-    let inbox: Value = new
-        .client(&hub)
-        .get(hub.url("/toy/v1/inbox"))
-        .send()
-        .await
-        .expect("inbox")
-        .json()
-        .await
-        .expect("json");
+    let inbox = new.inbox(&hub).await;
     assert_eq!(
-        inbox["messages"].as_array().map(Vec::len),
-        Some(0),
-        "the new key does not inherit the old inbox: {inbox}"
+        inbox.len(),
+        0,
+        "the new key does not inherit the old inbox: {inbox:?}"
     );
     let toys = parent.json("/api/v1/toys").await;
     assert_eq!(toys["paired"][0]["toy_id"], "bear");

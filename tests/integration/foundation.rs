@@ -289,51 +289,11 @@ async fn every_route_is_protected_unless_public() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// Signs in like a browser: returns (cookie header value, CSRF token).
-async fn browser_login(hub: &Hub) -> (String, String) {
-    let r = hub
-        .anon()
-        .post(hub.url("/login"))
-        .header("origin", hub.origin())
-        .form(&[("username", "mum"), ("password", PASSWORD)])
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(r.status(), 303);
-    let set = r.headers()["set-cookie"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
-    for attr in [
-        "__Host-hearth_session=",
-        "Secure",
-        "HttpOnly",
-        "SameSite=Strict",
-        "Path=/",
-    ] {
-        assert!(set.contains(attr), "cookie lacks {attr}: {set}");
-    }
-    let cookie = set.split(';').next().expect("pair").to_owned();
-    let page = hub
-        .anon()
-        .get(hub.url("/account"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("page");
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.expect("html");
-    let marker = "name=\"csrf-token\" content=\"";
-    let start = html.find(marker).expect("csrf meta") + marker.len();
-    let csrf = html[start..start + 64].to_owned();
-    (cookie, csrf)
-}
-
 #[actix_web::test]
 async fn cookie_state_changes_need_csrf_token_and_origin() {
     let hub = Hub::start().await;
     hub.setup().await;
-    let (cookie, csrf) = browser_login(&hub).await;
+    let (cookie, csrf) = hub.browser_login().await;
     let patch = |token: Option<&str>, origin: &str| {
         let mut r = hub
             .anon()
@@ -958,23 +918,6 @@ async fn doctor_passes_on_a_healthy_hub_and_names_fixes() {
     );
 }
 
-/// Runs `hearth user ...` against a hub's data directory with `stdin` as input.
-fn user_cmd(hub: &Hub, args: &[&str], stdin: &str) -> std::process::Output {
-    let config = hub.dir.path().join("cli.toml");
-    std::fs::write(&config, "version = 1\n").expect("config");
-    run_with_timeout(
-        Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .arg("user")
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(hub.data_dir()),
-        120,
-        Some(stdin.as_bytes()),
-    )
-}
-
 #[actix_web::test]
 async fn headless_user_administration() {
     let hub = Hub::start().await;
@@ -983,8 +926,7 @@ async fn headless_user_administration() {
     let (h, p) = (std::sync::Arc::new(hub), pw.to_owned());
     let h2 = h.clone();
     let out = actix_web::rt::task::spawn_blocking(move || {
-        user_cmd(
-            &h2,
+        h2.user_cmd(
             &["add", "dad", "--role", "parent", "--display-name", "Dad"],
             &format!("{p}\n"),
         )
@@ -998,7 +940,7 @@ async fn headless_user_administration() {
     );
     let h2 = h.clone();
     let out = actix_web::rt::task::spawn_blocking(move || {
-        user_cmd(&h2, &["add", "nan", "--role", "relative"], "password1234\n")
+        h2.user_cmd(&["add", "nan", "--role", "relative"], "password1234\n")
     })
     .await
     .expect("join");
@@ -1008,7 +950,7 @@ async fn headless_user_administration() {
         "a common password is refused"
     );
     let h2 = h.clone();
-    let out = actix_web::rt::task::spawn_blocking(move || user_cmd(&h2, &["list"], ""))
+    let out = actix_web::rt::task::spawn_blocking(move || h2.user_cmd(&["list"], ""))
         .await
         .expect("join");
     let list = String::from_utf8_lossy(&out.stdout).to_string();
@@ -1019,7 +961,7 @@ async fn headless_user_administration() {
     let token = h.login("dad", pw).await;
     let h2 = h.clone();
     let out = actix_web::rt::task::spawn_blocking(move || {
-        user_cmd(&h2, &["passwd", "dad"], "saffron tugboat meadow\n")
+        h2.user_cmd(&["passwd", "dad"], "saffron tugboat meadow\n")
     })
     .await
     .expect("join");

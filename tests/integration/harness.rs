@@ -135,6 +135,64 @@ impl Hub {
             .expect("ledger")
     }
 
+    /// Signs in like a browser: returns (cookie header value, CSRF token).
+    pub async fn browser_login(&self) -> (String, String) {
+        let r = self
+            .anon()
+            .post(self.url("/login"))
+            .header("origin", self.origin())
+            .form(&[("username", "mum"), ("password", PASSWORD)])
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(r.status(), 303);
+        let set = r.headers()["set-cookie"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        for attr in [
+            "__Host-hearth_session=",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Strict",
+            "Path=/",
+        ] {
+            assert!(set.contains(attr), "cookie lacks {attr}: {set}");
+        }
+        let cookie = set.split(';').next().expect("pair").to_owned();
+        let page = self
+            .anon()
+            .get(self.url("/account"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.expect("html");
+        let marker = "name=\"csrf-token\" content=\"";
+        let start = html.find(marker).expect("csrf meta") + marker.len();
+        let csrf = html[start..start + 64].to_owned();
+        (cookie, csrf)
+    }
+
+    /// Runs `hearth user ...` against this hub's data directory with
+    /// `stdin` as its input (two minutes at most).
+    pub fn user_cmd(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        let config = self.dir.path().join("cli.toml");
+        std::fs::write(&config, "version = 1\n").expect("config");
+        run_with_timeout(
+            std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+                .arg("user")
+                .args(args)
+                .arg("--config")
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(self.data_dir()),
+            120,
+            Some(stdin.as_bytes()),
+        )
+    }
+
     /// The setup code from the data directory.
     pub fn setup_code(&self) -> String {
         std::fs::read_to_string(self.data_dir().join("setup-code"))
@@ -429,6 +487,20 @@ impl TestToy {
         );
         let (s, v) = self.poll(hub).await;
         assert_eq!((s, v["status"].as_str()), (200, Some("approved")));
+    }
+
+    /// The messages in this toy's inbox (`GET /toy/v1/inbox`).
+    pub async fn inbox(&self, hub: &impl Target) -> Vec<Value> {
+        let v: Value = self
+            .client(hub)
+            .get(hub.url("/toy/v1/inbox"))
+            .send()
+            .await
+            .expect("inbox")
+            .json()
+            .await
+            .expect("json");
+        v["messages"].as_array().cloned().unwrap_or_default()
     }
 
     /// A client presenting this toy's certificate.

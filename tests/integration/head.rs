@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use hearth::http::Access;
 
-use crate::harness::{self, Hub, PASSWORD, TestToy};
+use crate::harness::{self, Hub, TestToy};
 
 /// One raw exchange: the status line and headers (lower-cased names, in
 /// order) and whatever came after the blank line until the server closed
@@ -118,22 +118,7 @@ async fn every_get_route_answers_head_with_the_same_head_and_no_body() {
     let mut waiting = TestToy::new("fox-head");
     assert_eq!(waiting.request(&hub).await, 201);
     // A browser's session cookie (pages take cookies, not bearer tokens).
-    let login = hub
-        .anon()
-        .post(hub.url("/login"))
-        .header("origin", hub.origin())
-        .form(&[("username", "mum"), ("password", PASSWORD)])
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(login.status(), 303);
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .expect("ascii")
-        .split(';')
-        .next()
-        .expect("cookie")
-        .to_owned();
+    let (cookie, _) = hub.browser_login().await;
 
     let browser = Arc::new(harness::tls_config(&hub.ca_pem, None));
     let cert = toy.cert_pem.clone().expect("paired");

@@ -5,7 +5,6 @@
 //! (filters, paging, CSV, capped failures, retention), also from the
 //! command line.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hearth::http::Access;
@@ -13,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::contract::Events;
-use crate::harness::{Hub, PASSWORD, Parent, TestToy, run_with_timeout};
+use crate::harness::{Hub, PASSWORD, Parent, TestToy};
 use crate::messages::tone_wav;
 
 const GRAN_PW: &str = "saffron tugboat meadow";
@@ -986,22 +985,6 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
     rows
 }
 
-fn hearth_user(hub: &Hub, args: &[&str], input: &str) -> std::process::Output {
-    let config = hub.dir.path().join("cli.toml");
-    std::fs::write(&config, "version = 1\n").expect("config");
-    run_with_timeout(
-        Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .arg("user")
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(hub.data_dir()),
-        120,
-        Some(input.as_bytes()),
-    )
-}
-
 #[actix_web::test]
 async fn the_command_line_invites_lists_and_removes_through_the_same_use_cases() {
     let hub = Hub::start().await;
@@ -1009,7 +992,7 @@ async fn the_command_line_invites_lists_and_removes_through_the_same_use_cases()
     paired(&hub, &admin, "bear", "Grizzly").await;
     let out = {
         let hub = &hub;
-        hearth_user(hub, &["invite", "--role", "relative", "--toy", "bear"], "")
+        hub.user_cmd(&["invite", "--role", "relative", "--toy", "bear"], "")
     };
     assert!(
         out.status.success(),
@@ -1024,8 +1007,7 @@ async fn the_command_line_invites_lists_and_removes_through_the_same_use_cases()
         .to_owned();
     assert!(text.contains(&format!("/join?code={code}")), "{text}");
     assert_eq!(join(&hub, &code, "gran", GRAN_PW).await.status(), 201);
-    let out = hearth_user(
-        &hub,
+    let out = hub.user_cmd(
         &["add", "dad", "--role", "relative", "--toy", "bear"],
         &format!("{DAD_PW}\n"),
     );
@@ -1034,7 +1016,7 @@ async fn the_command_line_invites_lists_and_removes_through_the_same_use_cases()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = hearth_user(&hub, &["list"], "");
+    let out = hub.user_cmd(&["list"], "");
     let listed = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         listed.contains("gran\trelative\tgran\tbear\tnever"),
@@ -1050,10 +1032,10 @@ async fn the_command_line_invites_lists_and_removes_through_the_same_use_cases()
             .any(|l| l.starts_with("mum\tadmin\tmum\t-\t2")),
         "{listed}"
     );
-    let out = hearth_user(&hub, &["remove", "mum"], "");
+    let out = hub.user_cmd(&["remove", "mum"], "");
     assert!(!out.status.success(), "the last admin stays");
     assert!(String::from_utf8_lossy(&out.stderr).contains("last admin"));
-    let out = hearth_user(&hub, &["remove", "gran"], "");
+    let out = hub.user_cmd(&["remove", "gran"], "");
     assert!(
         out.status.success(),
         "{}",

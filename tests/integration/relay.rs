@@ -425,20 +425,6 @@ pub(crate) async fn share_state(parent: &Parent, sid: &str) -> Value {
         .expect("the share is listed")
 }
 
-/// What `toy` finds in its inbox on `hub`.
-pub(crate) async fn toy_inbox(hub: &impl Target, toy: &TestToy) -> Vec<Value> {
-    let v: Value = toy
-        .client(hub)
-        .get(hub.url("/toy/v1/inbox"))
-        .send()
-        .await
-        .expect("inbox")
-        .json()
-        .await
-        .expect("json");
-    v["messages"].as_array().cloned().unwrap_or_default()
-}
-
 /// Grandma's reply as the player sends it: `wav` encrypted with the link's
 /// key, PUT to slot 1 by its presigned URL (`put` is its query).
 pub(crate) async fn send_reply(link: &Link, put: &str, wav: &[u8]) {
@@ -755,7 +741,7 @@ async fn a_shared_recording_plays_from_the_mailbox_and_a_reply_waits_for_approva
     let r = parent.get(&format!("/api/v1/messages/{rid}/audio")).await;
     assert_eq!(r.status(), 200);
     assert!(
-        toy_inbox(&hub, &toy).await.is_empty(),
+        toy.inbox(&hub).await.is_empty(),
         "nothing reaches a toy unapproved"
     );
     // The reply object is gone from the mailbox, the slot used.
@@ -774,7 +760,7 @@ async fn a_shared_recording_plays_from_the_mailbox_and_a_reply_waits_for_approva
         )
         .await;
     assert_eq!(r.status(), 201);
-    let got = toy_inbox(&hub, &toy).await;
+    let got = toy.inbox(&hub).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["from"], "Grandma");
     let v = parent.json("/api/v1/replies").await;

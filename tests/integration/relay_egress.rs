@@ -46,8 +46,7 @@ use crate::harness::{
 use crate::messages::tone_wav;
 use crate::netns::{NetnsPair, Proc, role, self_test_command};
 use crate::relay::{
-    Garage, fetch, parse_link, put_settings, send_reply, share, share_state, toy_inbox,
-    waiting_reply,
+    Garage, fetch, parse_link, put_settings, send_reply, share, share_state, waiting_reply,
 };
 use crate::skips::skip;
 
@@ -409,7 +408,7 @@ async fn drive(garage: &Garage, data: &std::path::Path, hub_addr: SocketAddr, wo
         .await
         .expect("message");
     assert_eq!(r.status(), 201);
-    assert_eq!(toy_inbox(&hub, &toy).await.len(), 1);
+    assert_eq!(toy.inbox(&hub).await.len(), 1);
 
     // A mailbox typed wrong: a closed port. The only other destination.
     let mut wrong = garage.settings();
@@ -458,7 +457,7 @@ async fn drive(garage: &Garage, data: &std::path::Path, hub_addr: SocketAddr, wo
         )
         .await;
     assert_eq!(r.status(), 201);
-    assert_eq!(toy_inbox(&hub, &toy).await.len(), 2);
+    assert_eq!(toy.inbox(&hub).await.len(), 2);
 
     // Stop sharing: the objects go.
     let r = parent.delete(&format!("/api/v1/shares/{}", link.sid)).await;

@@ -319,16 +319,8 @@ async fn a_members_display_name_signs_their_messages() {
         from(mum.json("/api/v1/messages").await).as_deref(),
         Some("Mum")
     );
-    let inbox: Value = bear
-        .client(&hub)
-        .get(hub.url("/toy/v1/inbox"))
-        .send()
-        .await
-        .expect("inbox")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(inbox["messages"][0]["from"], "Mum", "{inbox}");
+    let inbox = bear.inbox(&hub).await;
+    assert_eq!(inbox[0]["from"], "Mum", "{inbox:?}");
     let html = mum.get("/toys/bear").await.text().await.expect("html");
     assert!(
         html.contains("<strong>Mum</strong>"),
