@@ -267,6 +267,20 @@ pub(crate) fn seconds(n: u64) -> String {
 /// Runs argon2 off the async threads, on the bounded password workers
 /// (`auth::work`); `503 busy` with `Retry-After` when too many checks are
 /// waiting.
+/// The password rule (`auth::password::check_rule`) off the async
+/// threads, as it may ask a separate process; a broken rule is
+/// [`Code::WeakPassword`].
+pub(crate) async fn check_password(password: &str, username: &str, household: &str) -> Result<()> {
+    let (pw, un, hh) = (
+        password.to_owned(),
+        username.to_owned(),
+        household.to_owned(),
+    );
+    blocking(move || password::check_rule(&pw, &un, &hh))
+        .await?
+        .map_err(|e| Code::WeakPassword.invalid(e))
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {
@@ -370,8 +384,7 @@ pub async fn set_up(state: &AppState, client: &Client, form: SetupForm) -> Resul
     let household = DisplayName::parse(&form.household)
         .map_err(|e| Error::new(Code::InvalidHousehold, format!("household name: {e}")))?;
     let username = Username::parse(&form.username).map_err(|e| Code::InvalidUsername.invalid(e))?;
-    password::check_rule(&form.password, username.as_str(), household.as_str())
-        .map_err(|e| Code::WeakPassword.invalid(e))?;
+    check_password(&form.password, username.as_str(), household.as_str()).await?;
     let pw = form.password;
     let hash = blocking(move || password::hash(&pw))
         .await?
@@ -748,8 +761,7 @@ pub async fn set_password(
         .await?
         .map(|h| h.name)
         .unwrap_or_default();
-    password::check_rule(&new, &user.username, &household)
-        .map_err(|e| Code::WeakPassword.invalid(e))?;
+    check_password(&new, &user.username, &household).await?;
     let hash = blocking(move || password::hash(&new))
         .await?
         .map_err(Error::internal)?;
@@ -788,8 +800,7 @@ pub async fn add_user(
         .await?
         .map(|h| h.name)
         .unwrap_or_default();
-    password::check_rule(&pw, username.as_str(), &household)
-        .map_err(|e| Code::WeakPassword.invalid(e))?;
+    check_password(&pw, username.as_str(), &household).await?;
     let hash = blocking(move || password::hash(&pw))
         .await?
         .map_err(Error::internal)?;

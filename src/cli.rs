@@ -2,7 +2,7 @@
 //! `check-config`, `doctor`, and the man page. Every failure says what to
 //! do and exits non-zero.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -94,6 +94,10 @@ pub enum Command {
     /// Print the man page (roff) to standard output.
     #[command(hide = true)]
     Man,
+    /// Answer whether the password on standard input is common ("common"
+    /// or "fine"): the hub asks this of a short-lived copy of itself.
+    #[command(hide = true)]
+    CheckPassword,
 }
 
 /// User administration.
@@ -467,6 +471,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(&cfg.log);
             // Everything the hub writes (database, keys) is private to its user.
             nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+            crate::auth::password::use_checker(Box::new(check_password_in_child));
             let rt = actix_web::rt::System::new();
             rt.block_on(async move {
                 let app = crate::app::Application::build(cfg).await?;
@@ -574,11 +579,87 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             Ok(crate::doctor::run(&cfg))
         }
+        Command::CheckPassword => {
+            let mut password = String::new();
+            std::io::stdin()
+                .take(PASSWORD_BYTES_MAX)
+                .read_to_string(&mut password)
+                .context("cannot read the password from standard input")?;
+            let common = crate::auth::password::is_common_here(&password);
+            println!("{}", if common { "common" } else { "fine" });
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Man => {
             let man = clap_mangen::Man::new(Cli::command());
             man.render(&mut std::io::stdout())
                 .context("cannot write the man page")?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The most a password to check can take: 1024 characters of up to four
+/// bytes (`auth::password::MAX_CHARS`), and one more to notice a longer one.
+const PASSWORD_BYTES_MAX: u64 = 4 * 1024 + 1;
+
+/// How long the hub waits for its password checker.
+const PASSWORD_CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Asks a short-lived copy of this binary (`/proc/self/exe check-password`,
+/// the password on its standard input, never its arguments) whether a
+/// password is common. zxcvbn's dictionaries (8 MiB once built) then live
+/// only as long as that process. `None`, with a warning, when the copy
+/// could not answer: the caller then checks in this process.
+fn check_password_in_child(password: &str) -> Option<bool> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = match Command::new("/proc/self/exe")
+        .arg("check-password")
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the password checker; checking in the hub");
+            return None;
+        }
+    };
+    let written = child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(password.as_bytes()));
+    let deadline = std::time::Instant::now() + PASSWORD_CHECK_DEADLINE;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            _ => break None,
+        }
+    };
+    let mut out = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = stdout.take(64).read_to_string(&mut out);
+    }
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    match (written, status, out.trim()) {
+        (Some(Ok(())), Some(s), "common") if s.success() => Some(true),
+        (Some(Ok(())), Some(s), "fine") if s.success() => Some(false),
+        (written, status, out) => {
+            tracing::warn!(
+                ?status,
+                written = written.is_some_and(|w| w.is_ok()),
+                answer_bytes = out.len(),
+                "the password checker did not answer; checking in the hub"
+            );
+            None
         }
     }
 }

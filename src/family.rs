@@ -494,8 +494,7 @@ pub async fn join(state: &AppState, client: &Client, form: JoinForm) -> Result<(
     };
     let username = Username::parse(&form.username).map_err(|e| Code::InvalidUsername.invalid(e))?;
     let household = accounts::household_name(state).await?;
-    password::check_rule(&form.password, username.as_str(), &household)
-        .map_err(|e| Code::WeakPassword.invalid(e))?;
+    accounts::check_password(&form.password, username.as_str(), &household).await?;
     let pw = form.password;
     let hash = accounts::blocking(move || password::hash(&pw))
         .await?

@@ -192,10 +192,35 @@ fn built_from_names(lower: &str, username: &str, household: &str) -> Option<&'st
     })
 }
 
+/// Where [`is_common`] asks zxcvbn, when not in this process: a function
+/// that answers for a password, or `None` when it could not (the question
+/// is then answered here).
+pub type Checker = Box<dyn Fn(&str) -> Option<bool> + Send + Sync>;
+
+static CHECKER: std::sync::OnceLock<Checker> = std::sync::OnceLock::new();
+
+/// Sends every later [`is_common`] question to `checker` (the running hub
+/// installs one that asks a short-lived process, so zxcvbn's 8 MiB of
+/// dictionaries never stay in the hub's memory: BENCHMARKS.md (g)). Only
+/// the first call has an effect.
+pub fn use_checker(checker: Checker) {
+    let _ = CHECKER.set(checker);
+}
+
 /// True when the whole password is a common password (zxcvbn's list of
 /// 30,000 passwords from breaches, also reversed or in l33t spelling), or a
-/// trivially guessable pattern (repeats, sequences, keyboard walks).
+/// trivially guessable pattern (repeats, sequences, keyboard walks). Asks
+/// the installed [`Checker`] if there is one and it answers.
 pub fn is_common(password: &str) -> bool {
+    CHECKER
+        .get()
+        .and_then(|ask| ask(password))
+        .unwrap_or_else(|| is_common_here(password))
+}
+
+/// [`is_common`] computed in this process. zxcvbn builds its dictionaries
+/// on first use and keeps them for the life of the process.
+pub fn is_common_here(password: &str) -> bool {
     use zxcvbn::matching::Match;
     use zxcvbn::matching::patterns::MatchPattern;
     let entropy = zxcvbn::zxcvbn(password, &[]);

@@ -119,6 +119,69 @@ fn parallel_wrong_passwords_are_throttled_in_bounded_memory() {
     );
 }
 
+/// The password rule's dictionaries (zxcvbn builds 5.5 MiB of them on
+/// first use, BENCHMARKS.md (g)) never stay in the hub: `hearth serve`
+/// asks a short-lived copy of itself. A refused setup that only ran the
+/// rule leaves the hub's anonymous memory within 2 MiB of its figure
+/// before; the rule still refuses a common password and accepts a good one.
+#[test]
+fn the_password_rule_leaves_no_dictionaries_in_the_hub() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(Mutex::new(String::new()));
+    let data = dir.path().join("data");
+    let hub = ProcHub::start(&data, Arc::clone(&log))
+        .unwrap_or_else(|| panic!("the hub starts; log:\n{}", log.lock().expect("log")));
+    let rt = runtime();
+    let code = std::fs::read_to_string(data.join("setup-code")).expect("setup-code");
+    let setup = |password: &str| {
+        let body = json!({"setup_code": code.trim(), "household": "Fernhill",
+                          "username": "mum", "password": password});
+        rt.block_on(async {
+            let r = hub
+                .anon()
+                .post(hub.url("/api/v1/setup"))
+                .json(&body)
+                .send()
+                .await
+                .expect("setup");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or_default())
+        })
+    };
+    // A first refusal that stops before the rule (a short password) warms
+    // up TLS, HTTP and the JSON path.
+    let (status, _) = setup("short");
+    assert_eq!(status, 422);
+    let before = hub.status_kib("RssAnon").expect("RssAnon of the hub");
+    let (status, body) = setup("qwertyuiop123456");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "weak_password", "{body}");
+    let after = hub.status_kib("RssAnon").expect("RssAnon of the hub");
+    eprintln!("the password rule: RssAnon {before} KiB before, {after} KiB after");
+    assert!(
+        after < before + 2 * 1024,
+        "checking one password kept {} KiB in the hub ({before} -> {after} KiB)",
+        after.saturating_sub(before)
+    );
+    let (status, body) = setup(PASSWORD);
+    assert_eq!(status, 201, "a good password is accepted: {body}");
+    // The copy's own answer, as the hub reads it.
+    for (password, answer) in [("qwertyuiop123456", "common"), (PASSWORD, "fine")] {
+        let out = crate::harness::run_with_timeout(
+            std::process::Command::new(env!("CARGO_BIN_EXE_hearth")).arg("check-password"),
+            60,
+            Some(password.as_bytes()),
+        );
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{answer}\n"));
+    }
+    let log = log.lock().expect("log").clone();
+    assert!(
+        !log.contains("password checker"),
+        "the checker answered every time: {log}"
+    );
+}
+
 /// The same race on `POST /api/v1/me/password`: parallel wrong current
 /// passwords from a signed-in session get 403 only for the free guesses.
 #[actix_web::test]
