@@ -147,6 +147,11 @@ async function run(browser, size) {
   assert(at.record.top >= 0 && at.record.bottom <= at.innerHeight, `${name}: Record is inside the screen without scrolling`);
   assert(at.last.top >= 0 && at.last.bottom <= at.bar.top + 1, `${name}: the newest bubble is in view above the record bar`);
   assert(at.playOnTop, `${name}: the newest bubble's Play is not covered`);
+  // And stays in reach when the reader scrolls back to the oldest.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  const top = await page.locator('[data-record]').evaluate((e) => { const r = e.getBoundingClientRect(); return { top: r.top, bottom: r.bottom }; });
+  assert(top.top >= 0 && top.bottom <= at.innerHeight, `${name}: Record stays in view at the top of the conversation (${JSON.stringify(top)})`);
+  await page.evaluate((y) => window.scrollTo(0, y), at.scrollY);
   step(`${name}: opens at the newest of ${at.bubbles} messages, Record in view`);
   await shot(page, `toy-${name}`);
   await axe(page, `/toys/${TOY} at the newest message (${name})`);
