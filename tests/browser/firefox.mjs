@@ -32,7 +32,10 @@ const QUIET = {
  * runs `fn` (given `args`, strings or numbers) in the top page with a user
  * activation and returns its result parsed from the JSON string it
  * returns; `keys(...values)` presses and
- * releases WebDriver key values in turn; `errors` collects console errors
+ * releases WebDriver key values in turn (headless, the window has no
+ * focus: the page's key listeners run, but no default action such as a
+ * button's click on Enter or Tab's move); `tap(selector)` clicks the
+ * element's centre with the mouse; `errors` collects console errors
  * (those matching `ignore` left out); `close()` ends Firefox and removes
  * the profile.
  */
@@ -101,11 +104,24 @@ export async function firefox({ prefs = {}, files = {}, capabilities = {}, ignor
     context,
     actions: [{ type: 'key', id: 'keyboard', actions: values.flatMap((value) => [{ type: 'keyDown', value }, { type: 'keyUp', value }]) }],
   });
+  // A tap (mouse down and up) at the centre of the element `selector`.
+  const tap = async (selector) => {
+    const r = await page((sel) => {
+      const b = document.querySelector(sel).getBoundingClientRect();
+      return JSON.stringify({ x: Math.round(b.left + b.width / 2), y: Math.round(b.top + b.height / 2) });
+    }, selector);
+    await send('input.performActions', {
+      context,
+      actions: [{ type: 'pointer', id: 'mouse', parameters: { pointerType: 'mouse' }, actions: [
+        { type: 'pointerMove', x: r.x, y: r.y, origin: 'viewport' },
+        { type: 'pointerDown', button: 0 }, { type: 'pointerUp', button: 0 }] }],
+    });
+  };
   return {
     version: `${session.capabilities.browserName} ${session.capabilities.browserVersion}`,
-    context, send, page, keys, errors, close,
+    context, send, page, keys, tap, errors, close,
   };
 }
 
 /** WebDriver key values. */
-export const KEY = { Enter: '\uE007', Escape: '\uE00C', Tab: '\uE004', Space: ' ' };
+export const KEY = { Enter: '\uE006', Escape: '\uE00C', Tab: '\uE004', Space: ' ' };

@@ -510,3 +510,68 @@ async fn browser_conversation_first() {
         .expect("json");
     assert_eq!(toys["paired"], serde_json::json!([]), "the toy was removed");
 }
+
+/// The same conversation in Debian's Firefox ESR at 390×844
+/// (`tests/browser/convo-firefox.mjs`, WebDriver BiDi): with 50 messages it
+/// opens at the newest with Record in view (and in view at the top),
+/// relative times and day words from Firefox's Intl, "More" opened with a
+/// tap and closed with Escape, and Delete through the styled dialog
+/// (Cancel keeps, Delete deletes).
+#[actix_web::test]
+async fn browser_conversation_first_in_firefox() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if let Some((why, fix)) = prepare(&root).await {
+        crate::skips::skip(&why, &fix);
+        return;
+    }
+    let firefox = std::env::var("FIREFOX").unwrap_or_else(|_| "/usr/bin/firefox-esr".into());
+    if !Path::new(&firefox).exists() {
+        crate::skips::skip(
+            &format!("{firefox} is not installed"),
+            "sudo apt install firefox-esr (or set FIREFOX to a Firefox binary)",
+        );
+        return;
+    }
+    let hub = Hub::start().await;
+    let parent = hub.parent().await;
+    let mut bear = TestToy::new("bear-f0a1");
+    bear.pair(&hub, &parent).await;
+    for i in 0..50 {
+        let wav = speech_like_wav(16_000, 0.5);
+        toy_recording(&hub, &bear, &format!("ff-{i}"), wav).await;
+    }
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.args([
+        "--experimental-websocket",
+        "tests/browser/convo-firefox.mjs",
+    ])
+    .current_dir(&root)
+    .env("FIREFOX", &firefox)
+    .env("NODE_NO_WARNINGS", "1")
+    .env("TZ", "UTC")
+    .env("HUB_URL", hub.origin())
+    .env("USERNAME", "mum")
+    .env("PASSWORD", harness::PASSWORD)
+    .env("TOY_ID", &bear.toy_id)
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
+        .await
+        .expect("the Firefox test finishes within 4 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "tests/browser/convo-firefox.mjs failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let deleted = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("DELETED "))
+        .expect("the script names the deleted message");
+    let r = parent
+        .get(&format!("/api/v1/messages/{deleted}/audio"))
+        .await;
+    assert_eq!(r.status(), 404, "the message deleted in Firefox is gone");
+}
