@@ -267,6 +267,20 @@ async function run(browser, size) {
     console.log(`CANCELLED ${keep}`);
     step(`${name}: delete asks in the styled dialog; Cancel and Escape keep, Delete deletes`);
   } else {
+    // --- 3. The other pages' destructive buttons ask the same way: "Delete
+    // all messages" on Your data, cancelled.
+    const before = (await (await page.request.get(`${HUB}/api/v1/messages?toy=${encodeURIComponent(TOY)}&limit=100`)).json()).messages.length;
+    await page.goto(`${HUB}/data`);
+    await page.click(`[data-delete-messages="${TOY}"]`);
+    await dialogOpen(page, /^Delete every message of .+\?$/);
+    await axe(page, `/data delete dialog (${name})`);
+    await page.click('dialog[data-ask] [data-ask-cancel]');
+    await page.locator('dialog[data-ask]').waitFor({ state: 'hidden' });
+    const after = (await (await page.request.get(`${HUB}/api/v1/messages?toy=${encodeURIComponent(TOY)}&limit=100`)).json()).messages.length;
+    assert(after === before && before >= 50, `${name}: Cancel on Your data deletes nothing (${before} → ${after})`);
+    step(`${name}: "Delete all messages" asks in the styled dialog; Cancel keeps all ${after}`);
+    await page.goto(`${HUB}/toys/${TOY}`);
+
     // --- 3. Removing the toy asks in the styled dialog.
     await page.click('[data-settings] > summary');
     await page.click('[data-remove]');
