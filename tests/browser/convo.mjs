@@ -229,6 +229,14 @@ async function run(browser, size) {
     await page.locator('[data-send]').waitFor({ state: 'hidden' });
     await page.locator('label[for=upload]').waitFor();
     step(`${name}: status by the record bar: "${st[0].text}"`);
+    // "Send a file" is reached with Tab from Record, and shows the focus.
+    await page.focus('[data-record]');
+    await page.keyboard.press('Tab');
+    const fileFocus = await page.evaluate(() => ({
+      id: document.activeElement.id,
+      outline: getComputedStyle(document.querySelector('label[for=upload]')).outlineStyle,
+    }));
+    assert(fileFocus.id === 'upload' && fileFocus.outline !== 'none', `${name}: Tab from Record reaches "Send a file", outlined (${JSON.stringify(fileFocus)})`);
 
     // --- 3. Deleting a message asks in the styled dialog.
     const victim = LONE;
