@@ -99,6 +99,77 @@
     return fallback || 'Something went wrong. Please try again.';
   }
 
+  // ---- styled dialogs ----------------------------------------------------
+  // ask({ title, text, confirm, danger }) resolves true when confirmed and
+  // false when cancelled (Cancel, or Escape). It is the page's one
+  // confirmation: a native <dialog> opened with showModal(), so the rest of
+  // the page is inert while it is open, Tab stays inside, Escape cancels,
+  // and focus goes back to the control that opened it. Cancel has the
+  // focus first: Enter alone never destroys anything.
+  let askDialog = null;
+  function ask(o) {
+    if (!askDialog) {
+      askDialog = el('dialog', { class: 'ask', 'aria-labelledby': 'ask-h', 'aria-describedby': 'ask-text', 'data-ask': true },
+        el('h2', { id: 'ask-h' }),
+        el('p', { id: 'ask-text' }),
+        el('form', { method: 'dialog', class: 'actions ask-actions' },
+          el('button', { type: 'submit', value: 'cancel', class: 'secondary', 'data-ask-cancel': true, text: 'Cancel' }),
+          el('button', { type: 'submit', value: 'confirm', 'data-ask-confirm': true })));
+      ($('main') || document.body).append(askDialog);
+    }
+    if (askDialog.open) askDialog.close();
+    $('#ask-h', askDialog).textContent = o.title;
+    $('#ask-text', askDialog).textContent = o.text || '';
+    const go = $('[data-ask-confirm]', askDialog);
+    go.textContent = o.confirm || 'OK';
+    go.classList.toggle('danger-solid', o.danger !== false);
+    return new Promise((resolve) => {
+      askDialog.returnValue = '';
+      askDialog.addEventListener('close', () => resolve(askDialog.returnValue === 'confirm'), { once: true });
+      askDialog.showModal();
+      $('[data-ask-cancel]', askDialog).focus();
+    });
+  }
+
+  // ---- compact menus -----------------------------------------------------
+  // A bubble shows Play, and its other actions behind "More": a disclosure
+  // button (aria-expanded, aria-controls) whose panel follows it, so Tab
+  // walks into it. Escape closes it and puts focus back on the button; a
+  // click elsewhere closes it; one is open at a time.
+  function menuPanel(b) {
+    return document.getElementById(b.getAttribute('aria-controls'));
+  }
+  function setMenu(b, open) {
+    b.setAttribute('aria-expanded', open ? 'true' : 'false');
+    const p = menuPanel(b);
+    if (p) p.hidden = !open;
+    // Out from under the record bar (html's scroll-padding-bottom).
+    if (open && p && p.scrollIntoView) p.scrollIntoView({ block: 'nearest' });
+  }
+  function closeMenus(except) {
+    for (const b of $$('[data-menu][aria-expanded="true"]')) if (b !== except) setMenu(b, false);
+  }
+  document.addEventListener('click', (ev) => {
+    const t = ev.target;
+    if (!t || !t.closest) return;
+    const b = t.closest('[data-menu]');
+    if (b) {
+      closeMenus(b);
+      setMenu(b, b.getAttribute('aria-expanded') !== 'true');
+    } else if (!t.closest('[data-menu-panel]') && !t.closest('dialog')) {
+      closeMenus();
+    }
+  });
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Escape' || (ev.target.closest && ev.target.closest('dialog'))) return;
+    const b = $('[data-menu][aria-expanded="true"]');
+    if (!b) return;
+    const p = menuPanel(b);
+    const inside = document.activeElement === b || (p && p.contains(document.activeElement));
+    setMenu(b, false);
+    if (inside) b.focus();
+  });
+
   // ---- API ---------------------------------------------------------------
   async function api(method, path, body) {
     const opts = { method, headers: { 'X-CSRF-Token': CSRF, Accept: 'application/json' }, credentials: 'same-origin' };
@@ -141,12 +212,77 @@
     if (isNaN(d)) return iso;
     return d.toLocaleDateString(undefined, { dateStyle: 'medium' });
   }
+  // Bubbles say when in words relative to today, in the browser's own time
+  // zone and language: "today 10:57", "yesterday 18:02", else a short date
+  // ("3 Nov, 09:15"); the full date is the time element's title. The
+  // timeline's day separators say "Today", "Yesterday", a weekday for the
+  // last week, else the date.
+  function startOfDay(d) {
+    return new Date(d.getFullYear(), d.getMonth(), d.getDate());
+  }
+  // Whole calendar days from `d` to `now` (rounded: a day with a clock
+  // change is 23 or 25 hours long).
+  function daysAgo(d, now) {
+    return Math.round((startOfDay(now) - startOfDay(d)) / 86400000);
+  }
+  function clockTime(d) {
+    return d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+  }
+  function relTime(iso, now) {
+    const d = new Date(iso);
+    if (isNaN(d)) return iso;
+    now = now || new Date();
+    const n = daysAgo(d, now);
+    if (n === 0) return 'today ' + clockTime(d);
+    if (n === 1) return 'yesterday ' + clockTime(d);
+    return d.toLocaleDateString(undefined, { day: 'numeric', month: 'short',
+      year: d.getFullYear() === now.getFullYear() ? undefined : 'numeric' }) + ', ' + clockTime(d);
+  }
+  function dayLabel(iso, now) {
+    const d = new Date(iso);
+    if (isNaN(d)) return iso;
+    now = now || new Date();
+    const n = daysAgo(d, now);
+    if (n === 0) return 'Today';
+    if (n === 1) return 'Yesterday';
+    if (n > 1 && n < 7) return d.toLocaleDateString(undefined, { weekday: 'long' });
+    return d.toLocaleDateString(undefined, { weekday: 'long', day: 'numeric', month: 'long',
+      year: d.getFullYear() === now.getFullYear() ? undefined : 'numeric' });
+  }
   function prettifyTimes(root) {
     for (const t of $$('time[datetime]', root)) {
       const dt = t.getAttribute('datetime');
-      t.textContent = t.closest('[data-expiry]') ? fmtDate(dt) : fmtTime(dt);
+      if (t.hasAttribute('data-when')) {
+        t.textContent = relTime(dt);
+        t.title = fmtTime(dt);
+      } else t.textContent = t.closest('[data-expiry]') ? fmtDate(dt) : fmtTime(dt);
     }
   }
+  // A timeline's day separators, made again from its bubbles' times after
+  // every change: <li class="day"> before the first bubble of each day.
+  function relabelDays(list) {
+    for (const s of $$(':scope > li.day', list)) s.remove();
+    const now = new Date();
+    let prev = null;
+    for (const li of $$(':scope > li.bubble', list)) {
+      const t = $('time[data-when]', li);
+      const d = t && new Date(t.getAttribute('datetime'));
+      if (!d || isNaN(d)) continue;
+      const key = startOfDay(d).getTime();
+      if (key === prev) continue;
+      prev = key;
+      li.before(el('li', { class: 'day', 'data-day': t.getAttribute('datetime') },
+        el('span', { text: dayLabel(t.getAttribute('datetime'), now) })));
+    }
+  }
+  // Runs `fn` just after every local midnight: "today" becomes "yesterday".
+  function atMidnight(fn) {
+    const now = new Date();
+    const next = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1, 0, 0, 5);
+    setTimeout(() => { fn(); atMidnight(fn); }, next - now);
+  }
+  // Exposed for tests that check the wording with known dates.
+  window.hearthTime = { relTime, dayLabel };
 
   // ---- live events -------------------------------------------------------
   const handlers = {};
@@ -313,7 +449,13 @@
     $('.meta strong', li).textContent = m.from || '';
     const time = $('.meta time', li);
     time.setAttribute('datetime', m.created_at);
-    time.textContent = fmtTime(m.created_at);
+    time.textContent = relTime(m.created_at);
+    time.title = fmtTime(m.created_at);
+    const more = $('[data-menu]', li);
+    if (more) {
+      more.setAttribute('aria-controls', 'menu-' + m.id);
+      $('[data-menu-panel]', li).id = 'menu-' + m.id;
+    }
     $('[data-duration]', li).textContent = ((m.duration_ms || 0) / 1000).toFixed(1);
     $('canvas.wave', li).dataset.peaks = (m.peaks || []).join(',');
     // A relative's bubbles have no Keep or Delete.
@@ -354,7 +496,10 @@
   function syncEmpty(list) {
     const emptyId = list.dataset.empty;
     const empty = emptyId && document.getElementById(emptyId);
-    if (empty) empty.hidden = list.children.length > 0;
+    const timeline = list.classList.contains('timeline');
+    if (timeline) relabelDays(list);
+    const n = timeline ? $$(':scope > li.bubble', list).length : list.children.length;
+    if (empty) empty.hidden = n > 0;
   }
 
   // Timelines: #timeline (one toy, oldest first) and #new-recordings (home,
@@ -381,6 +526,7 @@
     for (const li of $$('li.bubble', list)) setBubbleState(li, li.dataset.state);
     prettifyTimes(list);
     syncEmpty(list);
+    atMidnight(() => { prettifyTimes(list); relabelDays(list); });
 
     list.addEventListener('click', async (ev) => {
       const btn = ev.target.closest('button');
@@ -416,7 +562,9 @@
       } else if (btn.dataset.stopShare) {
         await stopShare(btn.dataset.stopShare, btn);
       } else if (btn.dataset.delete) {
-        if (!confirm('Delete this message? This cannot be undone.')) return;
+        const mine = li && li.classList.contains('to_toy');
+        if (!await ask({ title: 'Delete this message?', text: 'It is deleted for everyone in the family'
+          + (mine ? ' and is not played on the toy' : '') + '. This cannot be undone.', confirm: 'Delete' })) return;
         btn.disabled = true;
         const r = await api('DELETE', '/api/v1/messages/' + encodeURIComponent(btn.dataset.delete));
         if (r.ok || r.status === 404) {
@@ -442,7 +590,9 @@
       }
       if (li) { updateBubble(li, m); return; }
       li = buildBubble(m);
+      const follow = opts.onNewest && opts.onNewest.atEnd();
       if (opts.newestFirst) list.prepend(li); else list.append(li);
+      if (follow) opts.onNewest.show();
       keepStatusInView();
       drawWave($('canvas.wave', li));
       syncEmpty(list);
@@ -464,13 +614,42 @@
 
   const timeline = $('#timeline');
   let toyTimeline = null;
+  // The toy page is a chat: it opens at the newest message (last), just
+  // above the record bar, and follows new messages while the reader is
+  // there.
+  const newest = {
+    bar() {
+      const r = $('[data-recorder]');
+      return r && !r.hidden ? r.getBoundingClientRect().height : 0;
+    },
+    last() {
+      return $$(':scope > li.bubble', timeline).pop();
+    },
+    atEnd() {
+      const last = newest.last();
+      return !last || last.getBoundingClientRect().top < window.innerHeight - newest.bar();
+    },
+    show() {
+      const last = newest.last();
+      if (!last) return;
+      const bottom = last.getBoundingClientRect().bottom + window.scrollY;
+      window.scrollTo(0, Math.max(0, bottom - (window.innerHeight - newest.bar() - 12)));
+    },
+  };
   if (timeline) {
     const toyId = timeline.dataset.toy;
     toyTimeline = setupTimeline(timeline, {
       emptyId: 'no-messages',
       toy: toyId,
+      onNewest: newest,
       accepts: (m) => m.toy_id === toyId && m.direction !== 'from_contact',
     });
+    if (!location.hash) {
+      if ('scrollRestoration' in history) history.scrollRestoration = 'manual';
+      newest.show();
+      // Again once images and fonts have settled the layout.
+      window.addEventListener('load', () => newest.show(), { once: true });
+    }
   }
   const newRec = $('#new-recordings');
   if (newRec) {
@@ -514,7 +693,7 @@
         const recorder = $('[data-recorder]');
         const name = (recorder && recorder.dataset.toyName) || 'This toy';
         if (recorder) { recorder.dispatchEvent(new Event('hearth:removed')); recorder.hidden = true; }
-        const manage = $('[data-manage]');
+        const manage = $('[data-settings]') || $('[data-manage]');
         if (manage) manage.hidden = true;
         if (badge) { badge.textContent = 'removed'; badge.className = 'badge off'; }
         const note = $('[data-removed-note]');
@@ -558,7 +737,8 @@
   if (removeBtn) {
     removeBtn.addEventListener('click', async () => {
       const name = removeBtn.dataset.name || 'this toy';
-      if (!confirm('Remove ' + name + '? It will stop working until you pair it again.')) return;
+      if (!await ask({ title: 'Remove ' + name + '?', text: name + ' stops working until you pair it again. '
+        + 'Its messages stay on its page until they expire; kept ones until you delete them.', confirm: 'Remove toy' })) return;
       removeBtn.disabled = true;
       const r = await api('DELETE', '/api/v1/toys/' + encodeURIComponent(removeBtn.dataset.remove));
       if (r.ok) location.assign('/toys');
@@ -617,6 +797,8 @@
     const discardBtn = $('[data-discard]', rec);
     const progress = $('[data-progress]', rec);
     const fileInput = $('[data-upload]', rec);
+    const takeBox = $('.rec-actions', rec);
+    const fileBox = $('.rec-file', rec);
     const toyName = rec.dataset.toyName || 'The toy';
     let session = null; // {stream, ctx, node, chunks, samples, rate, timer}
     let clip = null; // {blob, url, key, type}
@@ -636,6 +818,11 @@
       sendBtn.disabled = !c || uploading;
       discardBtn.disabled = !c || uploading;
       discardBtn.textContent = c && c.file ? 'Cancel' : 'Discard';
+      // The bar offers Send and Discard after a take, "Send a file" before.
+      const hadFocus = takeBox && takeBox.contains(document.activeElement);
+      if (takeBox) takeBox.hidden = !c;
+      if (fileBox) fileBox.hidden = !!c;
+      if (hadFocus && !c) recBtn.focus();
     }
 
     async function start() {
@@ -1144,7 +1331,7 @@
   if (eraseForm) {
     eraseForm.addEventListener('submit', async (ev) => {
       ev.preventDefault();
-      if (!window.confirm('Delete everything on this hub? This cannot be undone.')) return;
+      if (!await ask({ title: 'Delete everything on this hub?', text: 'Every message, toy, member and setting is deleted. This cannot be undone.', confirm: 'Delete everything' })) return;
       const btn = $('button[type="submit"]', eraseForm);
       btn.disabled = true;
       const r = await api('DELETE', '/api/v1/household', { confirm: eraseForm.elements.confirm.value, password: eraseForm.elements.password.value });
@@ -1156,7 +1343,7 @@
   $$('[data-delete-messages]').forEach((btn) => {
     btn.addEventListener('click', async () => {
       const name = btn.dataset.name;
-      if (!window.confirm('Delete every message of ' + name + '? This cannot be undone.')) return;
+      if (!await ask({ title: 'Delete every message of ' + name + '?', text: 'Kept messages too. This cannot be undone.', confirm: 'Delete messages' })) return;
       btn.disabled = true;
       const r = await api('DELETE', '/api/v1/toys/' + encodeURIComponent(btn.dataset.deleteMessages) + '/messages');
       btn.disabled = false;
@@ -1222,7 +1409,7 @@
   for (const b of $$('[data-remove-member]')) {
     b.addEventListener('click', async () => {
       const name = b.dataset.removeMember;
-      if (!confirm('Remove ' + name + '? They are signed out at once.')) return;
+      if (!await ask({ title: 'Remove ' + name + '?', text: name + ' is signed out at once and can no longer use this hub.', confirm: 'Remove' })) return;
       const r = await api('DELETE', '/api/v1/users/' + encodeURIComponent(name));
       if (r.ok) location.reload();
       else status(errorText(r.data, 'The member could not be removed.'), 'error');
@@ -1270,7 +1457,7 @@
     return [];
   }
   async function stopShare(sid, btn) {
-    if (!confirm('Stop sharing? The link stops working and the copy in the mailbox is deleted.')) return;
+    if (!await ask({ title: 'Stop sharing?', text: 'The link stops working and the copy in the mailbox is deleted.', confirm: 'Stop sharing' })) return;
     if (btn) btn.disabled = true;
     const r = await api('DELETE', '/api/v1/shares/' + encodeURIComponent(sid));
     if (r.ok) status('Sharing stopped.', 'ok');
@@ -1400,7 +1587,7 @@
         if (r.ok) status('Sent to the toy.', 'ok'); else status(errorText(r.data), 'error');
         loadSharing();
       } else if (btn.dataset.replyDiscard) {
-        if (!confirm('Discard this reply? It cannot be undone.')) return;
+        if (!await ask({ title: 'Discard this reply?', text: 'It cannot be undone.', confirm: 'Discard' })) return;
         const r = await api('POST', '/api/v1/messages/' + encodeURIComponent(btn.dataset.replyDiscard) + '/discard');
         if (r.ok) status('Reply discarded.', 'ok'); else status(errorText(r.data), 'error');
         loadSharing();
@@ -1447,7 +1634,7 @@
       else status(errorText(r.data, 'The mailbox could not be checked.'), 'error');
     });
     off.addEventListener('click', async () => {
-      if (!confirm('Turn relay off? Every share is stopped and its copy deleted from the mailbox.')) return;
+      if (!await ask({ title: 'Turn relay off?', text: 'Every share is stopped and its copy deleted from the mailbox.', confirm: 'Turn off' })) return;
       off.disabled = true;
       const r = await api('DELETE', '/api/v1/relay');
       off.disabled = false;

@@ -192,6 +192,7 @@ async function main() {
 
     // --- d. Removing a toy: other open pages follow; its kept message stays reachable.
     await page.goto(`${HUB}/toys/${TOY}`);
+    await page.click(`#msg-${sentId} [data-menu]`);
     await page.click(`#msg-${sentId} [data-keep]`);
     await page.locator(`#msg-${sentId} [data-keep][aria-pressed=true]`).waitFor();
     // Two more pages, their event streams open (answered) before the removal.
@@ -207,7 +208,10 @@ async function main() {
     await home.goto(`${HUB}/`);
     await homeStream;
     await home.locator(`#home-toys li[data-toy="${TOY}"]`).waitFor();
-    await Promise.all([page.waitForURL(`${HUB}/toys`), page.click('[data-remove]')]);
+    await page.click('[data-settings] > summary');
+    await page.click('[data-remove]');
+    await page.locator('dialog[data-ask][open]').waitFor();
+    await Promise.all([page.waitForURL(`${HUB}/toys`), page.click('dialog[data-ask] [data-ask-confirm]')]);
     step('toy removed from its page');
     await other.locator('[data-recorder]').waitFor({ state: 'hidden' });
     assert(!(await other.locator('[data-record]').isVisible()), 'the other page offers no Record any more');
@@ -221,7 +225,7 @@ async function main() {
     assert(r.status() === 200, `the removed toy's page answers 200 (got ${r.status()})`);
     const h1 = await other.textContent('main h1');
     assert(/removed/.test(h1), `its title says removed ("${h1}")`);
-    await other.locator(`#msg-${sentId} [data-keep][aria-pressed=true]`).waitFor();
+    await other.locator(`#msg-${sentId} [data-keep][aria-pressed=true]`).waitFor({ state: 'attached' });
     assert(await other.locator('[data-record]').count() === 0, 'no Record on a removed toy');
     await axe(other, `/toys/${TOY} (removed)`);
     await page.goto(`${HUB}/toys`);

@@ -279,7 +279,8 @@ async function main() {
     assert(ticks.includes('✓✓') && ticks.includes('played'), `played ticks (got "${ticks}")`);
     step(`page shows played live: "${ticks.trim()}"`);
 
-    // --- keep toggle
+    // --- keep toggle (in the bubble's "More" menu)
+    await page.click(`#msg-${sentId} [data-menu]`);
     await page.click(`#msg-${sentId} [data-keep]`);
     await page.locator(`#msg-${sentId} [data-keep][aria-pressed=true]`).waitFor();
     step('keep toggled');
@@ -340,12 +341,15 @@ async function main() {
     step('Mark all heard cleared the toy page, the menu and the home list live');
     await axe(page, `/toys/${TOY} (after mark all heard)`);
 
-    // --- delete a message
+    // --- delete a message (More, Delete, then Delete in the styled dialog)
+    await page.click(`#msg-${fromId} [data-menu]`);
     await page.click(`#msg-${fromId} [data-delete]`);
+    await page.click('dialog[data-ask] [data-ask-confirm]');
     await page.locator(`#msg-${fromId}`).waitFor({ state: 'detached' });
     step('message deleted');
 
-    // --- rename
+    // --- rename (under Toy settings)
+    await page.click('[data-settings] > summary');
     await page.fill('#toy-name', 'Bear the Brave');
     await page.click('[data-rename] button[type=submit]');
     await page.waitForFunction(() => document.querySelector('main h1').textContent === 'Bear the Brave');

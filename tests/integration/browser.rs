@@ -344,3 +344,234 @@ async fn browser_app_fixes() {
     let ms = list[0]["duration_ms"].as_i64().expect("duration");
     assert!((3300..=3700).contains(&ms), "the 3.5 s file: {ms} ms");
 }
+
+/// A parent's message to `toy` now (hub time), signed in afresh so a token
+/// made days earlier (hub time) cannot have lapsed; returns its id.
+async fn parent_message(hub: &Hub, toy: &str, wav: Vec<u8>) -> String {
+    let token = hub.login("mum", harness::PASSWORD).await;
+    let r = harness::Target::anon(hub)
+        .post(hub.url(&format!("/api/v1/toys/{toy}/messages")))
+        .bearer_auth(token)
+        .header("content-type", "audio/wav")
+        .body(wav)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 201, "a parent's message");
+    let v: serde_json::Value = r.json().await.expect("json");
+    v["id"].as_str().expect("id").to_owned()
+}
+
+/// A recording from `toy` now (hub time); returns its id.
+async fn toy_recording(hub: &Hub, toy: &TestToy, key: &str, wav: Vec<u8>) -> String {
+    let r = toy
+        .client(hub)
+        .post(hub.url("/toy/v1/recordings"))
+        .header("content-type", "audio/wav")
+        .header("idempotency-key", key)
+        .body(wav)
+        .send()
+        .await
+        .expect("recording");
+    assert_eq!(r.status(), 201);
+    let v: serde_json::Value = r.json().await.expect("json");
+    v["id"].as_str().expect("id").to_owned()
+}
+
+/// Issue 15, "conversation first", in Chromium at 390×844 and 1280×800
+/// (`tests/browser/convo.mjs`): with 50 messages the toy page opens at the
+/// newest one with Record in view; a bubble shows Play and keeps the rest
+/// behind a keyboard-usable "More"; deleting a message and removing the
+/// toy ask in a styled dialog (Cancel keeps, Confirm does); day
+/// separators and relative times follow the hub's clock (moved here over
+/// nine days) as the browser, set to the same day, reads them, also for
+/// a bubble that arrives live; the record bar's status is in view and
+/// announced.
+#[actix_web::test]
+async fn browser_conversation_first() {
+    use hearth::clock::Clock;
+    use time::Duration as Span;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if let Some((why, fix)) = prepare(&root).await {
+        crate::skips::skip(&why, &fix);
+        return;
+    }
+    let hub = Hub::start().await;
+    let parent = hub.parent().await;
+    let mut bear = TestToy::new("bear-c0a1");
+    bear.pair(&hub, &parent).await;
+    let short = || speech_like_wav(16_000, 0.5);
+    // Day 0 is the next midnight (UTC, as the browser is told); "today"
+    // is day 9.
+    let now = hub.clock.now();
+    let day0 = (now.date() + Span::days(1)).midnight().assume_utc();
+    let at = |day: i64, h: i64, m: i64| day0 + Span::days(day) + Span::hours(h) + Span::minutes(m);
+    let go = |t: time::OffsetDateTime| hub.clock.advance(t - hub.clock.now());
+    // 46 recordings on day 0 from 10:00, a minute apart; one alone on
+    // day 2 (a week before today: a date, not a weekday; the script
+    // deletes it and its separator must go too); 50 in all.
+    go(at(0, 10, 0));
+    let old = toy_recording(&hub, &bear, "old-0", short()).await;
+    for i in 1..46 {
+        hub.clock.advance(Span::minutes(1));
+        toy_recording(&hub, &bear, &format!("old-{i}"), short()).await;
+    }
+    go(at(2, 8, 0));
+    let lone = toy_recording(&hub, &bear, "lone", short()).await;
+    go(at(6, 9, 15));
+    let week = parent_message(&hub, &bear.toy_id, short()).await;
+    go(at(8, 18, 2));
+    let yday = toy_recording(&hub, &bear, "yesterday", short()).await;
+    go(at(9, 10, 57));
+    let today = parent_message(&hub, &bear.toy_id, short()).await;
+    // The live recording the script asks the toy for is made at 11:30.
+    go(at(9, 11, 30));
+
+    // What the page must say, worked out here from the calendar, not with
+    // the browser's formatting: the day 3 days back is its weekday, older
+    // ones carry their date.
+    let d0 = at(0, 10, 0);
+    let d2 = at(2, 8, 0);
+    let d6 = at(6, 9, 15);
+    let expect = serde_json::json!([
+        {"id": lone, "when_has": [d2.day().to_string(), "08:00"],
+         "day_has": [d2.weekday().to_string(), d2.day().to_string(), d2.month().to_string()]},
+        {"id": old, "when_has": [d0.day().to_string(), "10:00", &d0.month().to_string()[..3]],
+         "day_has": [d0.weekday().to_string(), d0.day().to_string(), d0.month().to_string()]},
+        {"id": week, "when_has": [d6.day().to_string(), "09:15", &d6.month().to_string()[..3]],
+         "day_is": d6.weekday().to_string()},
+        {"id": yday, "when_is": "yesterday 18:02", "day_is": "Yesterday"},
+        {"id": today, "when_is": "today 10:57", "day_is": "Today"},
+    ]);
+    let browser_now = at(9, 12, 0)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("rfc3339");
+
+    let files = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, bytes: &[u8]| write_file(files.path(), name, bytes);
+    let (cert, key, ca) = toy_tls_files(files.path(), &bear, &hub);
+    let clip = write("clip.wav", &speech_like_wav(16_000, 1.0));
+
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg("tests/browser/convo.mjs")
+        .current_dir(&root)
+        .env("HUB_URL", hub.origin())
+        .env("USERNAME", "mum")
+        .env("PASSWORD", harness::PASSWORD)
+        .env("TOY_ID", &bear.toy_id)
+        .env("TOY_CERT", &cert)
+        .env("TOY_KEY", &key)
+        .env("CA_FILE", &ca)
+        .env("CLIP_WAV", &clip)
+        .env("BROWSER_NOW", &browser_now)
+        .env("EXPECT", expect.to_string())
+        .env("LIVE_WHEN", "today 11:30")
+        .env("LONE_ID", &lone)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
+        .await
+        .expect("the browser test finishes within 4 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "tests/browser/convo.mjs failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    // Independently of the pages: the message confirmed in the dialog is
+    // gone, the cancelled one is still there, and the toy is removed.
+    let deleted = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("DELETED "))
+        .expect("the script names the deleted message");
+    let kept = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CANCELLED "))
+        .expect("the script names the message it kept");
+    let token = hub.login("mum", harness::PASSWORD).await;
+    let anon = harness::Target::anon(&hub);
+    let status = |id: &str| {
+        anon.get(hub.url(&format!("/api/v1/messages/{id}/audio")))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(status(deleted).await.expect("get").status(), 404, "deleted");
+    assert_eq!(status(kept).await.expect("get").status(), 200, "kept");
+    let toys: serde_json::Value = anon
+        .get(hub.url("/api/v1/toys"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("toys")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(toys["paired"], serde_json::json!([]), "the toy was removed");
+}
+
+/// The same conversation in Debian's Firefox ESR at 390×844
+/// (`tests/browser/convo-firefox.mjs`, WebDriver BiDi): with 50 messages it
+/// opens at the newest with Record in view (and in view at the top),
+/// relative times and day words from Firefox's Intl, "More" opened with a
+/// tap and closed with Escape, and Delete through the styled dialog
+/// (Cancel keeps, Delete deletes).
+#[actix_web::test]
+async fn browser_conversation_first_in_firefox() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if let Some((why, fix)) = prepare(&root).await {
+        crate::skips::skip(&why, &fix);
+        return;
+    }
+    let firefox = std::env::var("FIREFOX").unwrap_or_else(|_| "/usr/bin/firefox-esr".into());
+    if !Path::new(&firefox).exists() {
+        crate::skips::skip(
+            &format!("{firefox} is not installed"),
+            "sudo apt install firefox-esr (or set FIREFOX to a Firefox binary)",
+        );
+        return;
+    }
+    let hub = Hub::start().await;
+    let parent = hub.parent().await;
+    let mut bear = TestToy::new("bear-f0a1");
+    bear.pair(&hub, &parent).await;
+    for i in 0..50 {
+        let wav = speech_like_wav(16_000, 0.5);
+        toy_recording(&hub, &bear, &format!("ff-{i}"), wav).await;
+    }
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.args([
+        "--experimental-websocket",
+        "tests/browser/convo-firefox.mjs",
+    ])
+    .current_dir(&root)
+    .env("FIREFOX", &firefox)
+    .env("NODE_NO_WARNINGS", "1")
+    .env("TZ", "UTC")
+    .env("HUB_URL", hub.origin())
+    .env("USERNAME", "mum")
+    .env("PASSWORD", harness::PASSWORD)
+    .env("TOY_ID", &bear.toy_id)
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
+        .await
+        .expect("the Firefox test finishes within 4 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "tests/browser/convo-firefox.mjs failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let deleted = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("DELETED "))
+        .expect("the script names the deleted message");
+    let r = parent
+        .get(&format!("/api/v1/messages/{deleted}/audio"))
+        .await;
+    assert_eq!(r.status(), 404, "the message deleted in Firefox is gone");
+}
