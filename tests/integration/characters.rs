@@ -261,7 +261,7 @@ async fn a_toy_at_12_percent_is_shown_as_needing_charging() {
 
 /// Moves the hub's clock forward to the next local `hh:mm:ss` in the
 /// system's time zone (at most a day ahead).
-fn advance_to(hub: &Hub, hh: i8, mm: i8, ss: i8) {
+pub(crate) fn advance_to(hub: &Hub, hh: i8, mm: i8, ss: i8) {
     let zone = jiff::tz::TimeZone::system();
     let now = jiff::Timestamp::from_second(hub.clock.unix())
         .expect("now")
