@@ -224,12 +224,14 @@ pub fn local_zone() -> TimeZone {
     TimeZone::system()
 }
 
-/// The name of [`local_zone`] for people ("Europe/Berlin"; "UTC" or an
-/// offset when it has no name).
-pub fn zone_name(zone: &TimeZone) -> String {
+/// The name of a zone for people ("Europe/Berlin"), or, when it has none
+/// (a `TZ` rule or a bare TZif file), its offset from UTC at `now`.
+pub fn zone_name(zone: &TimeZone, now: i64) -> String {
     match zone.iana_name() {
         Some(n) => n.to_owned(),
-        None => Timestamp::now().to_zoned(zone.clone()).offset().to_string(),
+        None => Timestamp::from_second(now)
+            .map(|t| format!("UTC{}", t.to_zoned(zone.clone()).offset()))
+            .unwrap_or_else(|_| "UTC".into()),
     }
 }
 

@@ -415,7 +415,7 @@ async fn toy_page(
         toy,
         messages: msgs.iter().map(|m| message_view(m, days)).collect(),
         blank: MessageView::blank(),
-        time_zone: crate::character::zone_name(&crate::character::local_zone()),
+        time_zone: crate::character::zone_name(&crate::character::local_zone(), state.now()),
     })
 }
 
