@@ -1500,8 +1500,21 @@
       const text = $('[data-text]', n);
       if (text && text.textContent !== words) text.textContent = words;
       n.hidden = !words;
+      n.dataset.quietUntil = t.quiet_until || '';
+      lookAgainAtQuietEnd(n);
     }
   }
+  // No event says that quiet hours ended: the page asks again then (by the
+  // hub's `quiet_until`, a second late), so its note does not go stale.
+  const quietTimers = new Map();
+  function lookAgainAtQuietEnd(node) {
+    clearTimeout(quietTimers.get(node));
+    const until = Date.parse(node.dataset.quietUntil || '');
+    if (isNaN(until)) return;
+    const wait = until - Date.now() + 1000;
+    if (wait > 0 && wait < 86400000) quietTimers.set(node, setTimeout(refreshCharacters, wait));
+  }
+  for (const n of $$('[data-quiet-now]')) lookAgainAtQuietEnd(n);
   let characterTimer = null;
   function refreshCharacters() {
     if (!CSRF || characterTimer) return;

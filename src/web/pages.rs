@@ -171,6 +171,8 @@ pub struct ToyView {
     pub quiet_end: String,
     /// "… is in quiet hours until 07:00 …" while it is, or empty.
     pub quiet_note: String,
+    /// While in quiet hours: when they end, RFC 3339, or empty.
+    pub quiet_until: String,
 }
 
 /// One choice of the toy page's picture picker.
@@ -239,6 +241,7 @@ fn toy_views(toys: &[ToyStatus]) -> Vec<ToyView> {
                 quiet_start: t.quiet.map(|q| q.start.to_string()).unwrap_or_default(),
                 quiet_end: t.quiet.map(|q| q.end.to_string()).unwrap_or_default(),
                 quiet_note: s.quiet_note().unwrap_or_default(),
+                quiet_until: s.quiet_until.map(rfc3339).unwrap_or_default(),
             }
         })
         .collect()
