@@ -371,23 +371,6 @@ fn check_quiet(q: QuietEdit, stored: Option<QuietHours>) -> Result<QuietHours> {
     }
 }
 
-/// A parent renames a toy or sets its child's name (what
-/// `PATCH /api/v1/toys/{id}` did before pictures and quiet hours).
-pub async fn rename(
-    state: &AppState,
-    by: &User,
-    toy_id: &str,
-    name: Option<String>,
-    child: Option<String>,
-) -> Result<ToyStatus> {
-    let e = ToyEdit {
-        name,
-        child,
-        ..ToyEdit::default()
-    };
-    edit(state, by, toy_id, e).await
-}
-
 /// A parent or admin changes a toy: its name, its child's name, its
 /// picture, its quiet hours. Everything is checked before anything is
 /// stored; one transaction stores the changes with their ledger entries
