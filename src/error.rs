@@ -109,6 +109,10 @@ pub enum Code {
     InvalidName,
     /// A retention period out of range.
     InvalidRetention,
+    /// A toy picture outside the built-in set.
+    InvalidPicture,
+    /// Quiet hours with a bad or missing time.
+    InvalidQuietHours,
     /// A bad username.
     InvalidUsername,
     /// Asked for something not available yet.
@@ -194,6 +198,8 @@ impl Code {
             Self::InvalidHousehold => "invalid_household",
             Self::InvalidName => "invalid_name",
             Self::InvalidRetention => "invalid_retention",
+            Self::InvalidPicture => "invalid_picture",
+            Self::InvalidQuietHours => "invalid_quiet_hours",
             Self::InvalidUsername => "invalid_username",
             Self::NotSupported => "not_supported",
             Self::WeakPassword => "weak_password",
@@ -261,6 +267,8 @@ impl Code {
             | Self::InvalidHousehold
             | Self::InvalidName
             | Self::InvalidRetention
+            | Self::InvalidPicture
+            | Self::InvalidQuietHours
             | Self::InvalidUsername
             | Self::NotSupported
             | Self::WeakPassword

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod app;
 pub mod audio;
 pub mod auth;
+pub mod character;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -562,11 +562,41 @@ pub async fn mark_heard(state: &AppState, by: &User, m: &Message) {
     }
 }
 
-/// The messages waiting for a toy.
-pub async fn inbox(state: &AppState, toy: &Toy) -> Result<Vec<Message>> {
-    let row = toy.id;
-    let waiting = state.store.read(move |c| store::messages::inbox(c, row));
-    Ok(waiting.await?)
+/// What a toy is handed when it asks for its messages.
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    /// The messages it may take now.
+    pub messages: Vec<Message>,
+    /// While it is in quiet hours: when they end (Unix seconds). Until then
+    /// it is handed nothing, and a long-poll wakes at that moment.
+    pub held_until: Option<i64>,
+}
+
+/// The messages waiting for a toy. During the toy's quiet hours
+/// (`toys::quiet_until`, read from its current row, so a change a parent
+/// makes reaches a waiting long-poll) nothing is handed over: the messages
+/// wait, and are handed over when the hours end. A message sent earlier
+/// and not yet fetched waits too: quiet hours are quiet.
+pub async fn inbox(state: &AppState, toy: &Toy) -> Result<Inbox> {
+    let (row, id, now) = (toy.id, toy.toy_id.clone(), state.now());
+    let (current, messages) = state
+        .store
+        .read(move |c| {
+            let current = store::toys::by_toy_id(c, &id)?;
+            Ok((current, store::messages::inbox(c, row)?))
+        })
+        .await?;
+    let held_until = crate::toys::quiet_until(current.as_ref().unwrap_or(toy), now);
+    Ok(match held_until {
+        Some(_) => Inbox {
+            messages: Vec::new(),
+            held_until,
+        },
+        None => Inbox {
+            messages,
+            held_until,
+        },
+    })
 }
 
 async fn own_message(state: &AppState, toy: &Toy, public_id: &str) -> Result<Message> {

@@ -2,6 +2,9 @@
 //! the listing and status of toys, renaming and removing, a parent's
 //! confirmation or rejection of a pairing, a toy's calls and status
 //! reports, and the online/offline [`Tracker`] of the background job.
+//! Toys as characters (issue 15): a toy's picture, its low-battery warning
+//! ([`battery_low`], written once) and its quiet hours ([`quiet_until`],
+//! which `messaging::inbox` obeys), set by parents through [`edit`].
 //!
 //! Each act opens its transaction, writes its ledger entry and publishes its
 //! page event. Nothing here knows HTTP.
@@ -10,6 +13,7 @@ use std::collections::HashSet;
 
 use serde_json::json;
 
+use crate::character::{ClockTime, Picture, QuietHours};
 use crate::clock::rfc3339;
 use crate::discovery::SeenToy;
 use crate::domain::{DisplayName, Hex32, PairingCode, Role, ToyId};
@@ -37,6 +41,32 @@ pub fn online(toy: &Toy, on_network: bool, now: i64) -> bool {
     on_network || recently_seen(toy.last_seen, now)
 }
 
+/// A battery at or below this percentage is low: pages warn that the toy
+/// needs charging. 20 % leaves a child's toy an evening of use after the
+/// warning, the level phones and most toys warn at.
+pub const LOW_BATTERY_PERCENT: u8 = 20;
+
+/// The low-battery rule: the toy's last report was at most
+/// [`LOW_BATTERY_PERCENT`] (a toy that never reported is not low).
+pub fn battery_low(battery: Option<u8>) -> bool {
+    battery.is_some_and(|b| b <= LOW_BATTERY_PERCENT)
+}
+
+/// The picture a toy is shown with: the one a parent chose, else the
+/// default for its id.
+pub fn picture_of(toy: &Toy) -> Picture {
+    toy.picture
+        .unwrap_or_else(|| Picture::default_for(&toy.toy_id))
+}
+
+/// The quiet-hours rule for a toy at `now`: when it is in quiet hours that
+/// are on, the Unix time they end (in the household's time zone,
+/// `character::local_zone`); messages are held until then.
+pub fn quiet_until(toy: &Toy, now: i64) -> Option<i64> {
+    toy.quiet
+        .and_then(|q| q.ends_after(now, &crate::character::local_zone()))
+}
+
 /// A paired toy with its online state at one moment.
 #[derive(Debug, Clone)]
 pub struct ToyStatus {
@@ -44,6 +74,8 @@ pub struct ToyStatus {
     pub toy: Toy,
     /// Online now.
     pub online: bool,
+    /// In quiet hours now: when they end (Unix seconds).
+    pub quiet_until: Option<i64>,
 }
 
 impl ToyStatus {
@@ -56,9 +88,37 @@ impl ToyStatus {
         }
     }
 
+    /// Its picture (chosen or default).
+    pub fn picture(&self) -> Picture {
+        picture_of(&self.toy)
+    }
+
+    /// "Mia’s bear needs charging: battery 12 %" when the battery is low.
+    pub fn battery_warning(&self) -> Option<String> {
+        let b = self.toy.battery.filter(|b| battery_low(Some(*b)))?;
+        Some(format!(
+            "{} needs charging: battery {b}\u{a0}%",
+            self.title()
+        ))
+    }
+
+    /// What a sender is told while the toy is in quiet hours:
+    /// "Mia’s bear is in quiet hours until 07:00; it will hear this then."
+    pub fn quiet_note(&self) -> Option<String> {
+        self.quiet_until?;
+        let end = self.toy.quiet?.end;
+        Some(format!(
+            "{} is in quiet hours until {end}; it will hear this then.",
+            self.title()
+        ))
+    }
+
     /// The toy's JSON (`docs/api.md`): also the data of `event: toy` `updated`.
     pub fn to_json(&self) -> serde_json::Value {
         let t = &self.toy;
+        let quiet = t
+            .quiet
+            .map(|q| json!({"on": q.on, "start": q.start.to_string(), "end": q.end.to_string()}));
         json!({
             "toy_id": t.toy_id,
             "name": t.name,
@@ -70,6 +130,13 @@ impl ToyStatus {
             "child": t.child_name,
             "title": self.title(),
             "key_changed": t.earlier_key_fp.as_ref().is_some_and(|k| *k != t.key_fp),
+            "picture": self.picture().as_str(),
+            "battery_low": battery_low(t.battery),
+            "battery_warning": self.battery_warning(),
+            "quiet_hours": quiet,
+            "quiet_now": self.quiet_until.is_some(),
+            "quiet_until": self.quiet_until.map(rfc3339),
+            "quiet_note": self.quiet_note(),
         })
     }
 }
@@ -82,6 +149,7 @@ pub fn status_of(state: &AppState, toy: Toy, now: i64) -> ToyStatus {
         .is_some_and(|d| d.is_up(&toy.toy_id));
     ToyStatus {
         online: online(&toy, up, now),
+        quiet_until: quiet_until(&toy, now),
         toy,
     }
 }
@@ -251,69 +319,150 @@ pub async fn removed_with_messages(state: &AppState, by: &User) -> Result<Vec<To
     Ok(rows.into_iter().filter(|r| scope.sees(r.id)).collect())
 }
 
-/// A parent renames a toy (`child` is not available yet).
-pub async fn rename(
-    state: &AppState,
-    by: &User,
-    toy_id: &str,
-    name: Option<String>,
-    child: Option<String>,
-) -> Result<ToyStatus> {
+/// What a parent changes about a toy, as typed (`PATCH /api/v1/toys/{id}`):
+/// each field left out stays as it is.
+#[derive(Debug, Default)]
+pub struct ToyEdit {
+    /// A new name.
+    pub name: Option<String>,
+    /// The child's name; `""` clears it.
+    pub child: Option<String>,
+    /// A picture's wire name.
+    pub picture: Option<String>,
+    /// Quiet hours.
+    pub quiet: Option<QuietEdit>,
+}
+
+/// Quiet hours as typed: `on`, and `start`/`end` as `HH:MM` (left out:
+/// the stored ones, which must then exist to switch them on).
+#[derive(Debug, Default)]
+pub struct QuietEdit {
+    /// Whether they apply.
+    pub on: bool,
+    /// When they begin.
+    pub start: Option<String>,
+    /// When they end.
+    pub end: Option<String>,
+}
+
+/// Checks typed quiet hours against the stored ones.
+fn check_quiet(q: QuietEdit, stored: Option<QuietHours>) -> Result<QuietHours> {
+    let bad = |e: crate::domain::Invalid| Code::InvalidQuietHours.invalid(e);
+    let start = q
+        .start
+        .as_deref()
+        .map(|s| ClockTime::parse("start", s.trim()))
+        .transpose()
+        .map_err(bad)?
+        .or(stored.map(|s| s.start));
+    let end = q
+        .end
+        .as_deref()
+        .map(|s| ClockTime::parse("end", s.trim()))
+        .transpose()
+        .map_err(bad)?
+        .or(stored.map(|s| s.end));
+    match (start, end) {
+        (Some(start), Some(end)) => QuietHours::new(q.on, start, end).map_err(bad),
+        _ => Err(Error::new(
+            Code::InvalidQuietHours,
+            "quiet hours need a start and an end, like 19:30 and 07:00",
+        )),
+    }
+}
+
+/// A parent or admin changes a toy: its name, its child's name, its
+/// picture, its quiet hours. Everything is checked before anything is
+/// stored; one transaction stores the changes with their ledger entries
+/// (`toy_renamed` for the names, `toy_settings_changed` for the picture
+/// and the quiet hours). A relative may not (`403`).
+pub async fn edit(state: &AppState, by: &User, toy_id: &str, e: ToyEdit) -> Result<ToyStatus> {
     crate::accounts::require(by, Role::Parent)?;
-    let toy_id = ToyId::parse(toy_id).map_err(|_| Error::not_found("no such toy"))?;
-    let name = name
+    let current = paired_toy(state, toy_id).await?;
+    let toy_id = current.toy_id.clone();
+    let name = e
+        .name
         .as_deref()
         .map(DisplayName::parse)
         .transpose()
         .map_err(|e| Code::InvalidName.invalid(e))?;
     // The child's name: the same rule as any shown name; "" clears it.
-    let child = match child.as_deref().map(str::trim) {
+    let child = match e.child.as_deref().map(str::trim) {
         None => None,
         Some("") => Some(None),
         Some(c) => Some(Some(DisplayName::parse(c).map_err(|e| {
             Error::new(Code::InvalidName, format!("the child's name: {}", e.0))
         })?)),
     };
-    let new_name = name.as_ref().map(|n| n.to_string());
-    let mut details = Vec::new();
-    if let Some(n) = &new_name {
-        details.push(format!("renamed {n:?}"));
+    let picture = e
+        .picture
+        .as_deref()
+        .map(|p| Picture::parse(p.trim()))
+        .transpose()
+        .map_err(|e| Code::InvalidPicture.invalid(e))?;
+    let quiet = e.quiet.map(|q| check_quiet(q, current.quiet)).transpose()?;
+    let mut renamed = Vec::new();
+    if let Some(n) = &name {
+        renamed.push(format!("renamed {:?}", n.as_str()));
     }
     match &child {
-        Some(Some(c)) => details.push(format!("child {:?}", c.as_str())),
-        Some(None) => details.push("child cleared".into()),
+        Some(Some(c)) => renamed.push(format!("child {:?}", c.as_str())),
+        Some(None) => renamed.push("child cleared".into()),
         None => {}
     }
+    let mut settings = Vec::new();
+    if let Some(p) = picture {
+        settings.push(format!("picture {}", p.as_str()));
+    }
+    if let Some(q) = &quiet {
+        settings.push(match q.on {
+            true => format!("quiet hours {} to {}", q.start, q.end),
+            false => format!("quiet hours off (kept: {} to {})", q.start, q.end),
+        });
+    }
+    let (now, actor) = (state.now(), by.username.clone());
+    let entry = |action, details: &Vec<String>| {
+        let mut a = AuditEntry::new(now, Some(actor.clone()), action, Outcome::Success);
+        a.subject = Some(toy_id.to_string());
+        a.toy = Some(toy_id.to_string());
+        a.detail = details.join("; ");
+        a
+    };
+    let entries: Vec<AuditEntry> = [
+        (!renamed.is_empty()).then(|| entry(Action::ToyRenamed, &renamed)),
+        (!settings.is_empty()).then(|| entry(Action::ToySettingsChanged, &settings)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let id = toy_id.clone();
     let toy = state
         .store
         .write(move |tx| {
+            let mut found = true;
             if let Some(n) = &name {
-                if !store::toys::rename(tx, &toy_id, n.as_str())? {
-                    return Ok(None);
-                }
+                found &= store::toys::rename(tx, &id, n.as_str())?;
             }
             if let Some(c) = &child {
-                if !store::toys::set_child(tx, &toy_id, c.as_ref().map(DisplayName::as_str))? {
-                    return Ok(None);
-                }
+                found &= store::toys::set_child(tx, &id, c.as_ref().map(DisplayName::as_str))?;
             }
-            store::toys::by_toy_id(tx, &toy_id).map(|t| t.filter(|t| t.removed_at.is_none()))
+            if let Some(p) = picture {
+                found &= store::toys::set_picture(tx, &id, Some(p))?;
+            }
+            if let Some(q) = &quiet {
+                found &= store::toys::set_quiet(tx, &id, q)?;
+            }
+            if !found {
+                return Ok(None);
+            }
+            for a in &entries {
+                audit::record(tx, a)?;
+            }
+            store::toys::by_toy_id(tx, &id).map(|t| t.filter(|t| t.removed_at.is_none()))
         })
         .await?
         .ok_or_else(|| Error::not_found("no such paired toy"))?;
     let status = status_of(state, toy, state.now());
-    if !details.is_empty() {
-        let mut e = AuditEntry::new(
-            state.now(),
-            Some(by.username.clone()),
-            Action::ToyRenamed,
-            Outcome::Success,
-        );
-        e.subject = Some(status.toy.toy_id.to_string());
-        e.toy = Some(status.toy.toy_id.to_string());
-        e.detail = details.join("; ");
-        record(state, e).await?;
-    }
     state
         .events
         .publish(PageEvent::ToyUpdated(status.to_json()));
@@ -874,6 +1023,8 @@ mod tests {
             firmware: None,
             child_name: None,
             earlier_key_fp: None,
+            picture: None,
+            quiet: None,
         }
     }
 

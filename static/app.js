@@ -948,7 +948,8 @@
         let data = null;
         try { data = JSON.parse(xhr.responseText); } catch (e) { data = null; }
         if (xhr.status >= 200 && xhr.status < 300) {
-          done(true, data && data.toy_online === false
+          done(true, data && data.quiet && data.quiet.note ? data.quiet.note
+            : data && data.toy_online === false
             ? 'Sent. ' + toyName + ' is offline: it will get the message when it is next online.'
             : 'Sent. ' + toyName + ' will play it soon.');
         }
@@ -1030,10 +1031,10 @@
     function pairedItem(t) {
       const seen = t.last_seen ? 'last seen ' + fmtTime(t.last_seen) : 'never seen';
       const battery = t.battery === null || t.battery === undefined ? 'unknown' : t.battery + '%';
-      return el('li', { class: 'card', 'data-toy': t.toy_id },
+      return el('li', { class: 'card', 'data-toy': t.toy_id }, toyPicNode(t), ' ',
         el('a', { href: '/toys/' + encodeURIComponent(t.toy_id), text: t.title || t.name }), unreadNode(t.toy_id), ' ',
         el('span', { class: 'badge ' + (t.online ? 'on' : 'off'), text: t.online ? 'online' : 'offline' }), ' ',
-        el('span', { class: 'hint', text: seen + ' · battery ' + battery }));
+        el('span', { class: 'hint', text: seen + ' · battery ' + battery }), batteryWarnNode(t));
     }
 
     function replaceList(list, items) {
@@ -1640,6 +1641,117 @@
       off.disabled = false;
       if (r.ok) { status('Relay is off.', 'ok'); showRelay(null); relayForm.reset(); } else status(errorText(r.data), 'error');
       if (loadSharing) loadSharing();
+    });
+  }
+
+  // ---- toys as characters: pictures, low battery, quiet hours ----------
+  // The toy JSON (docs/api.md) carries `picture`, `battery_warning` (words
+  // written by the hub, or null), `quiet_hours` and `quiet_now`. Cards and
+  // the toy page's header show them; they follow `event: toy` live.
+  function toyPicNode(t) {
+    const label = t.picture ? t.picture.charAt(0).toUpperCase() + t.picture.slice(1) : '';
+    return el('img', { class: 'toy-pic small', src: '/static/toy-' + (t.picture || 'bear') + '.svg',
+      alt: label === 'Dino' ? 'Dinosaur' : label, width: '40', height: '40', 'data-toy-pic': t.toy_id });
+  }
+  function batteryWarnNode(t) {
+    const node = el('span', { class: 'battery-warn', 'data-battery-warning': t.toy_id, hidden: !t.battery_warning },
+      el('img', { src: '/static/battery-low.svg', alt: 'Warning:', width: '20', height: '20' }), ' ',
+      el('span', { 'data-text': true, text: t.battery_warning || '' }));
+    return node;
+  }
+  function quietNowText(t) {
+    return t.quiet_now && t.quiet_hours
+      ? (t.title || t.name) + ' is in quiet hours until ' + t.quiet_hours.end + ': messages sent now wait until then.'
+      : '';
+  }
+  function applyCharacter(t) {
+    if (!t || !t.toy_id) return;
+    for (const n of $$('[data-battery-warning]')) {
+      if (n.dataset.batteryWarning !== t.toy_id) continue;
+      const text = $('[data-text]', n);
+      const words = t.battery_warning || '';
+      if (text && text.textContent !== words) text.textContent = words;
+      n.hidden = !words;
+    }
+    for (const img of $$('img[data-toy-pic]')) {
+      if (img.dataset.toyPic !== t.toy_id || !t.picture) continue;
+      const fresh = toyPicNode(t);
+      if (img.getAttribute('src') !== fresh.getAttribute('src')) {
+        img.setAttribute('src', fresh.getAttribute('src'));
+        img.setAttribute('alt', fresh.getAttribute('alt'));
+      }
+    }
+    for (const n of $$('[data-quiet-now]')) {
+      if (n.dataset.quietNow !== t.toy_id) continue;
+      const words = quietNowText(t);
+      const text = $('[data-text]', n);
+      if (text && text.textContent !== words) text.textContent = words;
+      n.hidden = !words;
+      n.dataset.quietUntil = t.quiet_until || '';
+      lookAgainAtQuietEnd(n);
+    }
+  }
+  // No event says that quiet hours ended: the page asks again then (by the
+  // hub's `quiet_until`, a second late), so its note does not go stale.
+  const quietTimers = new Map();
+  function lookAgainAtQuietEnd(node) {
+    clearTimeout(quietTimers.get(node));
+    const until = Date.parse(node.dataset.quietUntil || '');
+    if (isNaN(until)) return;
+    const wait = until - Date.now() + 1000;
+    if (wait > 0 && wait < 86400000) quietTimers.set(node, setTimeout(refreshCharacters, wait));
+  }
+  for (const n of $$('[data-quiet-now]')) lookAgainAtQuietEnd(n);
+  let characterTimer = null;
+  function refreshCharacters() {
+    if (!CSRF || characterTimer) return;
+    characterTimer = setTimeout(async () => {
+      characterTimer = null;
+      const r = await api('GET', '/api/v1/toys');
+      if (r.ok && r.data) for (const t of r.data.paired || []) applyCharacter(t);
+    }, 150);
+  }
+  // The toys page rebuilds its cards from the same JSON on every event.
+  if ($('[data-battery-warning], [data-quiet-now]') && !$('#pending-list')) {
+    onEvent('toy', (d) => {
+      if (d && d.change === 'updated' && d.toy) applyCharacter(d.toy);
+      else if (!d || d.change !== 'removed') refreshCharacters();
+    });
+    onEvent('resync', refreshCharacters);
+  }
+  const pictureForm = $('[data-picture]');
+  if (pictureForm) {
+    pictureForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const chosen = $('input[name="picture"]:checked', pictureForm);
+      if (!chosen) { status('Choose a picture first.', 'error'); return; }
+      const btn = $('button[type="submit"]', pictureForm);
+      btn.disabled = true;
+      const r = await api('PATCH', '/api/v1/toys/' + encodeURIComponent(pictureForm.dataset.picture), { picture: chosen.value });
+      btn.disabled = false;
+      if (r.ok && r.data) {
+        applyCharacter(r.data);
+        status('Picture saved.', 'ok');
+      } else status(errorText(r.data, 'The picture could not be saved.'), 'error');
+    });
+  }
+  const quietForm = $('[data-quiet]');
+  if (quietForm) {
+    quietForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const e = quietForm.elements;
+      const body = { quiet_hours: { on: e.on.checked, start: e.start.value, end: e.end.value } };
+      const btn = $('button[type="submit"]', quietForm);
+      btn.disabled = true;
+      const r = await api('PATCH', '/api/v1/toys/' + encodeURIComponent(quietForm.dataset.quiet), body);
+      btn.disabled = false;
+      if (r.ok && r.data) {
+        applyCharacter(r.data);
+        const q = r.data.quiet_hours;
+        status(q && q.on ? 'Quiet hours saved: from ' + q.start + ' until ' + q.end + '.'
+          + (r.data.quiet_now ? ' They apply now.' : '')
+          : 'Quiet hours are off: messages are played as they arrive.', 'ok');
+      } else status(errorText(r.data, 'The quiet hours could not be saved.'), 'error');
     });
   }
 

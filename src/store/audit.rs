@@ -53,6 +53,8 @@ actions! {
     ToyRenamed = "toy_renamed",
     /// A parent removed a toy.
     ToyRemoved = "toy_removed",
+    /// A parent changed a toy's picture or quiet hours.
+    ToySettingsChanged = "toy_settings_changed",
     /// A member sent a message to a toy (id and duration only).
     MessageSent = "message_sent",
     /// A toy uploaded a recording (id and duration only).

@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_members.sql"),
     include_str!("migrations/0003_relay.sql"),
     include_str!("migrations/0004_heard.sql"),
+    include_str!("migrations/0005_characters.sql"),
 ];
 
 /// The schema version this binary migrates databases to.

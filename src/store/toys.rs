@@ -8,6 +8,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreResult, w};
+use crate::character::{ClockTime, Picture, QuietHours};
 use crate::domain::{ToyId, ToyRowId};
 
 /// A toy row.
@@ -40,9 +41,14 @@ pub struct Toy {
     /// The key of an earlier toy that had this id, when that key differs
     /// (the id was paired again with another key).
     pub earlier_key_fp: Option<String>,
+    /// The picture a parent chose (`None`: the default for its id).
+    pub picture: Option<Picture>,
+    /// Its quiet hours, once a parent set them (on or off).
+    pub quiet: Option<QuietHours>,
 }
 
 const COLS: &str = "id, toy_id, name, model, key_fp, cert_sha256, paired_at, removed_at, last_seen, battery, firmware, child_name, \
+    picture, quiet_on, quiet_start, quiet_end, \
     (SELECT o.key_fp FROM toys o WHERE substr(o.toy_id, 1, length(toys.toy_id) + 1) = toys.toy_id || '#' \
      ORDER BY o.id DESC LIMIT 1)";
 
@@ -60,8 +66,41 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Toy> {
         battery: r.get(9)?,
         firmware: r.get(10)?,
         child_name: r.get(11)?,
-        earlier_key_fp: r.get(12)?,
+        picture: picture_column(r, 12)?,
+        quiet: quiet_columns(r, 13)?,
+        earlier_key_fp: r.get(16)?,
     })
+}
+
+/// A damaged column: a value the vocabulary no longer knows.
+fn damaged(i: usize, msg: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        i,
+        rusqlite::types::Type::Text,
+        Box::new(std::io::Error::other(msg)),
+    )
+}
+
+fn picture_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Picture>> {
+    let text: Option<String> = r.get(i)?;
+    text.map(|t| Picture::parse(&t).map_err(|e| damaged(i, e.0)))
+        .transpose()
+}
+
+/// `quiet_on`, `quiet_start`, `quiet_end` from column `i` on.
+fn quiet_columns(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<QuietHours>> {
+    let on: bool = r.get(i)?;
+    let (start, end): (Option<u16>, Option<u16>) = (r.get(i + 1)?, r.get(i + 2)?);
+    let (Some(start), Some(end)) = (start, end) else {
+        return Ok(None);
+    };
+    let time = |m: u16, j: usize| {
+        ClockTime::from_minutes(m)
+            .ok_or_else(|| damaged(j, format!("{m} minutes is not a time of day")))
+    };
+    QuietHours::new(on, time(start, i + 1)?, time(end, i + 2)?)
+        .map(Some)
+        .map_err(|e| damaged(i + 1, e.0))
 }
 
 /// Reads a toy id column; one that no longer parses is a damaged row.
@@ -216,6 +255,30 @@ pub fn set_child(tx: &Connection, toy_id: &ToyId, child: Option<&str>) -> StoreR
         .execute(
             "UPDATE toys SET child_name = ?1 WHERE toy_id = ?2 AND removed_at IS NULL",
             params![child, toy_id.as_str()],
+        )
+        .map_err(w)?
+        == 1)
+}
+
+/// Sets (or with `None` resets to the default) a paired toy's picture.
+/// True when the toy is paired.
+pub fn set_picture(tx: &Connection, toy_id: &ToyId, picture: Option<Picture>) -> StoreResult<bool> {
+    Ok(tx
+        .execute(
+            "UPDATE toys SET picture = ?1 WHERE toy_id = ?2 AND removed_at IS NULL",
+            params![picture.map(Picture::as_str), toy_id.as_str()],
+        )
+        .map_err(w)?
+        == 1)
+}
+
+/// Stores a paired toy's quiet hours. True when the toy is paired.
+pub fn set_quiet(tx: &Connection, toy_id: &ToyId, q: &QuietHours) -> StoreResult<bool> {
+    Ok(tx
+        .execute(
+            "UPDATE toys SET quiet_on = ?1, quiet_start = ?2, quiet_end = ?3
+             WHERE toy_id = ?4 AND removed_at IS NULL",
+            params![q.on, q.start.minutes(), q.end.minutes(), toy_id.as_str()],
         )
         .map_err(w)?
         == 1)

@@ -40,9 +40,12 @@ struct InboxQuery {
     wait: Option<String>,
 }
 
-async fn list_inbox(state: &AppState, toy: &Toy) -> Result<Vec<serde_json::Value>> {
-    let msgs = messaging::inbox(state, &toy.row).await?;
-    Ok(msgs
+/// The inbox as the protocol lists it, and when quiet hours that hold its
+/// messages end (Unix seconds), if they do.
+async fn list_held(state: &AppState, toy: &Toy) -> Result<(Vec<serde_json::Value>, Option<i64>)> {
+    let inbox = messaging::inbox(state, &toy.row).await?;
+    let list = inbox
+        .messages
         .iter()
         .map(|m| {
             json!({
@@ -54,7 +57,12 @@ async fn list_inbox(state: &AppState, toy: &Toy) -> Result<Vec<serde_json::Value
                 "audio": format!("/toy/v1/messages/{}/audio", m.public_id),
             })
         })
-        .collect())
+        .collect();
+    Ok((list, inbox.held_until))
+}
+
+async fn list_inbox(state: &AppState, toy: &Toy) -> Result<Vec<serde_json::Value>> {
+    Ok(list_held(state, toy).await?.0)
 }
 
 async fn inbox(
@@ -82,14 +90,23 @@ async fn inbox(
         let woken = notify.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let list = list_inbox(&state, &toy).await?;
+        let (list, held_until) = list_held(&state, &toy).await?;
         if !list.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(HttpResponse::Ok().json(json!({"messages": list})));
         }
+        // Messages held by quiet hours are handed over when the hours end:
+        // a long-poll waiting then looks again at that moment.
+        let look_again = match held_until {
+            Some(end) => {
+                let secs = u64::try_from(end - state.now()).unwrap_or(0);
+                deadline.min(tokio::time::Instant::now() + Duration::from_secs(secs))
+            }
+            None => deadline,
+        };
         let stop = state.events.shutdown();
         tokio::select! {
-            r = tokio::time::timeout_at(deadline, woken) => {
-                if r.is_err() {
+            r = tokio::time::timeout_at(look_again, woken) => {
+                if r.is_err() && look_again >= deadline {
                     let list = list_inbox(&state, &toy).await?;
                     return Ok(HttpResponse::Ok().json(json!({"messages": list})));
                 }

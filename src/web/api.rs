@@ -288,6 +288,16 @@ async fn get_toys(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
 struct ToyPatch {
     name: Option<String>,
     child: Option<String>,
+    picture: Option<String>,
+    quiet_hours: Option<QuietPatch>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuietPatch {
+    on: bool,
+    start: Option<String>,
+    end: Option<String>,
 }
 
 async fn patch_toy(
@@ -296,7 +306,17 @@ async fn patch_toy(
     path: web::Path<String>,
     Json(patch): Json<ToyPatch>,
 ) -> Result<HttpResponse> {
-    let t = toys::rename(&state, &caller.user, &path, patch.name, patch.child).await?;
+    let edit = toys::ToyEdit {
+        name: patch.name,
+        child: patch.child,
+        picture: patch.picture,
+        quiet: patch.quiet_hours.map(|q| toys::QuietEdit {
+            on: q.on,
+            start: q.start,
+            end: q.end,
+        }),
+    };
+    let t = toys::edit(&state, &caller.user, &path, edit).await?;
     Ok(HttpResponse::Ok().json(t.to_json()))
 }
 

@@ -1,4 +1,4 @@
-//! Static assets (CSS, scripts, icons) embedded in the binary, and the
+//! Static assets (CSS, scripts, icons, the toys' pictures) embedded in the binary, and the
 //! hub CA certificate download.
 
 use actix_web::http::Method;
@@ -36,6 +36,53 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "image/svg+xml",
         include_bytes!("../../static/icon.svg"),
     ),
+    // The low-battery warning's icon.
+    (
+        "battery-low.svg",
+        "image/svg+xml",
+        include_bytes!("../../static/battery-low.svg"),
+    ),
+    // The toys' pictures (`character::Picture`), drawn for Hearth.
+    (
+        "toy-bear.svg",
+        "image/svg+xml",
+        include_bytes!("../../static/toy-bear.svg"),
+    ),
+    (
+        "toy-bunny.svg",
+        "image/svg+xml",
+        include_bytes!("../../static/toy-bunny.svg"),
+    ),
+    (
+        "toy-cat.svg",
+        "image/svg+xml",
+        include_bytes!("../../static/toy-cat.svg"),
+    ),
+    (
+        "toy-dog.svg",
+        "image/svg+xml",
+        include_bytes!("../../static/toy-dog.svg"),
+    ),
+    (
+        "toy-owl.svg",
+        "image/svg+xml",
+        include_bytes!("../../static/toy-owl.svg"),
+    ),
+    (
+        "toy-fox.svg",
+        "image/svg+xml",
+        include_bytes!("../../static/toy-fox.svg"),
+    ),
+    (
+        "toy-whale.svg",
+        "image/svg+xml",
+        include_bytes!("../../static/toy-whale.svg"),
+    ),
+    (
+        "toy-dino.svg",
+        "image/svg+xml",
+        include_bytes!("../../static/toy-dino.svg"),
+    ),
 ];
 
 async fn get_static(name: web::Path<String>) -> Result<HttpResponse> {
@@ -57,4 +104,24 @@ async fn get_ca(state: web::Data<AppState>) -> HttpResponse {
             "attachment; filename=\"hearth-ca.crt\"",
         ))
         .body(state.pki.ca_der())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FILES;
+    use crate::character::Picture;
+
+    #[test]
+    fn every_picture_is_served() {
+        for p in Picture::ALL {
+            let name = format!("toy-{}.svg", p.as_str());
+            let (_, ct, bytes) = FILES
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .unwrap_or_else(|| panic!("{name} is embedded"));
+            assert_eq!(*ct, "image/svg+xml");
+            assert!(bytes.starts_with(b"<svg "), "{name} is an SVG");
+            assert_eq!(p.src(), format!("/static/{name}"));
+        }
+    }
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::caller::Caller;
+use crate::clock::rfc3339;
 use crate::domain::{Direction, IdempotencyScope};
 use crate::error::Result;
 use crate::http::{self, Access, Json, Routes, read_body};
@@ -90,7 +91,15 @@ async fn send(
     let toy = messaging::recipient(&state, &caller.user, &path).await?;
     // Whether the toy is online as the message is stored, so the page can
     // say when it will be heard.
-    let online = crate::toys::status_of(&state, toy.clone(), state.now()).online;
+    let status = crate::toys::status_of(&state, toy.clone(), state.now());
+    let online = status.online;
+    // In quiet hours the message is held until they end (`messaging::inbox`).
+    let quiet = status.quiet_until.map(|until| {
+        json!({
+            "until": rfc3339(until),
+            "note": status.quiet_note(),
+        })
+    });
     let kind = http::audio_kind(&req)?;
     let key = http::idempotency_key(&req)?;
     let body = read_body(&req, payload, PARENT_LIMIT).await?;
@@ -107,7 +116,7 @@ async fn send(
         },
     )
     .await?;
-    let answer = |r: messaging::Receipt| json!({"id": r.id, "duration_ms": r.duration_ms, "toy_online": online});
+    let answer = |r: messaging::Receipt| json!({"id": r.id, "duration_ms": r.duration_ms, "toy_online": online, "quiet": quiet});
     Ok(match stored {
         Stored::New(r) => HttpResponse::Created().json(answer(r)),
         Stored::Replayed(r) => HttpResponse::Ok().json(answer(r)),

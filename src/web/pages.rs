@@ -155,6 +155,48 @@ pub struct ToyView {
     pub battery: String,
     /// Recordings from it the member has not heard.
     pub unread: i64,
+    /// Its picture's wire name (`bear`).
+    pub picture: &'static str,
+    /// Its picture's words (`Bear`).
+    pub picture_label: &'static str,
+    /// Its picture's path.
+    pub picture_src: String,
+    /// "Mia’s bear needs charging: battery 12 %", or empty.
+    pub battery_warning: String,
+    /// Quiet hours switched on.
+    pub quiet_on: bool,
+    /// Quiet hours' start (`HH:MM`), or empty when never set.
+    pub quiet_start: String,
+    /// Quiet hours' end (`HH:MM`), or empty when never set.
+    pub quiet_end: String,
+    /// "… is in quiet hours until 07:00 …" while it is, or empty.
+    pub quiet_note: String,
+    /// While in quiet hours: when they end, RFC 3339, or empty.
+    pub quiet_until: String,
+}
+
+/// One choice of the toy page's picture picker.
+pub struct PictureChoice {
+    /// Wire name.
+    pub value: &'static str,
+    /// Words.
+    pub label: &'static str,
+    /// Path of the drawing.
+    pub src: String,
+    /// The toy's picture now.
+    pub checked: bool,
+}
+
+fn picture_choices(current: &str) -> Vec<PictureChoice> {
+    crate::character::Picture::ALL
+        .into_iter()
+        .map(|p| PictureChoice {
+            value: p.as_str(),
+            label: p.label(),
+            src: p.src(),
+            checked: p.as_str() == current,
+        })
+        .collect()
 }
 
 /// The toys as shown to a member, with their unread counts.
@@ -191,6 +233,15 @@ fn toy_views(toys: &[ToyStatus]) -> Vec<ToyView> {
                     .map(|b| format!("{b}%"))
                     .unwrap_or_else(|| "unknown".into()),
                 unread: 0,
+                picture: s.picture().as_str(),
+                picture_label: s.picture().label(),
+                picture_src: s.picture().src(),
+                battery_warning: s.battery_warning().unwrap_or_default(),
+                quiet_on: t.quiet.is_some_and(|q| q.on),
+                quiet_start: t.quiet.map(|q| q.start.to_string()).unwrap_or_default(),
+                quiet_end: t.quiet.map(|q| q.end.to_string()).unwrap_or_default(),
+                quiet_note: s.quiet_note().unwrap_or_default(),
+                quiet_until: s.quiet_until.map(rfc3339).unwrap_or_default(),
             }
         })
         .collect()
@@ -337,6 +388,8 @@ struct ToyPage {
     toy: ToyView,
     messages: Vec<MessageView>,
     blank: MessageView,
+    pictures: Vec<PictureChoice>,
+    time_zone: String,
 }
 
 async fn toy_page(
@@ -361,9 +414,11 @@ async fn toy_page(
         .remove(0);
     render(&ToyPage {
         l,
+        pictures: picture_choices(toy.picture),
         toy,
         messages: msgs.iter().map(|m| message_view(m, days)).collect(),
         blank: MessageView::blank(),
+        time_zone: crate::character::zone_name(&crate::character::local_zone(), state.now()),
     })
 }
 

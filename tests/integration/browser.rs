@@ -575,3 +575,98 @@ async fn browser_conversation_first_in_firefox() {
         .await;
     assert_eq!(r.status(), 404, "the message deleted in Firefox is gone");
 }
+
+/// Toys as characters in Chromium at 390×844 and 1280×800
+/// (`tests/browser/chars.mjs`): the picture picker by mouse and by
+/// keyboard, the low-battery warning of a toy reporting 12 % (live on the
+/// home page, and on the toys and toy pages), the quiet-hours form (a
+/// precise refusal, then saved) and a message sent during quiet hours,
+/// with axe on each page. The hub's clock stands at 20:00 local time; the
+/// messages the pages sent are held, then, with the clock moved to 07:00,
+/// handed to the toy.
+#[actix_web::test]
+async fn browser_characters() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if let Some((why, fix)) = prepare(&root).await {
+        crate::skips::skip(&why, &fix);
+        return;
+    }
+    let hub = Hub::start().await;
+    let parent = hub.parent().await;
+    let mut bear = TestToy::new("bear-c4a1");
+    bear.pair(&hub, &parent).await;
+    let r = parent
+        .patch(
+            "/api/v1/toys/bear-c4a1",
+            serde_json::json!({"child": "Mia"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    crate::characters::advance_to(&hub, 20, 0, 0);
+
+    let files = tempfile::tempdir().expect("tempdir");
+    let (cert, key, ca) = toy_tls_files(files.path(), &bear, &hub);
+    let file = write_file(files.path(), "hello.wav", &speech_like_wav(48_000, 1.5));
+    // Screenshots of the toy page at both sizes, kept as test artefacts.
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-characters");
+    std::fs::create_dir_all(&shots).expect("screenshot directory");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg("tests/browser/chars.mjs")
+        .current_dir(&root)
+        .env("HUB_URL", hub.origin())
+        .env("USERNAME", "mum")
+        .env("PASSWORD", harness::PASSWORD)
+        .env("TOY_ID", &bear.toy_id)
+        .env("TOY_NAME", "Mia\u{2019}s Bear")
+        .env("TOY_CERT", &cert)
+        .env("TOY_KEY", &key)
+        .env("CA_FILE", &ca)
+        .env("FILE_WAV", &file)
+        .env("SHOTS_DIR", &shots)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
+        .await
+        .expect("the browser test finishes within 4 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "tests/browser/chars.mjs failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let sent: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SENT "))
+        .and_then(|n| n.parse().ok())
+        .expect("the script counts what it sent");
+    assert_eq!(sent, 2, "one message per screen size");
+    // Independently of the pages: the last choice (keyboard, after the
+    // fox) is stored, and the messages wait for the end of quiet hours.
+    let toys = parent.json("/api/v1/toys").await;
+    let t = &toys["paired"][0];
+    assert_eq!(t["picture"], "whale", "{t}");
+    assert_eq!(
+        t["quiet_hours"],
+        serde_json::json!({"on": true, "start": "19:30", "end": "07:00"})
+    );
+    let inbox = |hub: &Hub| {
+        let client = bear.client(hub);
+        let url = hub.url("/toy/v1/inbox");
+        async move {
+            let v: serde_json::Value = client
+                .get(url)
+                .send()
+                .await
+                .expect("inbox")
+                .json()
+                .await
+                .expect("json");
+            v["messages"].as_array().expect("messages").len()
+        }
+    };
+    assert_eq!(inbox(&hub).await, 0, "held during quiet hours");
+    crate::characters::advance_to(&hub, 7, 0, 0);
+    assert_eq!(inbox(&hub).await, 2, "handed over at 07:00");
+}

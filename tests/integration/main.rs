@@ -7,6 +7,7 @@
 //! the `skipped` target at the end of the run.
 
 mod browser;
+mod characters;
 mod contract;
 mod discovery;
 mod durability;
