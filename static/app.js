@@ -447,6 +447,12 @@
     li.id = 'msg-' + m.id;
     li.dataset.id = m.id;
     $('.meta strong', li).textContent = m.from || '';
+    // A child's recording shows its toy's picture, as the page shows it.
+    const pic = m.direction === 'from_toy' && $('img[data-toy-pic="' + CSS.escape(m.toy_id || '') + '"]');
+    if (pic) {
+      $('.meta', li).prepend(el('img', { class: 'bubble-pic', src: pic.getAttribute('src'), alt: '',
+        width: '28', height: '28', 'data-bubble-pic': m.toy_id }), ' ');
+    }
     const time = $('.meta time', li);
     time.setAttribute('datetime', m.created_at);
     time.textContent = relTime(m.created_at);
@@ -1680,6 +1686,9 @@
         img.setAttribute('src', fresh.getAttribute('src'));
         img.setAttribute('alt', fresh.getAttribute('alt'));
       }
+    }
+    for (const img of $$('img[data-bubble-pic]')) {
+      if (img.dataset.bubblePic === t.toy_id && t.picture) img.setAttribute('src', toyPicNode(t).getAttribute('src'));
     }
     for (const n of $$('[data-quiet-now]')) {
       if (n.dataset.quietNow !== t.toy_id) continue;

@@ -271,6 +271,9 @@ pub struct MessageView {
     pub peaks: String,
     /// When retention deletes it, RFC 3339, or empty.
     pub expires_at: String,
+    /// A child's recording: its toy's picture (`/static/toy-*.svg`); empty
+    /// for a message to a toy.
+    pub picture_src: String,
 }
 
 impl MessageView {
@@ -289,12 +292,24 @@ impl MessageView {
             keep: false,
             peaks: String::new(),
             expires_at: String::new(),
+            picture_src: String::new(),
         }
     }
 }
 
-fn message_view(m: &store::messages::Message, days: Option<u32>) -> MessageView {
+/// A message's bubble; `picture` gives the picture of a toy by its id (for
+/// a child's recording).
+fn message_view(
+    m: &store::messages::Message,
+    days: Option<u32>,
+    picture: impl Fn(&crate::domain::ToyId) -> crate::character::Picture,
+) -> MessageView {
     MessageView {
+        picture_src: if m.direction == crate::domain::Direction::FromToy {
+            picture(&m.toy_id).src()
+        } else {
+            String::new()
+        },
         id: m.public_id.clone(),
         toy_id: m.toy_id.to_string(),
         direction: m.direction.as_str(),
@@ -331,7 +346,16 @@ async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
     let l = layout(&state, Some(&caller), "Home", "home").await?;
     let toys = toys::visible(&state, &caller.0.user).await?;
     let (msgs, days) = messaging::new_recordings(&state, &caller.0.user).await?;
-    let new_recordings = msgs.iter().map(|m| message_view(m, days)).collect();
+    let picture = |id: &crate::domain::ToyId| {
+        toys.iter().find(|t| &t.toy.toy_id == id).map_or_else(
+            || crate::character::Picture::default_for(id),
+            |t| t.picture(),
+        )
+    };
+    let new_recordings = msgs
+        .iter()
+        .map(|m| message_view(m, days, picture))
+        .collect();
     // Pairings are news about toys a relative does not see.
     let pending = if caller.0.user.role >= crate::domain::Role::Parent {
         state.pairings.pending(state.now()).len()
@@ -416,7 +440,10 @@ async fn toy_page(
         l,
         pictures: picture_choices(toy.picture),
         toy,
-        messages: msgs.iter().map(|m| message_view(m, days)).collect(),
+        messages: msgs
+            .iter()
+            .map(|m| message_view(m, days, |_| status.picture()))
+            .collect(),
         blank: MessageView::blank(),
         time_zone: crate::character::zone_name(&crate::character::local_zone(), state.now()),
     })
@@ -453,7 +480,7 @@ async fn removed_toy_page(
         messages: removed
             .messages
             .iter()
-            .map(|m| message_view(m, days))
+            .map(|m| message_view(m, days, |_| toys::picture_of(&removed.toy)))
             .collect(),
         blank: MessageView::blank(),
     })

@@ -91,7 +91,7 @@ async fn family() -> (Hub, Parent, Parent, Parent, TestToy) {
 
 #[actix_web::test]
 async fn parents_choose_a_picture_and_relatives_only_see_it() {
-    let (hub, mum, dad, gran, _bear) = family().await;
+    let (hub, mum, dad, gran, toy) = family().await;
 
     // A default from the built-in set, the same on every look; toys differ
     // (at least among these ids).
@@ -141,7 +141,18 @@ async fn parents_choose_a_picture_and_relatives_only_see_it() {
     assert_eq!((status, code.as_str()), (403, "forbidden"));
     assert_eq!(toy_json(&mum, "bear").await["picture"], "owl");
 
-    // Every page shows the drawing; only parents get the picker.
+    // Every page shows the drawing (the conversation on the child's
+    // recordings, not on a parent's message); only parents get the picker.
+    let id = crate::harness::recording_from(&hub, &toy).await;
+    for who in [&mum, &gran] {
+        let html = who.get("/toys/bear").await.text().await.expect("html");
+        let bubble = &html[html.find(&format!("id=\"msg-{id}\"")).expect("the bubble")..];
+        let bubble = &bubble[..bubble.find("</li>").expect("its end")];
+        assert!(
+            bubble.contains("class=\"bubble-pic\" src=\"/static/toy-owl.svg\""),
+            "the recording's bubble shows the owl: {bubble}"
+        );
+    }
     for page in ["/", "/toys", "/toys/bear"] {
         for who in [&mum, &gran] {
             let html = who.get(page).await.text().await.expect("html");
