@@ -1025,7 +1025,7 @@
     const r = await api('GET', '/api/v1/sessions');
     if (!r.ok || !r.data) { status(errorText(r.data, 'Sessions could not be loaded.'), 'error'); return; }
     sessions.replaceChildren(...r.data.sessions.map((s) => {
-      const what = s.user_agent ? s.user_agent.slice(0, 80) : (s.kind === 'token' ? 'API token' : 'Browser');
+      const what = s.kind === 'bearer' ? 'A program signed in with a token' + (s.device && s.device !== 'Unknown browser' ? ' (' + s.device + ')' : '') : (s.device || 'Unknown browser');
       return el('li', { class: 'card' },
         el('p', {}, el('strong', { text: what }), s.current ? ' ' : '', s.current ? el('span', { class: 'badge on', text: 'this device' }) : null),
         el('p', { class: 'hint', text: 'Signed in ' + fmtTime(s.created_at) + ' · last used ' + fmtTime(s.last_seen) + (s.client_ip ? ' · ' + s.client_ip : '') }),

@@ -199,6 +199,7 @@ async fn get_sessions(state: web::Data<AppState>, caller: Caller) -> Result<Http
                 "last_seen": rfc3339(s.last_seen),
                 "expires_at": rfc3339(s.expires_at),
                 "user_agent": s.user_agent,
+                "device": super::device::describe(&s.user_agent),
                 "client_ip": s.client_ip,
                 "current": s.id == caller.session.id,
             })
