@@ -232,6 +232,39 @@
     });
   }
 
+  // ---- first-run checklist (home page, admins) -------------------------
+  // [data-checklist-mark] buttons tick the certificate item or hide the
+  // list; the other items tick from the hub's own state on the next visit.
+  const checklist = $('#checklist');
+  if (checklist) {
+    checklist.addEventListener('click', async (ev) => {
+      const b = ev.target.closest('[data-checklist-mark]');
+      if (!b) return;
+      b.disabled = true;
+      const mark = b.dataset.checklistMark;
+      const r = await api('POST', '/api/v1/me/checklist', { mark });
+      b.disabled = false;
+      if (!r.ok) { status(errorText(r.data, 'That could not be saved.'), 'error', b); return; }
+      const li = b.closest('li');
+      if (mark === 'dismissed' || !li) {
+        checklist.remove();
+        status('The getting-started list is hidden.', 'ok');
+        return;
+      }
+      li.classList.add('done');
+      $('.tick', li).textContent = '✓';
+      const state = $('.vh', li);
+      if (state) state.textContent = ' (done)';
+      const hint = b.closest('.hint');
+      const done = $$('li', checklist).filter((x) => x.classList.contains('done')).length;
+      const count = $('[data-checklist-count]', checklist);
+      if (count) count.textContent = done + ' of 4 done.';
+      if (hint) hint.remove();
+      if (done === 4) { checklist.remove(); status('All done. Enjoy Hearth!', 'ok'); return; }
+      status('Ticked.', 'ok', count || undefined);
+    });
+  }
+
   // ---- bubbles -----------------------------------------------------------
   const TICKS = {
     queued: ['✓', 'sent'],

@@ -318,6 +318,7 @@ struct HomePage {
     new_recordings: Vec<MessageView>,
     blank: MessageView,
     pending: usize,
+    checklist: Option<crate::onboarding::Checklist>,
 }
 
 async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
@@ -337,6 +338,7 @@ async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
         new_recordings,
         blank: MessageView::blank(),
         pending,
+        checklist: crate::onboarding::checklist(&state, &caller.0.user).await?,
     })
 }
 
