@@ -492,8 +492,10 @@ struct CertHelpPage {
     fingerprint: String,
 }
 
-async fn cert_help(state: web::Data<AppState>) -> PageResult {
-    let l = layout(&state, None, "Trust this hub", "").await?;
+/// Public (a phone opens it before it trusts the hub), with the menu when
+/// a member is signed in (the first-run checklist links here).
+async fn cert_help(state: web::Data<AppState>, caller: Option<PageCaller>) -> PageResult {
+    let l = layout(&state, caller.as_ref(), "Trust this hub", "").await?;
     let fp = state.pki.ca_sha256().to_hex();
     let fingerprint = fp
         .as_bytes()
