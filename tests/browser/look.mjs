@@ -58,6 +58,7 @@ const PAGES = [
   ['account', '/account'],
   ['data', '/data'],
   ['certificate', '/help/certificate'],
+  ['mqtt', '/settings/mqtt'],
   ['error', '/nope'],
 ];
 
@@ -73,9 +74,11 @@ async function tour(browser, scheme, view) {
   const page = await ctx.newPage();
   current = page;
   watch(page, `${scheme} ${size}`);
-  await page.goto(`${HUB}/login`);
-  await axe(page, `/login ${scheme} ${size}`);
-  await shoot(page, `${scheme}-${size}-login`);
+  for (const [name, url] of [['login', '/login'], ['join', '/join']]) {
+    await page.goto(`${HUB}${url}`);
+    await axe(page, `${url} ${scheme} ${size}`);
+    await shoot(page, `${scheme}-${size}-${name}`);
+  }
   await signIn(page);
   const phone = view.width < 640;
   for (const [name, url] of PAGES) {
@@ -105,7 +108,7 @@ async function tour(browser, scheme, view) {
     await axe(page, `${url} ${scheme} ${size}`);
     await shoot(page, `${scheme}-${size}-${name}`);
   }
-  step(`${scheme} ${size}: ${PAGES.length + 1} pages in ${scheme} colours, ${phone ? 'tab bar at the bottom' : 'menu at the top'}`);
+  step(`${scheme} ${size}: ${PAGES.length + 2} pages in ${scheme} colours, ${phone ? 'tab bar at the bottom' : 'menu at the top'}`);
   return { ctx, page };
 }
 
@@ -132,11 +135,14 @@ async function main() {
       await page.locator('summary', { hasText: 'where to find the setup code' }).focus();
       await page.keyboard.press('Enter');
       assert(await command.isVisible(), 'Details opens with the keyboard and shows the command');
-      for (const scheme of ['light', 'dark']) {
-        await page.emulateMedia({ colorScheme: scheme });
-        await axe(page, `/setup ${scheme} 390x844`);
+      for (const view of [PHONE, DESKTOP]) {
+        await page.setViewportSize(view);
+        for (const scheme of ['light', 'dark']) {
+          await page.emulateMedia({ colorScheme: scheme });
+          await axe(page, `/setup ${scheme} ${view.width}x${view.height}`);
+          await shoot(page, `${scheme}-${view.width}x${view.height}-setup`);
+        }
       }
-      await shoot(page, 'light-390x844-setup');
       await ctx.close();
       step('setup page: a plain sentence, the command behind Details (keyboard)');
     }
