@@ -215,6 +215,7 @@ fn https_server(
                         .error_handler(form_error),
                 )
                 .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(from_fn(crate::web::errors::in_layout))
                 .wrap(from_fn(http::head_without_body))
                 .wrap(from_fn(http::lan_guard))
                 .configure(|cfg| {

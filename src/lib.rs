@@ -25,6 +25,7 @@ pub mod http;
 pub mod ledger;
 pub mod messaging;
 pub mod mqtt;
+pub mod onboarding;
 pub mod pairing;
 pub mod pki;
 pub mod qr;

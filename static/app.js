@@ -368,6 +368,39 @@
     });
   }
 
+  // ---- first-run checklist (home page, admins) -------------------------
+  // [data-checklist-mark] buttons tick the certificate item or hide the
+  // list; the other items tick from the hub's own state on the next visit.
+  const checklist = $('#checklist');
+  if (checklist) {
+    checklist.addEventListener('click', async (ev) => {
+      const b = ev.target.closest('[data-checklist-mark]');
+      if (!b) return;
+      b.disabled = true;
+      const mark = b.dataset.checklistMark;
+      const r = await api('POST', '/api/v1/me/checklist', { mark });
+      b.disabled = false;
+      if (!r.ok) { status(errorText(r.data, 'That could not be saved.'), 'error', b); return; }
+      const li = b.closest('li');
+      if (mark === 'dismissed' || !li) {
+        checklist.remove();
+        status('The getting-started list is hidden.', 'ok');
+        return;
+      }
+      li.classList.add('done');
+      $('.tick', li).textContent = '✓';
+      const state = $('.vh', li);
+      if (state) state.textContent = ' (done)';
+      const hint = b.closest('.hint');
+      const done = $$('li', checklist).filter((x) => x.classList.contains('done')).length;
+      const count = $('[data-checklist-count]', checklist);
+      if (count) count.textContent = done + ' of 4 done.';
+      if (hint) hint.remove();
+      if (done === 4) { checklist.remove(); status('All done. Enjoy Hearth!', 'ok'); return; }
+      status('Ticked.', 'ok', count || undefined);
+    });
+  }
+
   // ---- bubbles -----------------------------------------------------------
   const TICKS = {
     queued: ['✓', 'sent'],
@@ -983,7 +1016,7 @@
         if (!/^audio\/(wav|x-wav|wave|ogg|opus)$/.test(type)) {
           if (/\.wav$/i.test(f.name)) type = 'audio/wav';
           else if (/\.(ogg|opus)$/i.test(f.name)) type = 'audio/ogg';
-          else { status('Choose a WAV or Ogg Opus file.', 'error', fileInput); fileInput.value = ''; return; }
+          else { status('Hearth cannot send this kind of file: choose a voice recording.', 'error', fileInput); fileInput.value = ''; return; }
         }
         if (f.size > 16 * 1024 * 1024) { status('That file is larger than 16 MiB.', 'error', fileInput); fileInput.value = ''; return; }
         // Previewed first: nothing is sent until Send.
@@ -1219,7 +1252,7 @@
     const r = await api('GET', '/api/v1/sessions');
     if (!r.ok || !r.data) { status(errorText(r.data, 'Sessions could not be loaded.'), 'error'); return; }
     sessions.replaceChildren(...r.data.sessions.map((s) => {
-      const what = s.user_agent ? s.user_agent.slice(0, 80) : (s.kind === 'token' ? 'API token' : 'Browser');
+      const what = s.kind === 'bearer' ? 'A program signed in with a token' + (s.device && s.device !== 'Unknown browser' ? ' (' + s.device + ')' : '') : (s.device || 'Unknown browser');
       return el('li', { class: 'card' },
         el('p', {}, el('strong', { text: what }), s.current ? ' ' : '', s.current ? el('span', { class: 'badge on', text: 'this device' }) : null),
         el('p', { class: 'hint', text: 'Signed in ' + fmtTime(s.created_at) + ' · last used ' + fmtTime(s.last_seen) + (s.client_ip ? ' · ' + s.client_ip : '') }),

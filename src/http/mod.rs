@@ -241,7 +241,7 @@ pub async fn lan_guard(
 
 /// The Content Security Policy of every answer.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-connect-src 'self'; media-src 'self' blob:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+connect-src 'self'; media-src 'self' blob:; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 fn add_security_headers(path: &str, h: &mut actix_web::http::header::HeaderMap) {
     let set =

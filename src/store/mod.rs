@@ -11,6 +11,7 @@
 //! **Architecture Invariant:** no other module contains SQL.
 
 pub mod audit;
+pub mod checklist;
 pub mod heard;
 pub mod household;
 pub mod idempotency;
@@ -39,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_relay.sql"),
     include_str!("migrations/0004_heard.sql"),
     include_str!("migrations/0005_characters.sql"),
+    include_str!("migrations/0006_checklist.sql"),
 ];
 
 /// The schema version this binary migrates databases to.

@@ -32,6 +32,12 @@ pub fn register(r: &mut Routes<'_>) {
         Access::User,
         post_password,
     );
+    r.add(
+        Method::POST,
+        "/api/v1/me/checklist",
+        Access::User,
+        post_checklist,
+    );
     r.add(Method::GET, "/api/v1/sessions", Access::User, get_sessions);
     r.add(
         Method::DELETE,
@@ -154,6 +160,23 @@ struct MePatch {
     display_name: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChecklistMark {
+    mark: crate::onboarding::Mark,
+}
+
+/// Ticks the certificate item of the caller's first-run checklist, or
+/// puts the list away.
+async fn post_checklist(
+    state: web::Data<AppState>,
+    caller: Caller,
+    Json(body): Json<ChecklistMark>,
+) -> Result<HttpResponse> {
+    crate::onboarding::mark(&state, &caller.user, body.mark).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 async fn patch_me(
     state: web::Data<AppState>,
     caller: Caller,
@@ -199,6 +222,7 @@ async fn get_sessions(state: web::Data<AppState>, caller: Caller) -> Result<Http
                 "last_seen": rfc3339(s.last_seen),
                 "expires_at": rfc3339(s.expires_at),
                 "user_agent": s.user_agent,
+                "device": super::device::describe(&s.user_agent),
                 "client_ip": s.client_ip,
                 "current": s.id == caller.session.id,
             })

@@ -10,6 +10,7 @@ pub mod api;
 pub mod assets;
 pub mod caller;
 pub mod data;
+pub mod device;
 pub mod errors;
 pub mod events;
 pub mod family_pages;

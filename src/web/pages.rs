@@ -111,30 +111,74 @@ pub(super) async fn layout(
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
     l: Layout,
+    explain: &'a str,
     status: u16,
     reason: &'a str,
     message: &'a str,
 }
 
-/// The HTML error page (drawn by `errors::html_response`).
-pub fn render_error_page(status: u16, reason: &str, message: &str) -> String {
-    let l = Layout {
-        title: format!("{status} {reason}"),
+/// What a parent reads on an error page: a headline and a sentence saying
+/// what to do. The status, its reason and the hub's message (the words a
+/// program or a helper needs) go behind "Details".
+pub fn error_words(status: u16) -> (&'static str, &'static str) {
+    match status {
+        401 => ("Please sign in", "Sign in to see this page."),
+        403 => (
+            "This page is not open to you",
+            "Your account cannot see this page. Ask whoever set up the hub if you need it.",
+        ),
+        404 => (
+            "This page does not exist",
+            "The link may be old, or what it showed was removed. Start again from the home page.",
+        ),
+        409 => (
+            "That changed meanwhile",
+            "Something changed at the same time. Reload the page and try again.",
+        ),
+        413 => (
+            "That is too large",
+            "What was sent is larger than the hub accepts.",
+        ),
+        429 => ("Too many tries", "Wait a moment, then try again."),
+        503 => (
+            "The hub is busy",
+            "It cannot answer right now. Try again in a minute.",
+        ),
+        500..=599 => (
+            "Something went wrong on the hub",
+            "It is not your fault. Try again in a minute; if it keeps happening, the details below help whoever looks after the hub.",
+        ),
+        _ => (
+            "That did not work",
+            "The hub could not use what was sent. Go back and try again.",
+        ),
+    }
+}
+
+/// The HTML error page, inside `l` (the layout of the caller, or an
+/// anonymous one): drawn by `errors::html_response` and again, with the
+/// menu, by `errors::in_layout`.
+pub fn render_error_page(l: Option<Layout>, status: u16, reason: &str, message: &str) -> String {
+    let (title, explain) = error_words(status);
+    let mut l = l.unwrap_or_else(|| Layout {
+        title: String::new(),
         household: "Hearth".into(),
         user: None,
         csrf: String::new(),
         nav: "",
         role: "",
         unread: 0,
-    };
+    });
+    title.clone_into(&mut l.title);
     ErrorPage {
         l,
+        explain,
         status,
         reason,
         message,
     }
     .render()
-    .unwrap_or_else(|_| format!("{status} {reason}: {message}"))
+    .unwrap_or_else(|_| format!("{title}. {status} {reason}: {message}"))
 }
 
 /// A paired toy on the home and toys pages.
@@ -340,6 +384,7 @@ struct HomePage {
     new_recordings: Vec<MessageView>,
     blank: MessageView,
     pending: usize,
+    checklist: Option<crate::onboarding::Checklist>,
 }
 
 async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
@@ -368,6 +413,7 @@ async fn home(state: web::Data<AppState>, caller: PageCaller) -> PageResult {
         new_recordings,
         blank: MessageView::blank(),
         pending,
+        checklist: crate::onboarding::checklist(&state, &caller.0.user).await?,
     })
 }
 
@@ -528,8 +574,10 @@ struct CertHelpPage {
     fingerprint: String,
 }
 
-async fn cert_help(state: web::Data<AppState>) -> PageResult {
-    let l = layout(&state, None, "Trust this hub", "").await?;
+/// Public (a phone opens it before it trusts the hub), with the menu when
+/// a member is signed in (the first-run checklist links here).
+async fn cert_help(state: web::Data<AppState>, caller: Option<PageCaller>) -> PageResult {
+    let l = layout(&state, caller.as_ref(), "Trust this hub", "").await?;
     let fp = state.pki.ca_sha256().to_hex();
     let fingerprint = fp
         .as_bytes()

@@ -302,12 +302,13 @@ async function main() {
       const w = await c.evaluate((e) => e.width);
       assert(w > 0, 'waveform canvas drawn');
     }
-    // Per-member unread counts (issue 15), live: the menu on both pages,
-    // the toy's card on the home page and the count on the toy page.
+    // Per-member unread counts (issue 15), live: the menu on both pages (on
+    // this phone-sized screen, the tab bar at the bottom; the top menu's
+    // copy is hidden), the toy's card on the home page and the toy page.
     const shows = (p, sel, n) => p.locator(`${sel}:not([hidden]) [data-n]`, { hasText: new RegExp(`^${n}$`) }).first().waitFor();
-    await shows(home, '[data-unread-total]', 1);
+    await shows(home, 'nav.tabbar [data-unread-total]', 1);
     await shows(home, `[data-unread-toy="${TOY}"]`, 1);
-    await shows(page, '[data-unread-total]', 1);
+    await shows(page, 'nav.tabbar [data-unread-total]', 1);
     await shows(page, `[data-unread-toy="${TOY}"]`, 1);
     step('unread counts went to 1 live (menu, toy card, toy page)');
     await axe(page, `/toys/${TOY} (with messages)`);
@@ -318,7 +319,7 @@ async function main() {
     await page.locator(`#msg-${fromId} .badge.new`).waitFor({ state: 'detached' });
     await home.locator(`#new-recordings #msg-${fromId}`).waitFor({ state: 'detached' });
     step('played by the parent: no longer new (page and home)');
-    await home.locator('[data-unread-total]').waitFor({ state: 'hidden' });
+    await home.locator('nav.tabbar [data-unread-total]').waitFor({ state: 'hidden' });
     await home.locator(`[data-unread-toy="${TOY}"]`).waitFor({ state: 'hidden' });
     await page.locator(`[data-unread-toy="${TOY}"]`).waitFor({ state: 'hidden' });
     step('and the unread counts went back to 0 live');
@@ -332,11 +333,11 @@ async function main() {
     const fromId2 = up2.json.id;
     await page.locator(`#msg-${fromId2}.from_toy .badge.new`).waitFor();
     await shows(page, `[data-unread-toy="${TOY}"]`, 1);
-    await shows(home, '[data-unread-total]', 1);
+    await shows(home, 'nav.tabbar [data-unread-total]', 1);
     await page.click(`[data-mark-heard="${TOY}"]`);
     await page.locator(`#msg-${fromId2} .badge.new`).waitFor({ state: 'detached' });
     await page.locator(`[data-unread-toy="${TOY}"]`).waitFor({ state: 'hidden' });
-    await home.locator('[data-unread-total]').waitFor({ state: 'hidden' });
+    await home.locator('nav.tabbar [data-unread-total]').waitFor({ state: 'hidden' });
     await home.locator(`#new-recordings #msg-${fromId2}`).waitFor({ state: 'detached' });
     step('Mark all heard cleared the toy page, the menu and the home list live');
     await axe(page, `/toys/${TOY} (after mark all heard)`);

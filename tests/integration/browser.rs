@@ -670,3 +670,108 @@ async fn browser_characters() {
     crate::characters::advance_to(&hub, 7, 0, 0);
     assert_eq!(inbox(&hub).await, 2, "handed over at 07:00");
 }
+
+/// Issue 15's polish in Chromium (`tests/browser/look.mjs`): every main
+/// page at 390×844 and 1280×800 in light and dark mode with axe at 0
+/// violations, a screenshot of each in `target/screenshots/` (artefacts,
+/// not committed); the phone's tab bar (live unread count, room at the
+/// bottom, keyboard); error pages in the layout; the setup page's command
+/// behind Details; sessions in words; the manifest; the first-run
+/// checklist. A conversation is seeded so the screenshots show one.
+#[actix_web::test]
+async fn browser_look() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if let Some((why, fix)) = prepare(&root).await {
+        crate::skips::skip(&why, &fix);
+        return;
+    }
+    let hub = Hub::start().await;
+    let parent = hub.parent().await;
+    let mut bear = TestToy::new("bear-2c4d");
+    bear.pair(&hub, &parent).await;
+    let r = parent
+        .patch(
+            "/api/v1/toys/bear-2c4d",
+            serde_json::json!({"name": "Grizzly", "child": "Mia"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "name the toy");
+    // A short conversation: Mia records twice, Mum answers once.
+    let as_bear = bear.client(&hub);
+    for (i, secs) in [2.5, 4.0].into_iter().enumerate() {
+        let r = as_bear
+            .post(hub.url("/toy/v1/recordings"))
+            .header("content-type", "audio/wav")
+            .header("idempotency-key", format!("look-seed-{i}"))
+            .body(speech_like_wav(16_000, secs))
+            .send()
+            .await
+            .expect("recording");
+        assert_eq!(r.status(), 201);
+    }
+    let r = parent
+        .client
+        .post(hub.url("/api/v1/toys/bear-2c4d/messages"))
+        .bearer_auth(&parent.token)
+        .header("content-type", "audio/wav")
+        .body(speech_like_wav(16_000, 3.0))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 201);
+    let fresh = Hub::start().await;
+
+    let files = tempfile::tempdir().expect("tempdir");
+    let (cert, key, ca) = toy_tls_files(files.path(), &bear, &hub);
+    let wav = write_file(files.path(), "voice.wav", &speech_like_wav(16_000, 1.5));
+    let shots = root.join("target/screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg("tests/browser/look.mjs")
+        .current_dir(&root)
+        .env("HUB_URL", hub.origin())
+        .env("USERNAME", "mum")
+        .env("PASSWORD", harness::PASSWORD)
+        .env("TOY_ID", &bear.toy_id)
+        .env("TOY_CERT", &cert)
+        .env("TOY_KEY", &key)
+        .env("CA_FILE", &ca)
+        .env("FAKE_WAV", &wav)
+        .env("SETUP_HUB_URL", fresh.origin())
+        .env("SCREENSHOT_DIR", &shots)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(420), cmd.output())
+        .await
+        .expect("the browser test finishes within 7 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "tests/browser/look.mjs failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    // Independently of the script: the screenshots are there, PNGs of both
+    // sizes, light and dark.
+    for name in [
+        "light-390x844-home",
+        "dark-390x844-toy",
+        "light-1280x800-toy",
+        "dark-1280x800-error",
+    ] {
+        let png = std::fs::read(shots.join(format!("{name}.png")))
+            .unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name} is a PNG");
+        let w = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+        let want = if name.contains("390") { 390 } else { 1280 };
+        assert_eq!(w, want, "{name} is {want} px wide");
+    }
+    // The checklist the browser put away stays away for the member.
+    let home = parent.get("/").await.text().await.expect("html");
+    assert!(
+        !home.contains(r#"id="checklist""#),
+        "the checklist was put away"
+    );
+}

@@ -225,6 +225,7 @@ const PUBLIC_ROUTES: &[(&str, &str, u16)] = &[
     ("POST", "/api/v1/join", 400),
     ("GET", "/join", 200),
     ("POST", "/join", 400),
+    ("GET", "/manifest.webmanifest", 200),
 ];
 
 #[actix_web::test]

@@ -20,6 +20,7 @@ mod hardening;
 mod harness;
 mod head;
 mod lan_guard;
+mod look;
 mod members;
 mod messages;
 mod mqtt;

@@ -340,6 +340,9 @@ const ROLE_TABLE: &[(&str, &str, Need, bool)] = &[
     ("GET", "/api/v1/unread", Need::Member, false),
     ("POST", "/api/v1/heard", Need::Member, false),
     ("POST", "/api/v1/toys/{toy_id}/heard", Need::Member, true),
+    // The look (issue 15): the manifest, and the admin's first-run checklist.
+    ("GET", "/manifest.webmanifest", Need::Public, false),
+    ("POST", "/api/v1/me/checklist", Need::Admin, false),
 ];
 
 /// A body that passes parsing, so the role check (in the use case, after
@@ -361,6 +364,7 @@ fn body_for(method: &str, path: &str, password: &str) -> Value {
             "bucket": "b", "access_key_id": "k", "secret_access_key": "s"}),
         ("POST", "/api/v1/messages/{id}/shares") => json!({"contact": "Grandma"}),
         ("POST", "/api/v1/messages/{id}/approve") => json!({"toy_id": "bear"}),
+        ("POST", "/api/v1/me/checklist") => json!({"mark": "dismissed"}),
         // The right password and a new one the rule refuses: 422, nothing changes.
         ("POST", "/api/v1/me/password") => {
             json!({"current_password": password, "new_password": "x"})
