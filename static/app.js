@@ -657,9 +657,13 @@
   // above the record bar, and follows new messages while the reader is
   // there.
   const newest = {
+    // What covers the bottom of the screen: the record bar, and on phones
+    // the tab bar under it.
     bar() {
       const r = $('[data-recorder]');
-      return r && !r.hidden ? r.getBoundingClientRect().height : 0;
+      const tabs = $('.tabbar');
+      const tabH = tabs && getComputedStyle(tabs).display !== 'none' ? tabs.getBoundingClientRect().height : 0;
+      return (r && !r.hidden ? r.getBoundingClientRect().height : 0) + tabH;
     },
     last() {
       return $$(':scope > li.bubble', timeline).pop();

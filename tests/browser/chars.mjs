@@ -91,6 +91,8 @@ async function main() {
       assert(tw.text === home.text, `the toy page warns: "${tw.text}"`);
       const before = await headerPicture(page);
       assert(before.src.startsWith('/static/toy-') && before.alt, `the header shows the picture (${JSON.stringify(before)})`);
+      // The settings sit behind "Toy settings", above the conversation.
+      await page.click('[data-settings] > summary');
       const group = page.getByRole('group', { name: 'Picture' });
       assert(await group.getByRole('radio').count() === 8, 'eight pictures to choose from');
       if (i === 0) {
@@ -114,6 +116,7 @@ async function main() {
       step(`${label}: picture ${before.alt} → ${after.alt} (${after.src})`);
       await page.reload();
       assert((await headerPicture(page)).src === `/static/toy-${chosen}.svg`, 'the choice is stored');
+      await page.click('[data-settings] > summary');
 
       // --- quiet hours: a precise refusal, then saved; they apply now (20:00).
       const quiet = page.getByRole('group', { name: 'Quiet hours' });
