@@ -227,6 +227,17 @@ async function main() {
     const words = await device.innerText();
     assert(words === 'Chrome on Linux', `this browser in words: ${words}`);
     step(`account: this session reads "${words}"`);
+    // The retention choice is a styled field like the inputs, not the
+    // browser's default control.
+    const field = await page.evaluate(() => {
+      const css = (q) => getComputedStyle(document.querySelector(q));
+      const sel = css('#retention'), inp = css('input:not([type=hidden]):not([type=file])');
+      return { appearance: sel.appearance, border: sel.borderTopColor, inputBorder: inp.borderTopColor,
+        radius: sel.borderTopLeftRadius, inputRadius: inp.borderTopLeftRadius, height: parseFloat(sel.height) };
+    });
+    assert(field.appearance === 'none' && field.border === field.inputBorder && field.radius === field.inputRadius
+      && field.height >= 44, `the retention choice is styled like the inputs: ${JSON.stringify(field)}`);
+    step('account: the retention choice is a styled field');
 
     // The manifest, as the browser fetches it.
     await page.goto(`${HUB}/`);
