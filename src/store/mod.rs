@@ -465,6 +465,28 @@ pub(crate) fn w(e: rusqlite::Error) -> StoreError {
 mod tests {
     use super::*;
 
+    /// The bundled SQLite is built without what Hearth never uses
+    /// (`.cargo/config.toml`, `LIBSQLITE3_FLAGS`): no full-text search, no
+    /// R-trees, no extension loading; JSON stays.
+    #[test]
+    fn sqlite_is_built_without_unused_extensions() {
+        let c = rusqlite::Connection::open_in_memory().expect("open");
+        let mut q = c.prepare("PRAGMA compile_options").expect("pragma");
+        let opts: Vec<String> = q
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("options");
+        for gone in ["ENABLE_FTS3", "ENABLE_FTS5", "ENABLE_RTREE", "ENABLE_DBSTAT_VTAB"] {
+            assert!(!opts.iter().any(|o| o == gone), "{gone} in {opts:?}");
+        }
+        assert!(opts.iter().any(|o| o == "OMIT_LOAD_EXTENSION"), "{opts:?}");
+        let n: i64 = c
+            .query_row("SELECT json_array_length('[1,2,3]')", [], |r| r.get(0))
+            .expect("json");
+        assert_eq!(n, 3);
+    }
+
     #[test]
     fn opens_migrates_and_sets_pragmas() {
         let dir = tempfile::tempdir().expect("tempdir");
