@@ -1635,4 +1635,25 @@ mod tests {
         }
         out
     }
+
+    #[test]
+    fn a_p256_key_must_be_an_uncompressed_point() {
+        // Found by cargo-mutants: with the point check's `||` made `&&`, a
+        // 65-byte point that does not start with 0x04 (the hybrid form 0x06)
+        // passed the key check and was refused later for another reason.
+        let (_, csr) = make_toy_key_and_csr("bear-1").expect("csr");
+        let der = rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(csr.as_bytes())
+            .expect("pem");
+        let mut bytes = der.as_ref().to_vec();
+        // The BIT STRING of 66 bytes: no unused bits, then 0x04 and X, Y.
+        let at = bytes
+            .windows(4)
+            .position(|w| w == [0x03, 0x42, 0x00, 0x04])
+            .expect("the point's BIT STRING");
+        bytes[at + 3] = 0x06;
+        let e = check_csr(&pem_encode("CERTIFICATE REQUEST", &bytes))
+            .err()
+            .expect("a hybrid point is refused");
+        assert!(e.0.contains("uncompressed point"), "{e}");
+    }
 }
