@@ -1656,4 +1656,66 @@ mod tests {
             .expect("a hybrid point is refused");
         assert!(e.0.contains("uncompressed point"), "{e}");
     }
+
+    #[test]
+    fn address_ranges_and_names_the_ca_may_vouch_for() {
+        // Found by cargo-mutants: `in_net` returning `true`, its IPv6 arm
+        // deleted, `32 - prefix` as `32 + prefix` and `==` as `!=` all
+        // lived; no test asked about an address outside the home ranges.
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert!(in_net(ip("172.31.255.255"), ip("172.16.0.0"), 12));
+        assert!(!in_net(ip("172.32.0.0"), ip("172.16.0.0"), 12));
+        assert!(!in_net(ip("172.15.255.255"), ip("172.16.0.0"), 12));
+        assert!(in_net(ip("10.9.9.9"), ip("10.9.9.9"), 32));
+        assert!(!in_net(ip("10.9.9.8"), ip("10.9.9.9"), 32));
+        assert!(in_net(ip("8.8.8.8"), ip("0.0.0.0"), 0));
+        assert!(in_net(ip("fdff::1"), ip("fc00::"), 7));
+        assert!(!in_net(ip("fe00::1"), ip("fc00::"), 7));
+        assert!(in_net(ip("::1"), ip("::1"), 128));
+        assert!(!in_net(ip("::2"), ip("::1"), 128));
+        assert!(!in_net(ip("10.0.0.1"), ip("::ffff:10.0.0.0"), 104));
+        // Configured names outside the home ranges are permitted by name;
+        // those inside are covered by their range.
+        let names: Vec<String> = [
+            "hub.example.org.",
+            "HEARTH.local",
+            "203.0.113.5",
+            "192.168.1.9",
+            "2001:db8::5",
+            "box.localhost",
+        ]
+        .map(String::from)
+        .to_vec();
+        let p = ca_permitted(&names);
+        for yes in [
+            "hearth.local",
+            "x.y.local",
+            "localhost",
+            "hub.example.org",
+            "HUB.example.org.",
+            "a.hub.example.org",
+            "203.0.113.5",
+            "192.168.200.1",
+            "2001:db8::5",
+            "fe80::1",
+            "fd00::20",
+        ] {
+            assert!(is_permitted(&p, yes), "{yes} is permitted");
+        }
+        for no in [
+            "example.org",
+            "evilhub.example.org",
+            "local.evil.example",
+            "203.0.113.6",
+            "8.8.8.8",
+            "2001:db8::6",
+        ] {
+            assert!(!is_permitted(&p, no), "{no} is not permitted");
+        }
+        assert!(p.contains(&Permitted::Net(ip("203.0.113.5"), 32)));
+        assert!(p.contains(&Permitted::Net(ip("2001:db8::5"), 128)));
+        assert!(!p.contains(&Permitted::Net(ip("192.168.1.9"), 32)));
+        assert!(!p.contains(&Permitted::Dns("hearth.local".into())));
+        assert!(!p.contains(&Permitted::Dns("box.localhost".into())));
+    }
 }
