@@ -31,7 +31,8 @@ mod tests {
         let (a, b) = (new_token(), new_token());
         assert_eq!(a.len(), 64, "{a}");
         assert!(
-            a.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
             "{a}"
         );
         assert_ne!(a, b, "each token is fresh");
