@@ -647,4 +647,17 @@ mod tests {
         assert!(DisplayName::parse(&"é".repeat(64)).is_ok());
         assert!(DisplayName::parse(&"é".repeat(65)).is_err());
     }
+
+    #[test]
+    fn directions_keep_their_stored_forms() {
+        // Found by cargo-mutants: no unit test parsed or printed a direction.
+        for (s, d) in [
+            ("to_toy", Direction::ToToy),
+            ("from_toy", Direction::FromToy),
+        ] {
+            assert_eq!(d.as_str(), s);
+            assert_eq!(Direction::parse(s), Ok(d));
+        }
+        assert!(Direction::parse("sideways").is_err());
+    }
 }
