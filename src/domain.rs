@@ -567,4 +567,97 @@ mod tests {
         }
         assert!(MessageState::parse("lost").is_err());
     }
+
+    #[test]
+    fn roles_keep_their_stored_forms_and_order() {
+        // Found by cargo-mutants: no unit test parsed a role.
+        for (s, r) in [
+            ("relative", Role::Relative),
+            ("parent", Role::Parent),
+            ("admin", Role::Admin),
+        ] {
+            assert_eq!(Role::parse(s), Ok(r));
+            assert_eq!(r.as_str(), s);
+        }
+        assert!(Role::parse("owner").is_err());
+        assert!(
+            Role::parse("Admin").is_err(),
+            "the stored form is lower case"
+        );
+        assert!(Role::Relative < Role::Parent && Role::Parent < Role::Admin);
+    }
+
+    #[test]
+    fn message_states_rank_along_their_paths() {
+        // Found by cargo-mutants: `rank` (what keeps a state from moving
+        // back) was never checked here.
+        use MessageState::*;
+        assert_eq!(
+            [Queued, Delivered, Played].map(MessageState::rank),
+            [0, 1, 2]
+        );
+        assert_eq!([Received, Heard].map(MessageState::rank), [0, 2]);
+    }
+
+    #[test]
+    fn home_network_is_loopback_private_link_local_and_unique_local() {
+        // Found by cargo-mutants: every mutant of `on_home_network` lived
+        // through this module's tests (only `http::guard`'s table reached it).
+        for (ip, home) in [
+            ("127.0.0.1", true),
+            ("10.1.2.3", true),
+            ("172.16.0.1", true),
+            ("172.31.255.254", true),
+            ("192.168.1.50", true),
+            ("169.254.3.4", true),
+            ("8.8.8.8", false),
+            ("172.32.0.1", false),
+            ("100.64.0.1", false),
+            ("::1", true),
+            ("fc00::1", true),
+            ("fd12:3456::1", true),
+            ("fe80::1", true),
+            ("febf::1", true),
+            ("fec0::1", false),
+            ("fe00::1", false),
+            ("fb00::1", false),
+            ("2001:db8::1", false),
+            ("::", false),
+            ("::ffff:192.168.0.9", true),
+            ("::ffff:127.0.0.1", true),
+            ("::ffff:8.8.8.8", false),
+        ] {
+            let addr: std::net::IpAddr = ip.parse().expect("address");
+            assert_eq!(on_home_network(addr), home, "{ip}");
+        }
+    }
+
+    #[test]
+    fn names_may_be_64_characters_and_no_longer() {
+        // Found by cargo-mutants: the 64-character boundary of usernames
+        // and display names was never tried.
+        assert!(Username::parse(&"m".repeat(64)).is_ok());
+        assert!(Username::parse(&"m".repeat(65)).is_err());
+        // Digits and `. _ -` are allowed, not only letters.
+        assert_eq!(
+            Username::parse("Ada.Okafor_2-b").expect("valid").as_str(),
+            "ada.okafor_2-b"
+        );
+        assert!(Username::parse("ada+okafor").is_err());
+        assert!(DisplayName::parse(&"é".repeat(64)).is_ok());
+        assert!(DisplayName::parse(&"é".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn directions_keep_their_stored_forms() {
+        // Found by cargo-mutants: no unit test parsed or printed a direction.
+        for (s, d) in [
+            ("to_toy", Direction::ToToy),
+            ("from_toy", Direction::FromToy),
+        ] {
+            assert_eq!(d.as_str(), s);
+            assert_eq!(Direction::parse(s), Ok(d));
+        }
+        assert!(Direction::parse("sideways").is_err());
+    }
 }

@@ -650,4 +650,53 @@ mod tests {
         assert_eq!(ps.audit_quota(b.as_deref(), ADDR_WINDOW), Some(500));
         assert_eq!(ps.audit_quota(b.as_deref(), ADDR_WINDOW), Some(0));
     }
+
+    #[test]
+    fn pending_lists_open_pairings_oldest_first_and_a_failed_issue_reopens_confirmation() {
+        // Found by cargo-mutants: nothing called `pending` or
+        // `abort_approval`, and confirming before the reveal was matched as
+        // any `WrongState`, so the "already decided" answer also passed.
+        let ps = Pairings::default();
+        let ca = b"ca-der";
+        let (late, _, _) = ps.start(request("late", [5; 32]), None, 20).expect("start");
+        let (early, hub, _) = ps
+            .start(request("early", [6; 32]), None, 10)
+            .expect("start");
+        let (gone, _, _) = ps.start(request("gone", [7; 32]), None, 15).expect("start");
+        ps.reject(&gone, 21).expect("reject");
+        let ids: Vec<String> = ps.pending(22).into_iter().map(|p| p.id).collect();
+        assert_eq!(
+            ids,
+            vec![early.clone(), late.clone()],
+            "open ones, oldest first"
+        );
+        assert_eq!(
+            ps.confirm(&early, &PairingCode::parse("000000").expect("c"), ca, 22)
+                .err(),
+            Some(PairError::WrongState(
+                "the toy has not revealed its nonce yet; wait a moment and try again"
+            ))
+        );
+        ps.reveal(&early, [6; 32], 23).expect("reveal");
+        let p = ps.get(&early, 23).expect("exists");
+        let right = PairingCode::compute(ca, &p.request.csr.spki_der, &[6; 32], &hub);
+        ps.confirm(&early, &right, ca, 24).expect("approving");
+        assert_eq!(
+            ps.get(&early, 24).expect("exists").status,
+            Status::Approving
+        );
+        // Issuing failed: the parent may type the code again.
+        ps.abort_approval(&early, 25);
+        assert_eq!(
+            ps.get(&early, 25).expect("exists").status,
+            Status::AwaitingConfirmation
+        );
+        // Only an approving pairing goes back; others stay where they are.
+        ps.abort_approval(&late, 25);
+        assert_eq!(
+            ps.get(&late, 25).expect("exists").status,
+            Status::AwaitingReveal
+        );
+        assert!(ps.confirm(&early, &right, ca, 26).is_ok());
+    }
 }

@@ -1635,4 +1635,87 @@ mod tests {
         }
         out
     }
+
+    #[test]
+    fn a_p256_key_must_be_an_uncompressed_point() {
+        // Found by cargo-mutants: with the point check's `||` made `&&`, a
+        // 65-byte point that does not start with 0x04 (the hybrid form 0x06)
+        // passed the key check and was refused later for another reason.
+        let (_, csr) = make_toy_key_and_csr("bear-1").expect("csr");
+        let der = rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(csr.as_bytes())
+            .expect("pem");
+        let mut bytes = der.as_ref().to_vec();
+        // The BIT STRING of 66 bytes: no unused bits, then 0x04 and X, Y.
+        let at = bytes
+            .windows(4)
+            .position(|w| w == [0x03, 0x42, 0x00, 0x04])
+            .expect("the point's BIT STRING");
+        bytes[at + 3] = 0x06;
+        let e = check_csr(&pem_encode("CERTIFICATE REQUEST", &bytes))
+            .err()
+            .expect("a hybrid point is refused");
+        assert!(e.0.contains("uncompressed point"), "{e}");
+    }
+
+    #[test]
+    fn address_ranges_and_names_the_ca_may_vouch_for() {
+        // Found by cargo-mutants: `in_net` returning `true`, its IPv6 arm
+        // deleted, `32 - prefix` as `32 + prefix` and `==` as `!=` all
+        // lived; no test asked about an address outside the home ranges.
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert!(in_net(ip("172.31.255.255"), ip("172.16.0.0"), 12));
+        assert!(!in_net(ip("172.32.0.0"), ip("172.16.0.0"), 12));
+        assert!(!in_net(ip("172.15.255.255"), ip("172.16.0.0"), 12));
+        assert!(in_net(ip("10.9.9.9"), ip("10.9.9.9"), 32));
+        assert!(!in_net(ip("10.9.9.8"), ip("10.9.9.9"), 32));
+        assert!(in_net(ip("8.8.8.8"), ip("0.0.0.0"), 0));
+        assert!(in_net(ip("fdff::1"), ip("fc00::"), 7));
+        assert!(!in_net(ip("fe00::1"), ip("fc00::"), 7));
+        assert!(in_net(ip("::1"), ip("::1"), 128));
+        assert!(!in_net(ip("::2"), ip("::1"), 128));
+        assert!(!in_net(ip("10.0.0.1"), ip("::ffff:10.0.0.0"), 104));
+        // Configured names outside the home ranges are permitted by name;
+        // those inside are covered by their range.
+        let names: Vec<String> = [
+            "hub.example.org.",
+            "HEARTH.local",
+            "203.0.113.5",
+            "192.168.1.9",
+            "2001:db8::5",
+            "box.localhost",
+        ]
+        .map(String::from)
+        .to_vec();
+        let p = ca_permitted(&names);
+        for yes in [
+            "hearth.local",
+            "x.y.local",
+            "localhost",
+            "hub.example.org",
+            "HUB.example.org.",
+            "a.hub.example.org",
+            "203.0.113.5",
+            "192.168.200.1",
+            "2001:db8::5",
+            "fe80::1",
+            "fd00::20",
+        ] {
+            assert!(is_permitted(&p, yes), "{yes} is permitted");
+        }
+        for no in [
+            "example.org",
+            "evilhub.example.org",
+            "local.evil.example",
+            "203.0.113.6",
+            "8.8.8.8",
+            "2001:db8::6",
+        ] {
+            assert!(!is_permitted(&p, no), "{no} is not permitted");
+        }
+        assert!(p.contains(&Permitted::Net(ip("203.0.113.5"), 32)));
+        assert!(p.contains(&Permitted::Net(ip("2001:db8::5"), 128)));
+        assert!(!p.contains(&Permitted::Net(ip("192.168.1.9"), 32)));
+        assert!(!p.contains(&Permitted::Dns("hearth.local".into())));
+        assert!(!p.contains(&Permitted::Dns("box.localhost".into())));
+    }
 }

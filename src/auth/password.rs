@@ -338,4 +338,19 @@ mod tests {
             assert!(check_rule(pw, user, home).is_ok(), "{pw} is allowed");
         }
     }
+
+    #[test]
+    fn only_a_whole_listed_password_or_a_score_below_2_is_common() {
+        // Found by cargo-mutants: every listed password the tests tried
+        // also scored below 2, so the whole-password list match never was
+        // what refused one, and no accepted password scored exactly 2.
+        // "finalfantasy" is on zxcvbn's list (rank 6531); in alternating
+        // case it scores 2, so only the list match refuses it.
+        let e = check_rule("FiNaLfAnTaSy", "mum", "home").expect_err("listed");
+        assert!(e.0.contains("common"), "{e}");
+        // A listed password at the start only is not the whole password.
+        assert!(check_rule("password-kq7vzm2x", "mum", "home").is_ok());
+        // Two dictionary words, not listed: score 2, which is enough.
+        assert!(check_rule("harbourkettle", "mum", "home").is_ok());
+    }
 }

@@ -21,3 +21,39 @@ pub fn tokens_equal(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_fresh_lowercase_hex_of_32_bytes() {
+        let (a, b) = (new_token(), new_token());
+        assert_eq!(a.len(), 64, "{a}");
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+            "{a}"
+        );
+        assert_ne!(a, b, "each token is fresh");
+    }
+
+    #[test]
+    fn the_stored_hash_is_sha256_of_the_token() {
+        // The FIPS 180-2 example for "abc".
+        assert_eq!(
+            hex::encode(token_hash("abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn tokens_are_equal_only_when_identical() {
+        let t = new_token();
+        assert!(tokens_equal(&t, &t.clone()));
+        assert!(!tokens_equal(&t, &new_token()), "same length, other bytes");
+        assert!(!tokens_equal("abc", "abcd"), "a prefix is not the token");
+        assert!(!tokens_equal("abcd", "abc"));
+        assert!(tokens_equal("", ""));
+    }
+}
