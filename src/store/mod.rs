@@ -477,7 +477,12 @@ mod tests {
             .expect("rows")
             .collect::<Result<_, _>>()
             .expect("options");
-        for gone in ["ENABLE_FTS3", "ENABLE_FTS5", "ENABLE_RTREE", "ENABLE_DBSTAT_VTAB"] {
+        for gone in [
+            "ENABLE_FTS3",
+            "ENABLE_FTS5",
+            "ENABLE_RTREE",
+            "ENABLE_DBSTAT_VTAB",
+        ] {
             assert!(!opts.iter().any(|o| o == gone), "{gone} in {opts:?}");
         }
         assert!(opts.iter().any(|o| o == "OMIT_LOAD_EXTENSION"), "{opts:?}");

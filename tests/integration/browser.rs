@@ -151,6 +151,35 @@ pub async fn prepare(root: &Path) -> Option<(String, String)> {
     None
 }
 
+/// Runs `node ARGS...` from the crate root with `envs`, for at most
+/// `secs` seconds; prints what it wrote and fails the test when it failed.
+/// Returns its standard output.
+pub(crate) async fn run_node(
+    root: &Path,
+    args: &[&str],
+    envs: &[(&str, &dyn AsRef<std::ffi::OsStr>)],
+    secs: u64,
+) -> String {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.args(args).current_dir(root).kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(secs), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("node {args:?} finishes within {secs} s"))
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "node {args:?} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
 /// Writes `bytes` to `name` in `dir` and returns its path.
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
@@ -204,38 +233,30 @@ async fn browser_end_to_end() {
     let audio_src = std::fs::read_to_string(root.join("src/audio/mod.rs")).unwrap_or_default();
     let real_audio = !audio_src.contains("Placeholder");
 
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg("tests/browser/e2e.mjs")
-        .current_dir(&root)
-        .env("HUB_URL", hub.origin())
-        .env("USERNAME", "mum")
-        .env("PASSWORD", harness::PASSWORD)
-        .env("TOY_ID", &toy.toy_id)
-        .env("TOY_CERT", &cert)
-        .env("TOY_KEY", &key)
-        .env("CA_FILE", &ca)
-        .env("FAKE_WAV", &wav)
-        .env("PAIR_ID", &fox.pairing_id)
-        .env("PAIR_CODE", fox.code())
-        .env("OTHER_TOY", &fox.toy_id)
-        .env("EXPECT_REAL_AUDIO", if real_audio { "1" } else { "0" })
-        .env("SETUP_HUB_URL", fresh.origin())
-        .env("SETUP_CODE", fresh.setup_code())
-        .env("BACKUP_FILE", &backup)
-        .env("BACKUP_PASSPHRASE", passphrase)
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
-        .await
-        .expect("the browser test finishes within 4 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "tests/browser/e2e.mjs failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    run_node(
+        &root,
+        &["tests/browser/e2e.mjs"],
+        &[
+            ("HUB_URL", &hub.origin()),
+            ("USERNAME", &"mum"),
+            ("PASSWORD", &harness::PASSWORD),
+            ("TOY_ID", &toy.toy_id),
+            ("TOY_CERT", &cert),
+            ("TOY_KEY", &key),
+            ("CA_FILE", &ca),
+            ("FAKE_WAV", &wav),
+            ("PAIR_ID", &fox.pairing_id),
+            ("PAIR_CODE", &fox.code()),
+            ("OTHER_TOY", &fox.toy_id),
+            ("EXPECT_REAL_AUDIO", &if real_audio { "1" } else { "0" }),
+            ("SETUP_HUB_URL", &fresh.origin()),
+            ("SETUP_CODE", &fresh.setup_code()),
+            ("BACKUP_FILE", &backup),
+            ("BACKUP_PASSPHRASE", &passphrase),
+        ],
+        240,
+    )
+    .await;
     // The browser confirmed the second toy's code.
     let (_, v) = fox.poll(&hub).await;
     assert_eq!(v["status"], "approved", "the toys page paired the fox");
@@ -296,32 +317,24 @@ async fn browser_app_fixes() {
     let mic = write("voice.wav", &speech_like_wav(48_000, 3.0));
     let file = write("three-and-a-half.wav", &speech_like_wav(48_000, 3.5));
 
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg("tests/browser/appfix.mjs")
-        .current_dir(&root)
-        .env("HUB_URL", hub.origin())
-        .env("USERNAME", "mum")
-        .env("PASSWORD", harness::PASSWORD)
-        .env("TOY_ID", &bear.toy_id)
-        .env("OFFLINE_TOY", &owl.toy_id)
-        .env("TOY_CERT", &cert)
-        .env("TOY_KEY", &key)
-        .env("CA_FILE", &ca)
-        .env("FAKE_WAV", &mic)
-        .env("FILE_WAV", &file)
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
-        .await
-        .expect("the browser test finishes within 4 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "tests/browser/appfix.mjs failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    let stdout = run_node(
+        &root,
+        &["tests/browser/appfix.mjs"],
+        &[
+            ("HUB_URL", &hub.origin()),
+            ("USERNAME", &"mum"),
+            ("PASSWORD", &harness::PASSWORD),
+            ("TOY_ID", &bear.toy_id),
+            ("OFFLINE_TOY", &owl.toy_id),
+            ("TOY_CERT", &cert),
+            ("TOY_KEY", &key),
+            ("CA_FILE", &ca),
+            ("FAKE_WAV", &mic),
+            ("FILE_WAV", &file),
+        ],
+        240,
+    )
+    .await;
     // Independently of the pages: the bear is removed, its kept message is
     // still served, and the owl holds the file sent from its preview.
     let toys = parent.json("/api/v1/toys").await;
@@ -452,34 +465,26 @@ async fn browser_conversation_first() {
     let (cert, key, ca) = toy_tls_files(files.path(), &bear, &hub);
     let clip = write("clip.wav", &speech_like_wav(16_000, 1.0));
 
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg("tests/browser/convo.mjs")
-        .current_dir(&root)
-        .env("HUB_URL", hub.origin())
-        .env("USERNAME", "mum")
-        .env("PASSWORD", harness::PASSWORD)
-        .env("TOY_ID", &bear.toy_id)
-        .env("TOY_CERT", &cert)
-        .env("TOY_KEY", &key)
-        .env("CA_FILE", &ca)
-        .env("CLIP_WAV", &clip)
-        .env("BROWSER_NOW", &browser_now)
-        .env("EXPECT", expect.to_string())
-        .env("LIVE_WHEN", "today 11:30")
-        .env("LONE_ID", &lone)
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
-        .await
-        .expect("the browser test finishes within 4 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "tests/browser/convo.mjs failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    let stdout = run_node(
+        &root,
+        &["tests/browser/convo.mjs"],
+        &[
+            ("HUB_URL", &hub.origin()),
+            ("USERNAME", &"mum"),
+            ("PASSWORD", &harness::PASSWORD),
+            ("TOY_ID", &bear.toy_id),
+            ("TOY_CERT", &cert),
+            ("TOY_KEY", &key),
+            ("CA_FILE", &ca),
+            ("CLIP_WAV", &clip),
+            ("BROWSER_NOW", &browser_now),
+            ("EXPECT", &expect.to_string()),
+            ("LIVE_WHEN", &"today 11:30"),
+            ("LONE_ID", &lone),
+        ],
+        240,
+    )
+    .await;
     // Independently of the pages: the message confirmed in the dialog is
     // gone, the cancelled one is still there, and the toy is removed.
     let deleted = stdout
@@ -540,32 +545,24 @@ async fn browser_conversation_first_in_firefox() {
         let wav = speech_like_wav(16_000, 0.5);
         toy_recording(&hub, &bear, &format!("ff-{i}"), wav).await;
     }
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.args([
-        "--experimental-websocket",
-        "tests/browser/convo-firefox.mjs",
-    ])
-    .current_dir(&root)
-    .env("FIREFOX", &firefox)
-    .env("NODE_NO_WARNINGS", "1")
-    .env("TZ", "UTC")
-    .env("HUB_URL", hub.origin())
-    .env("USERNAME", "mum")
-    .env("PASSWORD", harness::PASSWORD)
-    .env("TOY_ID", &bear.toy_id)
-    .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
-        .await
-        .expect("the Firefox test finishes within 4 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "tests/browser/convo-firefox.mjs failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    let stdout = run_node(
+        &root,
+        &[
+            "--experimental-websocket",
+            "tests/browser/convo-firefox.mjs",
+        ],
+        &[
+            ("FIREFOX", &firefox),
+            ("NODE_NO_WARNINGS", &"1"),
+            ("TZ", &"UTC"),
+            ("HUB_URL", &hub.origin()),
+            ("USERNAME", &"mum"),
+            ("PASSWORD", &harness::PASSWORD),
+            ("TOY_ID", &bear.toy_id),
+        ],
+        240,
+    )
+    .await;
     let deleted = stdout
         .lines()
         .find_map(|l| l.strip_prefix("DELETED "))
@@ -610,32 +607,24 @@ async fn browser_characters() {
     // Screenshots of the toy page at both sizes, kept as test artefacts.
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-characters");
     std::fs::create_dir_all(&shots).expect("screenshot directory");
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg("tests/browser/chars.mjs")
-        .current_dir(&root)
-        .env("HUB_URL", hub.origin())
-        .env("USERNAME", "mum")
-        .env("PASSWORD", harness::PASSWORD)
-        .env("TOY_ID", &bear.toy_id)
-        .env("TOY_NAME", "Mia\u{2019}s Bear")
-        .env("TOY_CERT", &cert)
-        .env("TOY_KEY", &key)
-        .env("CA_FILE", &ca)
-        .env("FILE_WAV", &file)
-        .env("SHOTS_DIR", &shots)
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
-        .await
-        .expect("the browser test finishes within 4 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "tests/browser/chars.mjs failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    let stdout = run_node(
+        &root,
+        &["tests/browser/chars.mjs"],
+        &[
+            ("HUB_URL", &hub.origin()),
+            ("USERNAME", &"mum"),
+            ("PASSWORD", &harness::PASSWORD),
+            ("TOY_ID", &bear.toy_id),
+            ("TOY_NAME", &"Mia\u{2019}s Bear"),
+            ("TOY_CERT", &cert),
+            ("TOY_KEY", &key),
+            ("CA_FILE", &ca),
+            ("FILE_WAV", &file),
+            ("SHOTS_DIR", &shots),
+        ],
+        240,
+    )
+    .await;
     let sent: usize = stdout
         .lines()
         .find_map(|l| l.strip_prefix("SENT "))
@@ -727,32 +716,24 @@ async fn browser_look() {
     let shots = root.join("target/screenshots");
     let _ = std::fs::remove_dir_all(&shots);
 
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg("tests/browser/look.mjs")
-        .current_dir(&root)
-        .env("HUB_URL", hub.origin())
-        .env("USERNAME", "mum")
-        .env("PASSWORD", harness::PASSWORD)
-        .env("TOY_ID", &bear.toy_id)
-        .env("TOY_CERT", &cert)
-        .env("TOY_KEY", &key)
-        .env("CA_FILE", &ca)
-        .env("FAKE_WAV", &wav)
-        .env("SETUP_HUB_URL", fresh.origin())
-        .env("SCREENSHOT_DIR", &shots)
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(420), cmd.output())
-        .await
-        .expect("the browser test finishes within 7 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "tests/browser/look.mjs failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    run_node(
+        &root,
+        &["tests/browser/look.mjs"],
+        &[
+            ("HUB_URL", &hub.origin()),
+            ("USERNAME", &"mum"),
+            ("PASSWORD", &harness::PASSWORD),
+            ("TOY_ID", &bear.toy_id),
+            ("TOY_CERT", &cert),
+            ("TOY_KEY", &key),
+            ("CA_FILE", &ca),
+            ("FAKE_WAV", &wav),
+            ("SETUP_HUB_URL", &fresh.origin()),
+            ("SCREENSHOT_DIR", &shots),
+        ],
+        420,
+    )
+    .await;
     // Independently of the script: the screenshots are there, PNGs of both
     // sizes, light and dark.
     for name in [

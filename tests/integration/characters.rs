@@ -25,25 +25,6 @@ const GRAN_PW: &str = "saffron tugboat meadow";
 /// The eight pictures, as docs/api.md lists them.
 const PICTURES: [&str; 8] = ["bear", "bunny", "cat", "dog", "owl", "fox", "whale", "dino"];
 
-/// Joins `username` with a fresh invitation for `body` and signs them in.
-async fn member(hub: &Hub, admin: &Parent, body: Value, username: &str, pw: &str) -> Parent {
-    let r = admin.post("/api/v1/invites", body).await;
-    assert_eq!(r.status(), 201);
-    let inv: Value = r.json().await.expect("json");
-    let r = hub
-        .post_json(
-            "/api/v1/join",
-            &json!({"code": inv["code"], "username": username, "password": pw}),
-        )
-        .await;
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-    Parent {
-        client: hub.anon(),
-        token: hub.login(username, pw).await,
-        base: hub.origin(),
-    }
-}
-
 /// The paired toy `id` as `who` sees it in `GET /api/v1/toys`.
 async fn toy_json(who: &Parent, id: &str) -> Value {
     let v = who.json("/api/v1/toys").await;
@@ -77,15 +58,17 @@ async fn family() -> (Hub, Parent, Parent, Parent, TestToy) {
     let mum = hub.parent().await;
     let mut bear = TestToy::new("bear");
     bear.pair(&hub, &mum).await;
-    let dad = member(&hub, &mum, json!({"role": "parent"}), "dad", DAD_PW).await;
-    let gran = member(
-        &hub,
-        &mum,
-        json!({"role": "relative", "toys": ["bear"]}),
-        "gran",
-        GRAN_PW,
-    )
-    .await;
+    let dad = hub
+        .member(&mum, json!({"role": "parent"}), "dad", DAD_PW)
+        .await;
+    let gran = hub
+        .member(
+            &mum,
+            json!({"role": "relative", "toys": ["bear"]}),
+            "gran",
+            GRAN_PW,
+        )
+        .await;
     (hub, mum, dad, gran, bear)
 }
 

@@ -175,6 +175,26 @@ impl Hub {
         (cookie, csrf)
     }
 
+    /// Joins `username` with a fresh invitation for `body` (its role and
+    /// toys) made by `admin`, and signs them in.
+    pub async fn member(&self, admin: &Parent, body: Value, username: &str, pw: &str) -> Parent {
+        let r = admin.post("/api/v1/invites", body).await;
+        assert_eq!(r.status(), 201);
+        let inv: Value = r.json().await.expect("json");
+        let r = self
+            .post_json(
+                "/api/v1/join",
+                &json!({"code": inv["code"], "username": username, "password": pw}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        Parent {
+            client: self.anon(),
+            token: self.login(username, pw).await,
+            base: self.origin(),
+        }
+    }
+
     /// Runs `hearth user ...` against this hub's data directory with
     /// `stdin` as its input (two minutes at most).
     pub fn user_cmd(&self, args: &[&str], stdin: &str) -> std::process::Output {

@@ -22,21 +22,6 @@ fn as_user(hub: &Hub, token: String) -> Parent {
     }
 }
 
-/// Joins `username` with a fresh invitation for `body` and signs them in.
-async fn member(hub: &Hub, admin: &Parent, body: Value, username: &str, pw: &str) -> Parent {
-    let r = admin.post("/api/v1/invites", body).await;
-    assert_eq!(r.status(), 201);
-    let inv: Value = r.json().await.expect("json");
-    let r = hub
-        .post_json(
-            "/api/v1/join",
-            &json!({"code": inv["code"], "username": username, "password": pw}),
-        )
-        .await;
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-    as_user(hub, hub.login(username, pw).await)
-}
-
 /// Plays a message as `who` (what the page's Play button fetches).
 async fn play(who: &Parent, id: &str) {
     let r = who.get(&format!("/api/v1/messages/{id}/audio")).await;
@@ -85,15 +70,17 @@ async fn family() -> (Hub, Parent, Parent, Parent, TestToy, TestToy) {
     bear.pair(&hub, &mum).await;
     let mut fox = TestToy::new("fox");
     fox.pair(&hub, &mum).await;
-    let dad = member(&hub, &mum, json!({"role": "parent"}), "dad", DAD_PW).await;
-    let gran = member(
-        &hub,
-        &mum,
-        json!({"role": "relative", "toys": ["fox"]}),
-        "gran",
-        GRAN_PW,
-    )
-    .await;
+    let dad = hub
+        .member(&mum, json!({"role": "parent"}), "dad", DAD_PW)
+        .await;
+    let gran = hub
+        .member(
+            &mum,
+            json!({"role": "relative", "toys": ["fox"]}),
+            "gran",
+            GRAN_PW,
+        )
+        .await;
     (hub, mum, dad, gran, bear, fox)
 }
 
