@@ -807,6 +807,13 @@ pub async fn scheduled(state: &AppState) -> anyhow::Result<Option<PathBuf>> {
     let store = state.store.clone();
     let data_dir = state.config.data_dir.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<Option<PathBuf>> {
+        // One scheduled backup at a time in this process: a second caller
+        // (the start-up run and the timer, or a test) waits, then finds the
+        // new file and has nothing to do, instead of racing for its name.
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let existing = scheduled_files(&dir)
             .with_context(|| format!("cannot read the backup directory {}", dir.display()))?;
         if existing
