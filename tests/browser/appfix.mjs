@@ -5,7 +5,7 @@
 //   TOY_CERT, TOY_KEY, CA_FILE, FAKE_WAV (the microphone), FILE_WAV (3.5 s)
 // Prints one line per step; exits non-zero on the first failure.
 import { chromium } from 'playwright-core';
-import { env, step, assert, axe, toyClient } from './common.mjs';
+import { env, step, assert, axe, toyClient, pageErrors, watchErrors, assertNoPageErrors, runMain } from './common.mjs';
 
 const HUB = env('HUB_URL');
 const toy = toyClient(HUB);
@@ -17,12 +17,9 @@ const VIEW = { width: 390, height: 844 };
 // The toy, over mutual TLS.
 
 
-const pageErrors = [];
 function watch(page, name) {
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`${name}: console: ${m.text()}`); });
-  page.on('pageerror', (e) => pageErrors.push(`${name}: pageerror: ${e.message}`));
+  watchErrors(page, name);
   page.on('dialog', (d) => d.accept());
-  page.setDefaultTimeout(15000);
 }
 
 // The element showing `re` (the innermost one), its box, and whether it
@@ -233,9 +230,7 @@ async function main() {
     await axe(page, '/toys (with a removed toy)');
     step('the removed toy\'s page lists its kept message, and the toys page links it');
 
-    const uncaught = pageErrors.filter((e) => /pageerror|Content Security Policy|Refused to/.test(e));
-    if (pageErrors.length) console.log(pageErrors.map((e) => `note ${e}`).join('\n'));
-    assert(uncaught.length === 0, `script errors or CSP refusals: ${uncaught.join('; ')}`);
+    assertNoPageErrors();
     console.log(`KEPT ${sentId}`);
     console.log('PASS app fixes');
   } finally {
@@ -243,8 +238,4 @@ async function main() {
   }
 }
 
-main().catch((e) => {
-  console.log(`FAIL ${e.message}`);
-  if (pageErrors.length) console.log(pageErrors.join('\n'));
-  process.exit(1);
-});
+runMain(main);

@@ -12,7 +12,7 @@
 // Prints one line per step and `SENT n` (messages sent); exits non-zero on
 // the first failure.
 import { chromium } from 'playwright-core';
-import { env, step, assert, axe, toyClient } from './common.mjs';
+import { env, step, assert, axe, toyClient, pageErrors, watchErrors, assertNoPageErrors, runMain } from './common.mjs';
 
 const HUB = env('HUB_URL');
 const TOY = env('TOY_ID');
@@ -20,11 +20,8 @@ const NAME = env('TOY_NAME');
 const toy = toyClient(HUB);
 const SIZES = [{ width: 390, height: 844 }, { width: 1280, height: 800 }];
 
-const pageErrors = [];
 function watch(page, name) {
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`${name}: console: ${m.text()}`); });
-  page.on('pageerror', (e) => pageErrors.push(`${name}: pageerror: ${e.message}`));
-  page.setDefaultTimeout(15000);
+  watchErrors(page, name);
 }
 
 async function battery(percent) {
@@ -161,9 +158,7 @@ async function main() {
       step(`${label}: sent during quiet hours: "${(await said.textContent()).trim()}"`);
       await ctx.close();
     }
-    const uncaught = pageErrors.filter((e) => /pageerror|Content Security Policy|Refused to/.test(e));
-    if (pageErrors.length) console.log(pageErrors.map((e) => `note ${e}`).join('\n'));
-    assert(uncaught.length === 0, `script errors or CSP refusals: ${uncaught.join('; ')}`);
+    assertNoPageErrors();
     console.log(`SENT ${sent}`);
     console.log('PASS characters');
   } finally {
@@ -171,8 +166,4 @@ async function main() {
   }
 }
 
-main().catch((e) => {
-  console.log(`FAIL ${e.message}`);
-  if (pageErrors.length) console.log(pageErrors.join('\n'));
-  process.exit(1);
-});
+runMain(main);

@@ -67,3 +67,34 @@ export function toyClient(hub) {
     });
   };
 }
+
+/** What the pages reported: console errors and uncaught exceptions. */
+export const pageErrors = [];
+
+/** Records `page`'s console errors and uncaught exceptions under `name`
+ * in {@link pageErrors}, and gives it a 15 s default timeout. */
+export function watchErrors(page, name) {
+  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`${name}: console: ${m.text()}`); });
+  page.on('pageerror', (e) => pageErrors.push(`${name}: pageerror: ${e.message}`));
+  page.setDefaultTimeout(15000);
+}
+
+/** Prints the pages' errors as notes; fails on a CSP refusal or an
+ * uncaught script error. */
+export function assertNoPageErrors() {
+  const csp = pageErrors.filter((e) => /Content Security Policy|Refused to/i.test(e));
+  if (pageErrors.length) console.log(pageErrors.map((e) => `note ${e}`).join('\n'));
+  assert(csp.length === 0, `CSP violations: ${csp.join('; ')}`);
+  const uncaught = pageErrors.filter((e) => e.includes('pageerror'));
+  assert(uncaught.length === 0, `uncaught script errors: ${uncaught.join('; ')}`);
+}
+
+/** Runs the script's `main`; when it fails, prints FAIL with the reason
+ * and the pages' errors, and exits 1 (what the Rust side reads). */
+export function runMain(main) {
+  main().catch((e) => {
+    console.log(`FAIL ${e.message}`);
+    if (pageErrors.length) console.log(pageErrors.join('\n'));
+    process.exit(1);
+  });
+}

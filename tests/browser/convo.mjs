@@ -17,7 +17,7 @@
 // Rust side to check through the API; exits non-zero on the first failure.
 import fs from 'node:fs';
 import { chromium } from 'playwright-core';
-import { env, step, assert, axe, toyClient } from './common.mjs';
+import { env, step, assert, axe, toyClient, pageErrors, watchErrors, assertNoPageErrors, runMain } from './common.mjs';
 
 const HUB = env('HUB_URL');
 const TOY = env('TOY_ID');
@@ -31,14 +31,11 @@ const SIZES = [
   { name: 'desktop', viewport: { width: 1280, height: 800 } },
 ];
 
-const pageErrors = [];
 const nativeDialogs = [];
 function watch(page, name) {
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`${name}: console: ${m.text()}`); });
-  page.on('pageerror', (e) => pageErrors.push(`${name}: pageerror: ${e.message}`));
+  watchErrors(page, name);
   // The app must never fall back to the browser's own pop-ups.
   page.on('dialog', (d) => { nativeDialogs.push(`${name}: ${d.type()}: ${d.message()}`); d.dismiss(); });
-  page.setDefaultTimeout(15000);
 }
 
 // Where the page stands at load, measured in the page: the Record button,
@@ -317,17 +314,11 @@ async function main() {
   try {
     for (const size of SIZES) await run(browser, size);
     assert(nativeDialogs.length === 0, `native pop-ups were used: ${nativeDialogs.join('; ')}`);
-    const uncaught = pageErrors.filter((e) => /pageerror|Content Security Policy|Refused to/.test(e));
-    if (pageErrors.length) console.log(pageErrors.map((e) => `note ${e}`).join('\n'));
-    assert(uncaught.length === 0, `script errors or CSP refusals: ${uncaught.join('; ')}`);
+    assertNoPageErrors();
     console.log('PASS conversation first');
   } finally {
     await browser.close();
   }
 }
 
-main().catch((e) => {
-  console.log(`FAIL ${e.message}`);
-  if (pageErrors.length) console.log(pageErrors.join('\n'));
-  process.exit(1);
-});
+runMain(main);

@@ -10,7 +10,7 @@
 // Prints one line per step; exits non-zero on the first failure.
 import fs from 'node:fs';
 import { chromium } from 'playwright-core';
-import { env, step, assert, axe, axeResults, toyClient } from './common.mjs';
+import { env, step, assert, axe, axeResults, toyClient, pageErrors, assertNoPageErrors, runMain } from './common.mjs';
 
 const HUB = env('HUB_URL');
 const toy = toyClient(HUB);
@@ -22,7 +22,6 @@ const REAL_AUDIO = process.env.EXPECT_REAL_AUDIO === '1';
 const SETUP_HUB = process.env.SETUP_HUB_URL;
 
 // Console errors and CSP refusals fail the run.
-const pageErrors = [];
 let current = null; // the main page, for failure reports
 function watch(page, name) {
   page.on('console', (m) => {
@@ -424,11 +423,7 @@ async function main() {
     assert(after.url().endsWith('/login'), `signed out (now at ${after.url()})`);
     step('signed out');
 
-    const csp = pageErrors.filter((e) => /Content Security Policy|Refused to/i.test(e));
-    if (pageErrors.length) console.log(pageErrors.map((e) => `note ${e}`).join('\n'));
-    assert(csp.length === 0, `CSP violations: ${csp.join('; ')}`);
-    const uncaught = pageErrors.filter((e) => e.includes('pageerror'));
-    assert(uncaught.length === 0, `uncaught script errors: ${uncaught.join('; ')}`);
+    assertNoPageErrors();
     console.log(`axe summary: ${axeResults.map(([l, n]) => `${l}=${n}`).join(', ')}`);
     console.log('PASS browser end-to-end');
   } catch (e) {
@@ -442,8 +437,4 @@ async function main() {
   }
 }
 
-main().catch((e) => {
-  console.log(`FAIL ${e.message}`);
-  if (pageErrors.length) console.log(pageErrors.join('\n'));
-  process.exit(1);
-});
+runMain(main);

@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { env, step, assert, axe, axeResults, toyClient } from './common.mjs';
+import { env, step, assert, axe, axeResults, toyClient, pageErrors, watchErrors, assertNoPageErrors, runMain } from './common.mjs';
 
 const HUB = env('HUB_URL');
 const toy = toyClient(HUB);
@@ -23,12 +23,9 @@ const SHOTS = env('SCREENSHOT_DIR');
 const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1280, height: 800 };
 
-const pageErrors = [];
 let current = null;
 function watch(page, name) {
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`${name}: console: ${m.text()}`); });
-  page.on('pageerror', (e) => pageErrors.push(`${name}: pageerror: ${e.message}`));
-  page.setDefaultTimeout(15000);
+  watchErrors(page, name);
 }
 
 async function signIn(page) {
@@ -271,11 +268,7 @@ async function main() {
     step('checklist: ticked from state and by hand, put away for good (keyboard)');
     await ctx.close();
 
-    const csp = pageErrors.filter((e) => /Content Security Policy|Refused to/i.test(e));
-    if (pageErrors.length) console.log(pageErrors.map((e) => `note ${e}`).join('\n'));
-    assert(csp.length === 0, `CSP violations: ${csp.join('; ')}`);
-    const uncaught = pageErrors.filter((e) => e.includes('pageerror'));
-    assert(uncaught.length === 0, `uncaught script errors: ${uncaught.join('; ')}`);
+    assertNoPageErrors();
     console.log(`axe summary: ${axeResults.length} pages, ${axeResults.reduce((n, [, v]) => n + v, 0)} violations`);
     console.log(`screenshots in ${SHOTS}: ${fs.readdirSync(SHOTS).filter((f) => f.endsWith('.png')).length}`);
     console.log('PASS look');
@@ -290,8 +283,4 @@ async function main() {
   }
 }
 
-main().catch((e) => {
-  console.log(`FAIL ${e.message}`);
-  if (pageErrors.length) console.log(pageErrors.join('\n'));
-  process.exit(1);
-});
+runMain(main);
