@@ -151,6 +151,28 @@ pub async fn prepare(root: &Path) -> Option<(String, String)> {
     None
 }
 
+/// The crate root when the browser tests can run here (node, its
+/// packages, Chromium: see [`prepare`]); otherwise the skip is reported
+/// and `None`.
+pub(crate) async fn ready() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if let Some((why, fix)) = prepare(&root).await {
+        crate::skips::skip(&why, &fix);
+        return None;
+    }
+    Some(root)
+}
+
+/// A hub with its household set up, the parent signed in, and toy `id`
+/// paired.
+async fn hub_with_toy(id: &str) -> (Hub, harness::Parent, TestToy) {
+    let hub = Hub::start().await;
+    let parent = hub.parent().await;
+    let mut toy = TestToy::new(id);
+    toy.pair(&hub, &parent).await;
+    (hub, parent, toy)
+}
+
 /// Runs `node ARGS...` from the crate root with `envs`, for at most
 /// `secs` seconds; prints what it wrote and fails the test when it failed.
 /// Returns its standard output.
@@ -200,15 +222,10 @@ fn toy_tls_files(dir: &Path, toy: &TestToy, hub: &Hub) -> (PathBuf, PathBuf, Pat
 
 #[actix_web::test]
 async fn browser_end_to_end() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if let Some((why, fix)) = prepare(&root).await {
-        crate::skips::skip(&why, &fix);
+    let Some(root) = ready().await else {
         return;
-    }
-    let hub = Hub::start().await;
-    let parent = hub.parent().await;
-    let mut toy = TestToy::new("bear-3f2a");
-    toy.pair(&hub, &parent).await;
+    };
+    let (hub, parent, toy) = hub_with_toy("bear-3f2a").await;
     // A second toy waits for its code, to be confirmed on the toys page.
     let mut fox = TestToy::new("fox-9c1e");
     assert_eq!(fox.request(&hub).await, 201);
@@ -284,15 +301,10 @@ async fn browser_end_to_end() {
 /// other open pages live and its kept message stays on its page.
 #[actix_web::test]
 async fn browser_app_fixes() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if let Some((why, fix)) = prepare(&root).await {
-        crate::skips::skip(&why, &fix);
+    let Some(root) = ready().await else {
         return;
-    }
-    let hub = Hub::start().await;
-    let parent = hub.parent().await;
-    let mut bear = TestToy::new("bear-15aa");
-    bear.pair(&hub, &parent).await;
+    };
+    let (hub, parent, bear) = hub_with_toy("bear-15aa").await;
     let mut owl = TestToy::new("owl-15bb");
     owl.pair(&hub, &parent).await;
     // Eight recordings from the bear: Record is far down its page.
@@ -404,15 +416,10 @@ async fn toy_recording(hub: &Hub, toy: &TestToy, key: &str, wav: Vec<u8>) -> Str
 async fn browser_conversation_first() {
     use hearth::clock::Clock;
     use time::Duration as Span;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if let Some((why, fix)) = prepare(&root).await {
-        crate::skips::skip(&why, &fix);
+    let Some(root) = ready().await else {
         return;
-    }
-    let hub = Hub::start().await;
-    let parent = hub.parent().await;
-    let mut bear = TestToy::new("bear-c0a1");
-    bear.pair(&hub, &parent).await;
+    };
+    let (hub, _, bear) = hub_with_toy("bear-c0a1").await;
     let short = || speech_like_wav(16_000, 0.5);
     // Day 0 is the next midnight (UTC, as the browser is told); "today"
     // is day 9.
@@ -524,11 +531,9 @@ async fn browser_conversation_first() {
 /// (Cancel keeps, Delete deletes).
 #[actix_web::test]
 async fn browser_conversation_first_in_firefox() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if let Some((why, fix)) = prepare(&root).await {
-        crate::skips::skip(&why, &fix);
+    let Some(root) = ready().await else {
         return;
-    }
+    };
     let firefox = std::env::var("FIREFOX").unwrap_or_else(|_| "/usr/bin/firefox-esr".into());
     if !Path::new(&firefox).exists() {
         crate::skips::skip(
@@ -537,10 +542,7 @@ async fn browser_conversation_first_in_firefox() {
         );
         return;
     }
-    let hub = Hub::start().await;
-    let parent = hub.parent().await;
-    let mut bear = TestToy::new("bear-f0a1");
-    bear.pair(&hub, &parent).await;
+    let (hub, parent, bear) = hub_with_toy("bear-f0a1").await;
     for i in 0..50 {
         let wav = speech_like_wav(16_000, 0.5);
         toy_recording(&hub, &bear, &format!("ff-{i}"), wav).await;
@@ -583,15 +585,10 @@ async fn browser_conversation_first_in_firefox() {
 /// handed to the toy.
 #[actix_web::test]
 async fn browser_characters() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if let Some((why, fix)) = prepare(&root).await {
-        crate::skips::skip(&why, &fix);
+    let Some(root) = ready().await else {
         return;
-    }
-    let hub = Hub::start().await;
-    let parent = hub.parent().await;
-    let mut bear = TestToy::new("bear-c4a1");
-    bear.pair(&hub, &parent).await;
+    };
+    let (hub, parent, bear) = hub_with_toy("bear-c4a1").await;
     let r = parent
         .patch(
             "/api/v1/toys/bear-c4a1",
@@ -669,15 +666,10 @@ async fn browser_characters() {
 /// checklist. A conversation is seeded so the screenshots show one.
 #[actix_web::test]
 async fn browser_look() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if let Some((why, fix)) = prepare(&root).await {
-        crate::skips::skip(&why, &fix);
+    let Some(root) = ready().await else {
         return;
-    }
-    let hub = Hub::start().await;
-    let parent = hub.parent().await;
-    let mut bear = TestToy::new("bear-2c4d");
-    bear.pair(&hub, &parent).await;
+    };
+    let (hub, parent, bear) = hub_with_toy("bear-2c4d").await;
     let r = parent
         .patch(
             "/api/v1/toys/bear-2c4d",
