@@ -753,3 +753,854 @@ pub async fn retention_sweep(state: &AppState) -> Result<usize> {
     }
     Ok(gone.len())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The rules of messages against a real SQLite file, with the clock
+    //! moved by hand: who sees and hears what, states that only move
+    //! forward, the events pages are told, the ledger, retention.
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::domain::ToyId;
+    use crate::events::Event;
+    use crate::store::audit::{Action, Filter};
+    use tokio::sync::broadcast;
+
+    const DAY: i64 = 86_400;
+
+    struct Home {
+        _dir: tempfile::TempDir,
+        clock: ManualClock,
+        state: AppState,
+        admin: User,
+        parent: User,
+        relative: User,
+        /// The relative's toy.
+        bear: Toy,
+        /// A toy the relative may not see.
+        owl: Toy,
+    }
+
+    async fn home() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::default();
+        let state = AppState::for_tests(dir.path(), Arc::new(clock.clone()));
+        let now = state.now();
+        let (admin, parent, relative, bear, owl) = state
+            .store
+            .write(move |tx| {
+                store::household::create(tx, "Home", now)?;
+                let mut users = Vec::new();
+                for (name, role) in [
+                    ("ada", Role::Admin),
+                    ("pat", Role::Parent),
+                    ("gran", Role::Relative),
+                ] {
+                    // Members since long before any message of the tests: a
+                    // recording older than an account counts as heard.
+                    let id =
+                        store::users::insert(tx, name, name, role, "x", now - 100 * DAY)?.unwrap();
+                    users.push(store::users::by_id(tx, id)?.unwrap());
+                }
+                let mut toys = Vec::new();
+                for (id, fp) in [("bear-1", "k1"), ("owl-2", "k2")] {
+                    let toy_id = ToyId::parse(id).unwrap();
+                    store::toys::upsert_paired(tx, &toy_id, id, "m", fp, fp.as_bytes(), now)?;
+                    toys.push(store::toys::by_toy_id(tx, &toy_id)?.unwrap());
+                }
+                store::members::set_granted_toys(tx, users[2].id, &[toys[0].id])?;
+                let owl = toys.pop().unwrap();
+                let bear = toys.pop().unwrap();
+                let relative = users.pop().unwrap();
+                let parent = users.pop().unwrap();
+                Ok((users.pop().unwrap(), parent, relative, bear, owl))
+            })
+            .await
+            .unwrap();
+        Home {
+            _dir: dir,
+            clock,
+            state,
+            admin,
+            parent,
+            relative,
+            bear,
+            owl,
+        }
+    }
+
+    impl Home {
+        /// Stores a message as it is (the audio bytes are not looked at),
+        /// `age` seconds old; returns it as read back.
+        async fn put(&self, toy: &Toy, direction: Direction, age: i64, audio: &[u8]) -> Message {
+            let id = hex::encode(rand::random::<[u8; 16]>());
+            let (row, now, audio) = (toy.id, self.state.now() - age, audio.to_vec());
+            let pid = id.clone();
+            self.state
+                .store
+                .write(move |tx| {
+                    store::messages::insert(
+                        tx,
+                        &store::messages::NewMessage {
+                            public_id: &pid,
+                            toy: row,
+                            direction,
+                            sender_user: None,
+                            sender_name: "someone",
+                            now,
+                            duration_ms: 1500,
+                            peaks: &[1, 2, 3],
+                            audio: &audio,
+                        },
+                    )
+                })
+                .await
+                .unwrap();
+            self.get(&id).await.unwrap()
+        }
+
+        async fn get(&self, id: &str) -> Option<Message> {
+            let id = id.to_owned();
+            self.state
+                .store
+                .read(move |c| store::messages::get(c, &id))
+                .await
+                .unwrap()
+        }
+
+        async fn set_retention(&self, days: Option<u32>) {
+            self.state
+                .store
+                .write(move |tx| store::household::set_retention(tx, days))
+                .await
+                .unwrap();
+        }
+
+        async fn ledger(&self, action: Action) -> Vec<audit::AuditEntry> {
+            let f = Filter {
+                action: Some(action),
+                actor: None,
+                toy: None,
+                before: None,
+                limit: 50,
+            };
+            self.state
+                .store
+                .read(move |c| audit::query(c, &f))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.entry)
+                .collect()
+        }
+
+        fn upload(&self, by: &User, to: &Toy, key: Option<&str>) -> Upload<Vec<u8>> {
+            Upload {
+                toy: to.clone(),
+                direction: Direction::ToToy,
+                sender_user: Some(by.id),
+                sender_name: by.display_name.clone(),
+                kind: AudioKind::Wav,
+                body: tone_wav(),
+                idempotency: key.map(|k| {
+                    (
+                        IdempotencyScope::User(by.id),
+                        IdempotencyKey::parse(k).unwrap(),
+                    )
+                }),
+            }
+        }
+    }
+
+    /// Half a second of a 440 Hz tone, 16 kHz mono, written by `hound`.
+    fn tone_wav() -> Vec<u8> {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+        for i in 0..8000 {
+            let t = i as f32 / 16_000.0;
+            w.write_sample((8000.0 * (t * 440.0 * std::f32::consts::TAU).sin()) as i16)
+                .unwrap();
+        }
+        w.finalize().unwrap();
+        out.into_inner()
+    }
+
+    /// The page events published so far.
+    fn drain(rx: &mut broadcast::Receiver<Event>) -> Vec<PageEvent> {
+        let mut out = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            out.push(e.page);
+        }
+        out
+    }
+
+    fn message_events(events: &[PageEvent]) -> Vec<serde_json::Value> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                PageEvent::Message(v) => Some(v.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn deleted(events: &[PageEvent]) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                PageEvent::MessageDeleted { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn unread_events(events: &[PageEvent]) -> usize {
+        events
+            .iter()
+            .filter(|e| matches!(e, PageEvent::Unread { .. }))
+            .count()
+    }
+
+    fn ids(msgs: &[Message]) -> Vec<&str> {
+        msgs.iter().map(|m| m.public_id.as_str()).collect()
+    }
+
+    #[test]
+    fn upload_limits_are_the_documented_sizes() {
+        assert_eq!(PARENT_LIMIT, 16 * 1024 * 1024);
+        assert_eq!(TOY_LIMIT, 4 * 1024 * 1024);
+    }
+
+    #[tokio::test]
+    async fn message_json_says_when_an_unkept_message_expires() {
+        let h = home().await;
+        let m = h.put(&h.bear, Direction::FromToy, 0, b"ogg").await;
+        let v = message_json(&m, Some(30));
+        assert_eq!(v["id"], m.public_id.as_str());
+        assert_eq!(v["toy_id"], "bear-1");
+        assert_eq!(v["expires_at"], rfc3339(m.created_at + 30 * DAY).as_str());
+        assert!(v.get("heard_by_me").is_none());
+        assert_eq!(
+            message_json(&m, None)["expires_at"],
+            serde_json::Value::Null
+        );
+        let kept = Message {
+            keep: true,
+            heard_by_me: Some(true),
+            ..m
+        };
+        let v = message_json(&kept, Some(30));
+        assert_eq!(v["expires_at"], serde_json::Value::Null);
+        assert_eq!(v["heard_by_me"], true);
+    }
+
+    #[tokio::test]
+    async fn each_member_hears_for_themselves() {
+        let h = home().await;
+        let rec = h.put(&h.bear, Direction::FromToy, 0, b"ogg").await;
+        let sent = h.put(&h.bear, Direction::ToToy, 0, b"ogg").await;
+        let mut rx = h.state.events.subscribe();
+        assert_eq!(
+            heard_by_me(&h.state, h.parent.id, &rec.public_id)
+                .await
+                .unwrap(),
+            Some(false)
+        );
+        assert_eq!(
+            heard_by_me(&h.state, h.parent.id, &sent.public_id)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            heard_by_me(&h.state, h.parent.id, "nothing").await.unwrap(),
+            None
+        );
+
+        mark_heard(&h.state, &h.parent, &rec).await;
+        mark_heard(&h.state, &h.parent, &rec).await;
+        assert_eq!(
+            unread_events(&drain(&mut rx)),
+            1,
+            "told once, when it changed"
+        );
+        assert_eq!(
+            heard_by_me(&h.state, h.parent.id, &rec.public_id)
+                .await
+                .unwrap(),
+            Some(true)
+        );
+        assert_eq!(
+            heard_by_me(&h.state, h.admin.id, &rec.public_id)
+                .await
+                .unwrap(),
+            Some(false)
+        );
+
+        let both = vec![rec.clone(), sent.clone()];
+        let mine = with_heard(&h.state, &h.parent, both.clone()).await.unwrap();
+        assert_eq!(ids(&mine), ids(&both));
+        assert_eq!(mine[0].heard_by_me, Some(true));
+        assert_eq!(
+            mine[1].heard_by_me, None,
+            "a parent's message is not heard by members"
+        );
+        let theirs = with_heard(&h.state, &h.admin, both).await.unwrap();
+        assert_eq!(theirs[0].heard_by_me, Some(false));
+        let only_sent = with_heard(&h.state, &h.parent, vec![sent]).await.unwrap();
+        assert_eq!(only_sent.len(), 1);
+        assert_eq!(only_sent[0].heard_by_me, None);
+    }
+
+    #[tokio::test]
+    async fn unread_counts_the_toys_a_member_sees_and_mark_all_tells_only_on_change() {
+        let h = home().await;
+        h.put(&h.bear, Direction::FromToy, 0, b"ogg").await;
+        h.put(&h.bear, Direction::FromToy, 0, b"ogg").await;
+        h.put(&h.owl, Direction::FromToy, 0, b"ogg").await;
+        h.put(&h.owl, Direction::ToToy, 0, b"ogg").await;
+        let u = unread(&h.state, &h.parent).await.unwrap();
+        assert_eq!(u.total, 3);
+        assert!(u.toys.contains(&(h.bear.toy_id.clone(), 2)));
+        assert!(u.toys.contains(&(h.owl.toy_id.clone(), 1)));
+        let u = unread(&h.state, &h.relative).await.unwrap();
+        assert_eq!((u.toys, u.total), (vec![(h.bear.toy_id.clone(), 2)], 2));
+
+        let mut rx = h.state.events.subscribe();
+        let err = mark_all_heard(&h.state, &h.relative, Some("owl-2"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, Code::NotFound);
+        assert_eq!(
+            mark_all_heard(&h.state, &h.relative, None).await.unwrap(),
+            2
+        );
+        assert_eq!(unread_events(&drain(&mut rx)), 1);
+        assert_eq!(
+            mark_all_heard(&h.state, &h.relative, None).await.unwrap(),
+            0
+        );
+        assert_eq!(
+            unread_events(&drain(&mut rx)),
+            0,
+            "nothing changed, nothing told"
+        );
+        assert_eq!(
+            mark_all_heard(&h.state, &h.parent, Some("owl-2"))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(unread(&h.state, &h.parent).await.unwrap().total, 2);
+    }
+
+    #[tokio::test]
+    async fn a_stored_message_wakes_its_toy_is_told_and_is_in_the_ledger_once() {
+        let h = home().await;
+        let mut rx = h.state.events.subscribe();
+        let wake = h.state.events.toy_notify(h.bear.id);
+        let woken = wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let first = store_upload(&h.state, h.upload(&h.parent, &h.bear, Some("k-1")))
+            .await
+            .unwrap();
+        let Stored::New(receipt) = first else {
+            panic!("a first upload is new: {first:?}")
+        };
+        assert!((450..=600).contains(&receipt.duration_ms), "{receipt:?}");
+        tokio::time::timeout(std::time::Duration::from_secs(5), woken)
+            .await
+            .expect("the toy's long-poll is woken");
+        let told = message_events(&drain(&mut rx));
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0]["id"], receipt.id.as_str());
+
+        let again = store_upload(&h.state, h.upload(&h.parent, &h.bear, Some("k-1")))
+            .await
+            .unwrap();
+        assert_eq!(again, Stored::Replayed(receipt.clone()));
+        let sent = h.ledger(Action::MessageSent).await;
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].actor.as_deref(), Some("pat"));
+        assert_eq!(sent[0].subject.as_deref(), Some(receipt.id.as_str()));
+        assert_eq!(sent[0].toy.as_deref(), Some("bear-1"));
+        let m = h.get(&receipt.id).await.unwrap();
+        assert_eq!(
+            (m.direction, m.state),
+            (Direction::ToToy, MessageState::Queued)
+        );
+        assert_eq!(
+            ids(&inbox(&h.state, &h.bear).await.unwrap().messages),
+            [receipt.id.as_str()]
+        );
+        assert!(inbox(&h.state, &h.owl).await.unwrap().messages.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_childs_recording_does_not_wake_the_toy() {
+        let h = home().await;
+        let wake = h.state.events.toy_notify(h.bear.id);
+        let woken = wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let up = Upload {
+            direction: Direction::FromToy,
+            sender_user: None,
+            ..h.upload(&h.parent, &h.bear, None)
+        };
+        let Stored::New(r) = store_upload(&h.state, up).await.unwrap() else {
+            panic!("new")
+        };
+        let received = h.ledger(Action::MessageReceived).await;
+        assert_eq!(received[0].actor.as_deref(), Some("toy:bear-1"));
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), woken)
+                .await
+                .is_err(),
+            "a recording is not for the toy"
+        );
+        assert!(inbox(&h.state, &h.bear).await.unwrap().messages.is_empty());
+        assert_eq!(h.get(&r.id).await.unwrap().state, MessageState::Received);
+    }
+
+    #[test]
+    fn damaged_stored_answers_and_bad_audio_get_precise_errors() {
+        let r = Receipt {
+            id: "abc".into(),
+            duration_ms: 7,
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(replayed(&text).unwrap(), Stored::Replayed(r));
+        assert_eq!(replayed("{").unwrap_err().code, Code::InternalError);
+        let e = audio_error(AudioError::TooLong {
+            duration_ms: 125_000,
+        });
+        assert_eq!(e.code, Code::PayloadTooLarge);
+        assert!(e.message.contains("125.0 s"), "{}", e.message);
+        let e = audio_error(AudioError::Invalid("no Opus head".into()));
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (Code::InvalidAudio, "no Opus head")
+        );
+    }
+
+    #[tokio::test]
+    async fn lists_page_newest_first_within_what_a_member_sees() {
+        let h = home().await;
+        let mut bear = Vec::new();
+        for age in [50, 40, 30, 20, 10] {
+            bear.push(h.put(&h.bear, Direction::FromToy, age, b"ogg").await);
+        }
+        let owl = h.put(&h.owl, Direction::ToToy, 5, b"ogg").await;
+        h.set_retention(Some(9)).await;
+        let q = |toy: Option<&str>, limit: Option<&str>, before: Option<&str>| ListQuery {
+            toy: toy.map(Into::into),
+            limit: limit.map(Into::into),
+            before: before.map(Into::into),
+        };
+        let (all, days) = list(&h.state, &h.parent, q(None, None, None))
+            .await
+            .unwrap();
+        assert_eq!(days, Some(9));
+        let newest_first: Vec<_> = std::iter::once(&owl).chain(bear.iter().rev()).collect();
+        assert_eq!(
+            ids(&all),
+            newest_first
+                .iter()
+                .map(|m| m.public_id.as_str())
+                .collect::<Vec<_>>()
+        );
+        let (page, _) = list(
+            &h.state,
+            &h.parent,
+            q(None, Some("2"), Some(&bear[3].public_id)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            ids(&page),
+            [bear[2].public_id.as_str(), bear[1].public_id.as_str()]
+        );
+        let (mine, _) = list(&h.state, &h.relative, q(None, None, None))
+            .await
+            .unwrap();
+        assert_eq!(mine.len(), 5, "a relative lists their toy's messages only");
+        assert!(mine.iter().all(|m| m.toy == h.bear.id));
+        assert!(mine.iter().all(|m| m.heard_by_me == Some(false)));
+        let (owls, _) = list(&h.state, &h.parent, q(Some("owl-2"), None, None))
+            .await
+            .unwrap();
+        assert_eq!(ids(&owls), [owl.public_id.as_str()]);
+        for (query, code) in [
+            (q(None, Some("0"), None), Code::InvalidLimit),
+            (q(None, Some("201"), None), Code::InvalidLimit),
+            (q(None, Some("ten"), None), Code::InvalidLimit),
+            (q(None, None, Some("nope")), Code::InvalidBefore),
+            (q(Some("owl-2"), None, None), Code::NotFound),
+        ] {
+            let e = list(&h.state, &h.relative, query).await.unwrap_err();
+            assert_eq!(e.code, code, "{}", e.message);
+        }
+        let (max, _) = list(&h.state, &h.parent, q(None, Some("200"), None))
+            .await
+            .unwrap();
+        assert_eq!(max.len(), 6);
+    }
+
+    #[tokio::test]
+    async fn the_home_page_shows_unheard_recordings_and_the_toy_page_oldest_first() {
+        let h = home().await;
+        let old = h.put(&h.bear, Direction::FromToy, 30, b"ogg").await;
+        let new = h.put(&h.bear, Direction::FromToy, 20, b"ogg").await;
+        h.put(&h.bear, Direction::ToToy, 10, b"ogg").await;
+        let owl = h.put(&h.owl, Direction::FromToy, 5, b"ogg").await;
+        h.set_retention(Some(3)).await;
+        mark_heard(&h.state, &h.relative, &old).await;
+
+        let (fresh, days) = new_recordings(&h.state, &h.relative).await.unwrap();
+        assert_eq!(days, Some(3));
+        assert_eq!(ids(&fresh), [new.public_id.as_str()]);
+        let (fresh, _) = new_recordings(&h.state, &h.parent).await.unwrap();
+        assert_eq!(
+            ids(&fresh),
+            [
+                owl.public_id.as_str(),
+                new.public_id.as_str(),
+                old.public_id.as_str()
+            ]
+        );
+
+        let (talk, days) = conversation(&h.state, &h.relative, &h.bear).await.unwrap();
+        assert_eq!(days, Some(3));
+        assert_eq!(talk.len(), 3);
+        assert_eq!(talk[0].public_id, old.public_id, "oldest first");
+        assert_eq!(talk[0].heard_by_me, Some(true));
+        assert_eq!(talk[1].heard_by_me, Some(false));
+        assert_eq!(talk[2].direction, Direction::ToToy);
+    }
+
+    #[tokio::test]
+    async fn a_parent_opening_a_recording_hears_it_looking_changes_nothing() {
+        let h = home().await;
+        let rec = h.put(&h.bear, Direction::FromToy, 0, b"stored ogg").await;
+        let sent = h.put(&h.bear, Direction::ToToy, 0, b"sent ogg").await;
+        let e = parent_audio(
+            &h.state,
+            &h.parent,
+            &rec.public_id,
+            Some("mp3"),
+            Fetch::Take,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, Code::InvalidFormat);
+
+        let (f, bytes) = parent_audio(&h.state, &h.parent, &rec.public_id, None, Fetch::Look)
+            .await
+            .unwrap();
+        assert_eq!(
+            (f, bytes.as_slice()),
+            (AudioFormat::Ogg, &b"stored ogg"[..])
+        );
+        assert_eq!(
+            h.get(&rec.public_id).await.unwrap().state,
+            MessageState::Received
+        );
+        assert_eq!(
+            heard_by_me(&h.state, h.parent.id, &rec.public_id)
+                .await
+                .unwrap(),
+            Some(false)
+        );
+
+        let (f, _) = parent_audio(
+            &h.state,
+            &h.parent,
+            &rec.public_id,
+            Some("ogg"),
+            Fetch::Take,
+        )
+        .await
+        .unwrap();
+        assert_eq!(f, AudioFormat::Ogg);
+        assert_eq!(
+            h.get(&rec.public_id).await.unwrap().state,
+            MessageState::Heard
+        );
+        assert_eq!(
+            heard_by_me(&h.state, h.parent.id, &rec.public_id)
+                .await
+                .unwrap(),
+            Some(true)
+        );
+
+        parent_audio(&h.state, &h.parent, &sent.public_id, None, Fetch::Take)
+            .await
+            .unwrap();
+        assert_eq!(
+            h.get(&sent.public_id).await.unwrap().state,
+            MessageState::Queued,
+            "a parent listening back does not deliver the toy's message"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_parent_can_have_a_message_as_wav() {
+        let h = home().await;
+        let Stored::New(r) = store_upload(&h.state, h.upload(&h.parent, &h.bear, None))
+            .await
+            .unwrap()
+        else {
+            panic!("new")
+        };
+        let (f, wav) = parent_audio(&h.state, &h.parent, &r.id, Some("wav"), Fetch::Look)
+            .await
+            .unwrap();
+        assert_eq!(f, AudioFormat::Wav);
+        let reader = hound::WavReader::new(std::io::Cursor::new(wav)).unwrap();
+        assert!(reader.duration() > 0);
+    }
+
+    #[tokio::test]
+    async fn relay_replies_are_heard_by_parents_and_unknown_to_relatives() {
+        let h = home().await;
+        let owl_rec = h.put(&h.owl, Direction::FromToy, 0, b"ogg").await;
+        let now = h.state.now();
+        h.state
+            .store
+            .write(move |tx| {
+                store::relay::insert_reply(
+                    tx,
+                    &store::relay::Reply {
+                        public_id: "reply-1".into(),
+                        share_id: "s1".into(),
+                        toy: None,
+                        contact: "Aunt".into(),
+                        slot: 0,
+                        created_at: now,
+                        duration_ms: 900,
+                        size: 5,
+                        peaks: vec![],
+                    },
+                    b"reply",
+                )
+            })
+            .await
+            .unwrap();
+        let (_, bytes) = parent_audio(&h.state, &h.parent, "reply-1", None, Fetch::Take)
+            .await
+            .unwrap();
+        assert_eq!(bytes, b"reply");
+        for id in ["reply-1", owl_rec.public_id.as_str()] {
+            let e = parent_audio(&h.state, &h.relative, id, None, Fetch::Take)
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, Code::NotFound, "{id}: {}", e.message);
+        }
+        assert_eq!(
+            h.get(&owl_rec.public_id).await.unwrap().state,
+            MessageState::Received
+        );
+    }
+
+    #[tokio::test]
+    async fn a_toy_takes_only_its_own_messages_and_playing_is_recorded_once() {
+        let h = home().await;
+        let mine = h.put(&h.bear, Direction::ToToy, 0, b"for bear").await;
+        let owls = h.put(&h.owl, Direction::ToToy, 0, b"for owl").await;
+        let recording = h.put(&h.bear, Direction::FromToy, 0, b"child").await;
+        for id in [
+            owls.public_id.as_str(),
+            recording.public_id.as_str(),
+            "none",
+        ] {
+            let e = toy_audio(&h.state, &h.bear, id, Fetch::Take)
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, Code::NotFound, "{id}");
+            let e = played(&h.state, &h.bear, id).await.unwrap_err();
+            assert_eq!(e.code, Code::NotFound, "{id}");
+        }
+        let bytes = toy_audio(&h.state, &h.bear, &mine.public_id, Fetch::Look)
+            .await
+            .unwrap();
+        assert_eq!(bytes, b"for bear");
+        assert_eq!(
+            h.get(&mine.public_id).await.unwrap().state,
+            MessageState::Queued
+        );
+        let mut rx = h.state.events.subscribe();
+        toy_audio(&h.state, &h.bear, &mine.public_id, Fetch::Take)
+            .await
+            .unwrap();
+        assert_eq!(
+            h.get(&mine.public_id).await.unwrap().state,
+            MessageState::Delivered
+        );
+        let told = message_events(&drain(&mut rx));
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0]["state"], "delivered");
+
+        played(&h.state, &h.bear, &mine.public_id).await.unwrap();
+        played(&h.state, &h.bear, &mine.public_id).await.unwrap();
+        let m = h.get(&mine.public_id).await.unwrap();
+        assert_eq!(m.state, MessageState::Played);
+        let entries = h.ledger(Action::MessagePlayed).await;
+        assert_eq!(entries.len(), 1, "played twice, recorded once");
+        assert_eq!(entries[0].actor.as_deref(), Some("toy:bear-1"));
+        assert_eq!(entries[0].detail, "1.5 s");
+        assert_eq!(
+            message_events(&drain(&mut rx)).len(),
+            1,
+            "told once, when it changed"
+        );
+
+        // Never backwards: a late download after the play changes nothing.
+        toy_audio(&h.state, &h.bear, &mine.public_id, Fetch::Take)
+            .await
+            .unwrap();
+        advance(&h.state, &m, MessageState::Delivered)
+            .await
+            .unwrap();
+        assert_eq!(
+            h.get(&mine.public_id).await.unwrap().state,
+            MessageState::Played
+        );
+        assert!(drain(&mut rx).is_empty());
+        // An out-of-date copy cannot move it back either.
+        advance(&h.state, &mine, MessageState::Delivered)
+            .await
+            .unwrap();
+        assert_eq!(
+            h.get(&mine.public_id).await.unwrap().state,
+            MessageState::Played
+        );
+    }
+
+    #[tokio::test]
+    async fn parents_delete_and_keep_relatives_may_not() {
+        let h = home().await;
+        let bear = h.put(&h.bear, Direction::FromToy, 0, b"ogg").await;
+        let owl = h.put(&h.owl, Direction::FromToy, 0, b"ogg").await;
+        h.set_retention(Some(7)).await;
+        for (id, code) in [
+            (&bear.public_id, Code::Forbidden),
+            (&owl.public_id, Code::NotFound),
+        ] {
+            assert_eq!(
+                delete(&h.state, &h.relative, id).await.unwrap_err().code,
+                code
+            );
+            assert_eq!(
+                set_keep(&h.state, &h.relative, id, true)
+                    .await
+                    .unwrap_err()
+                    .code,
+                code
+            );
+        }
+        assert!(!h.get(&bear.public_id).await.unwrap().keep);
+
+        let mut rx = h.state.events.subscribe();
+        let (m, days) = set_keep(&h.state, &h.parent, &bear.public_id, true)
+            .await
+            .unwrap();
+        assert!(m.keep);
+        assert_eq!(m.heard_by_me, Some(false));
+        assert_eq!(days, Some(7));
+        assert!(h.get(&bear.public_id).await.unwrap().keep);
+        let told = message_events(&drain(&mut rx));
+        assert_eq!(
+            (told.len(), &told[0]["keep"]),
+            (1, &serde_json::json!(true))
+        );
+
+        delete(&h.state, &h.parent, &bear.public_id).await.unwrap();
+        assert!(h.get(&bear.public_id).await.is_none());
+        assert_eq!(deleted(&drain(&mut rx)), [bear.public_id.clone()]);
+        assert_eq!(
+            delete(&h.state, &h.parent, &bear.public_id)
+                .await
+                .unwrap_err()
+                .code,
+            Code::NotFound
+        );
+        assert_eq!(
+            set_keep(&h.state, &h.admin, &bear.public_id, false)
+                .await
+                .unwrap_err()
+                .code,
+            Code::NotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn retention_removes_what_is_past_it_and_forgets_old_keys_even_when_keeping_forever() {
+        let h = home().await;
+        store_upload(&h.state, h.upload(&h.parent, &h.bear, Some("old-key")))
+            .await
+            .unwrap();
+        h.clock.advance(time::Duration::days(2));
+        // Forever: nothing is deleted, but a 2-day-old key is forgotten.
+        assert_eq!(retention_sweep(&h.state).await.unwrap(), 0);
+        let again = store_upload(&h.state, h.upload(&h.parent, &h.bear, Some("old-key")))
+            .await
+            .unwrap();
+        assert!(
+            matches!(again, Stored::New(_)),
+            "the key was purged: {again:?}"
+        );
+
+        let expired = h.put(&h.bear, Direction::FromToy, 8 * DAY, b"ogg").await;
+        let kept = h.put(&h.bear, Direction::FromToy, 9 * DAY, b"ogg").await;
+        let young = h.put(&h.bear, Direction::FromToy, 6 * DAY, b"ogg").await;
+        set_keep(&h.state, &h.parent, &kept.public_id, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            retention_sweep(&h.state).await.unwrap(),
+            0,
+            "forever keeps everything"
+        );
+        h.set_retention(Some(7)).await;
+        assert_eq!(retention_days(&h.state).await.unwrap(), Some(7));
+        let mut rx = h.state.events.subscribe();
+        assert_eq!(retention_sweep(&h.state).await.unwrap(), 1);
+        assert_eq!(deleted(&drain(&mut rx)), [expired.public_id.clone()]);
+        assert!(h.get(&expired.public_id).await.is_none());
+        assert!(h.get(&kept.public_id).await.is_some());
+        assert!(h.get(&young.public_id).await.is_some());
+        assert_eq!(retention_sweep(&h.state).await.unwrap(), 0);
+        h.clock
+            .advance(time::Duration::days(1) + time::Duration::seconds(1));
+        assert_eq!(
+            retention_sweep(&h.state).await.unwrap(),
+            1,
+            "the 6-day-old one at 7 days"
+        );
+        assert!(h.get(&young.public_id).await.is_none());
+        h.set_retention(None).await;
+        assert_eq!(retention_days(&h.state).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn publish_tells_pages_the_message_as_listed() {
+        let h = home().await;
+        let m = h.put(&h.bear, Direction::ToToy, 0, b"ogg").await;
+        h.set_retention(Some(1)).await;
+        let mut rx = h.state.events.subscribe();
+        publish(&h.state, &m.public_id).await.unwrap();
+        publish(&h.state, "gone").await.unwrap();
+        let told = message_events(&drain(&mut rx));
+        assert_eq!(told, [message_json(&m, Some(1))]);
+    }
+}

@@ -41,3 +41,32 @@ impl AppState {
         self.clock.unix()
     }
 }
+
+#[cfg(test)]
+impl AppState {
+    /// A hub's services on a fresh data directory, without listeners or
+    /// mDNS: for the use cases' unit tests (a real SQLite file and real
+    /// certificates, the clock the test moves).
+    pub(crate) fn for_tests(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Self {
+        let mut config = Config::development_defaults();
+        config.data_dir = dir.to_path_buf();
+        config.mdns.enabled = false;
+        crate::datadir::DataDir::new(dir)
+            .prepare()
+            .expect("a data directory");
+        let store = Store::open(dir).expect("a database");
+        let pki = HubPki::load_or_create(dir, &["hearth.local".into()], clock.now())
+            .expect("certificates");
+        Self {
+            config,
+            store,
+            pki: Arc::new(pki),
+            clock,
+            events: Events::new(),
+            pairings: Pairings::default(),
+            accounts: Accounts::new(None),
+            discovery: None,
+            mqtt: crate::mqtt::Link::default(),
+        }
+    }
+}
