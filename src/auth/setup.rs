@@ -86,4 +86,87 @@ mod tests {
         assert_eq!(normalise("1234-567"), "");
         assert_eq!(normalise("abcd-5678"), "");
     }
+
+    #[test]
+    fn the_code_file_lives_until_setup_and_survives_a_restart() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = code_path(dir.path());
+        assert_eq!(path, dir.path().join("setup-code"));
+
+        let (code, age) = load_or_create(dir.path()).unwrap();
+        assert_eq!(normalise(&code), code, "a well-formed code: {code:?}");
+        assert_eq!(age, 0);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{code}\n"));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        // A restart an hour later keeps the code and knows its age.
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        let (again, age) = load_or_create(dir.path()).unwrap();
+        assert_eq!(again, code);
+        assert!((3600..3700).contains(&age), "age {age}");
+
+        // A damaged file gets a new code.
+        std::fs::write(&path, "not a code\n").unwrap();
+        let (fresh, age) = load_or_create(dir.path()).unwrap();
+        assert_eq!(normalise(&fresh), fresh);
+        assert_eq!(age, 0);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{fresh}\n")
+        );
+
+        // Replaced: a new one in the file (two equal draws of 10^8 are rare
+        // enough; three in a row do not happen).
+        let replaced = (0..3)
+            .map(|_| replace(dir.path()).unwrap())
+            .find(|c| *c != fresh)
+            .expect("a new code");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{replaced}\n")
+        );
+
+        remove(dir.path()).unwrap();
+        assert!(!path.exists());
+        remove(dir.path()).expect("removing what is gone is fine");
+        // Any other failure is told.
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("x"), "").unwrap();
+        assert!(
+            remove(dir.path()).is_err(),
+            "a directory in the way is an error"
+        );
+    }
+
+    #[test]
+    fn normalise_accepts_only_eight_digits_with_dashes_and_spaces() {
+        for ok in [
+            "0000-0000",
+            " 1234 - 5678 ",
+            "12-34-56-78",
+            "1234\u{20}5678",
+        ] {
+            assert_eq!(normalise(ok).len(), 9, "{ok:?}");
+        }
+        assert_eq!(normalise("0012 3400"), "0012-3400");
+        for bad in [
+            "",
+            "1234-56789",
+            "1234_5678",
+            "1234.5678",
+            "1234-5678x",
+            "x12345678",
+            "١٢٣٤٥٦٧٨",
+        ] {
+            assert_eq!(normalise(bad), "", "{bad:?}");
+        }
+    }
 }
