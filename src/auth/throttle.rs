@@ -287,7 +287,27 @@ mod tests {
         for _ in 0..100 {
             t.fail(&["x"], 0);
         }
-        assert_eq!(t.check(&["x"], 0), Some(MAX_BLOCK_SECS as u64));
+        assert_eq!(t.check(&["x"], 0), Some(15 * 60), "15 minutes at most");
+    }
+
+    #[test]
+    fn keys_idle_for_a_day_are_forgotten_once_the_map_is_large() {
+        let t = Throttle::new(1);
+        for _ in 0..12 {
+            t.fail(&["old"], 0);
+        }
+        for i in 0..10_001 {
+            t.fail(&[&format!("flood-{i}")], 0);
+        }
+        // An hour later the map is swept, but "old" is kept: its next
+        // failure still blocks for the full 15 minutes.
+        t.fail(&["sweep-1"], 3_700);
+        t.fail(&["old"], 3_700);
+        assert_eq!(t.check(&["old"], 3_700), Some(15 * 60));
+        // A day after its last failure it is forgotten: it starts again.
+        t.fail(&["sweep-2"], 3_700 + 24 * 3600);
+        t.fail(&["old"], 3_700 + 24 * 3600);
+        assert_eq!(t.check(&["old"], 3_700 + 24 * 3600), Some(1));
     }
 
     #[test]
