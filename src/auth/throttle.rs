@@ -343,6 +343,21 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_lifts_a_block_the_refunded_failure_caused_and_only_that() {
+        let t = Throttle::new(2);
+        t.fail(&["k"], 0);
+        t.fail(&["k"], 0);
+        t.fail(&["k"], 0);
+        assert_eq!(t.check(&["k"], 0), Some(2));
+        t.refund(&["k"]);
+        assert_eq!(t.check(&["k"], 0), Some(2), "two failures still block");
+        t.refund(&["k"]);
+        assert_eq!(t.check(&["k"], 0), None, "one failure alone does not");
+        t.fail(&["k"], 0);
+        assert_eq!(t.check(&["k"], 0), Some(1), "the earlier failure was kept");
+    }
+
+    #[test]
     fn row_quota_caps_rows_per_window_and_sums_the_skipped() {
         let q = RowQuota::new(3, 600);
         for _ in 0..3 {
