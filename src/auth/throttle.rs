@@ -343,6 +343,33 @@ mod tests {
     }
 
     #[test]
+    fn reserve_tells_the_seconds_left_and_opens_when_they_are_up() {
+        let t = Throttle::new(1);
+        for now in [1_000, 1_001, 1_003] {
+            assert_eq!(t.reserve(&["k"], now), Ok(()));
+        }
+        // Three failures: blocked for 4 s from 1003.
+        assert_eq!(t.reserve(&["k"], 1_003), Err(4));
+        assert_eq!(t.reserve(&["k"], 1_006), Err(1));
+        assert_eq!(
+            t.reserve(&["k"], 1_007),
+            Ok(()),
+            "open at the second it ends"
+        );
+    }
+
+    #[test]
+    fn a_small_map_keeps_its_keys_however_old() {
+        let t = Throttle::new(1);
+        for _ in 0..12 {
+            t.fail(&["old"], 0);
+        }
+        t.fail(&["other"], 7 * 24 * 3600);
+        t.fail(&["old"], 7 * 24 * 3600);
+        assert_eq!(t.check(&["old"], 7 * 24 * 3600), Some(15 * 60));
+    }
+
+    #[test]
     fn a_refund_lifts_a_block_the_refunded_failure_caused_and_only_that() {
         let t = Throttle::new(2);
         t.fail(&["k"], 0);
