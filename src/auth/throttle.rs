@@ -359,6 +359,20 @@ mod tests {
     }
 
     #[test]
+    fn the_map_is_swept_only_above_ten_thousand_keys() {
+        let t = Throttle::new(1);
+        for _ in 0..12 {
+            t.fail(&["old"], 0);
+        }
+        for i in 0..9_999 {
+            t.fail(&[&format!("flood-{i}")], 0);
+        }
+        // 10 000 keys: no sweep yet, "old" keeps its failures.
+        t.fail(&["old"], 2 * 24 * 3600);
+        assert_eq!(t.check(&["old"], 2 * 24 * 3600), Some(15 * 60));
+    }
+
+    #[test]
     fn a_small_map_keeps_its_keys_however_old() {
         let t = Throttle::new(1);
         for _ in 0..12 {
