@@ -420,4 +420,37 @@ mod tests {
         );
         assert_eq!(q.take("a", 601), Some(0));
     }
+
+    #[test]
+    fn a_row_quota_window_starts_at_its_first_row() {
+        let q = RowQuota::new(1, 600);
+        assert_eq!(q.take("a", 10_000), Some(0));
+        assert_eq!(q.take("a", 10_599), None);
+        assert_eq!(q.take("a", 10_600), Some(1));
+    }
+
+    #[test]
+    fn row_quota_keeps_ten_thousand_addresses() {
+        let q = RowQuota::new(1, 600);
+        assert_eq!(q.take("a", 1_000), Some(0));
+        assert_eq!(q.take("a", 1_000), None);
+        for i in 0..9_999 {
+            q.take(&format!("f{i}"), 1_000);
+        }
+        assert_eq!(q.take("a", 1_600), Some(1), "not swept: the skip is summed");
+    }
+
+    #[test]
+    fn above_ten_thousand_addresses_spent_windows_are_forgotten() {
+        let q = RowQuota::new(1, 600);
+        for who in ["a", "b"] {
+            assert_eq!(q.take(who, 1_000), Some(0));
+            assert_eq!(q.take(who, 1_000), None);
+        }
+        for i in 0..10_000 {
+            q.take(&format!("f{i}"), 1_000);
+        }
+        assert_eq!(q.take("a", 1_599), None, "a window still open is kept");
+        assert_eq!(q.take("b", 1_600), Some(0), "an ended window is forgotten");
+    }
 }
