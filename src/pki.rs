@@ -1108,6 +1108,93 @@ mod tests {
         assert_eq!(a.ca_sha256(), c.ca_sha256());
     }
 
+    /// A leaf for `names` (DNS names and addresses), valid `from`..`to`,
+    /// signed by the CA given.
+    fn leaf_with(
+        ca: (&KeyPair, &CertificateDer<'static>),
+        names: &[&str],
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Vec<u8> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut p = CertificateParams::default();
+        p.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*n).try_into().expect("dns name")),
+            })
+            .collect();
+        p.not_before = from;
+        p.not_after = to;
+        let issuer = Issuer::from_ca_cert_der(ca.1, ca.0).expect("issuer");
+        p.signed_by(&key, &issuer).expect("leaf").der().to_vec()
+    }
+
+    #[test]
+    fn a_stored_leaf_is_kept_only_while_current_from_this_ca_and_for_these_names() {
+        let names = ["hearth.local", "127.0.0.1", "fd00::7"];
+        let t0 = now().replace_nanosecond(0).expect("whole seconds");
+        let made = |dir: &Path| {
+            let permitted = ca_permitted(&names.map(String::from));
+            let (key, pem) = make_ca(dir, &permitted, t0).expect("ca");
+            (
+                key,
+                CertificateDer::from_pem_slice(pem.as_bytes()).expect("ca pem"),
+            )
+        };
+        let (dir, other_dir) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (ca_key, ca_der) = made(dir.path());
+        let (other_key, other_der) = made(other_dir.path());
+        let ca = (&ca_key, &ca_der);
+        let wanted: BTreeSet<String> = names.iter().map(|n| n.to_string()).collect();
+        let current =
+            |der: &[u8], at: OffsetDateTime| leaf_is_current(der, &wanted, ca_der.as_ref(), at);
+        let (start, end) = (t0, t0 + Duration::days(LEAF_DAYS));
+        let leaf = leaf_with(ca, &names, start, end);
+        let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(&leaf).expect("leaf");
+        let mut got = cert_names(&parsed);
+        got.sort();
+        assert_eq!(
+            got,
+            ["127.0.0.1", "fd00::7", "hearth.local"],
+            "both address families read"
+        );
+
+        assert!(current(&leaf, start));
+        assert!(
+            !current(&leaf, start - Duration::seconds(1)),
+            "not valid yet: the clock went back"
+        );
+        let renew_at = end - Duration::days(LEAF_RENEW_DAYS);
+        assert!(
+            current(&leaf, renew_at),
+            "renewed when fewer than 30 days are left"
+        );
+        assert!(!current(&leaf, renew_at + Duration::seconds(1)));
+        let long = leaf_with(ca, &names, start, end + Duration::seconds(1));
+        assert!(
+            !current(&long, start),
+            "valid for longer than hubs issue now"
+        );
+        for other in [
+            &names[..2],
+            &["hearth.local", "127.0.0.1", "fd00::7", "den.local"][..],
+        ] {
+            assert!(
+                !current(&leaf_with(ca, other, start, end), start),
+                "{other:?}"
+            );
+        }
+        let foreign = leaf_with((&other_key, &other_der), &names, start, end);
+        assert!(!current(&foreign, start), "signed by another CA");
+        assert!(!current(b"not a certificate", start));
+        assert!(!leaf_is_current(&leaf, &wanted, b"no CA", start));
+    }
+
     #[test]
     fn a_new_host_name_gets_a_leaf_from_the_same_ca_before_the_call_returns() {
         let dir = tempfile::tempdir().expect("tempdir");
