@@ -1196,6 +1196,53 @@ mod tests {
     }
 
     #[test]
+    fn a_name_the_ca_may_not_vouch_for_is_left_out_and_said_why() {
+        #[derive(Clone, Default)]
+        struct Log(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Log {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("log").extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = vec!["hearth.local".to_string()];
+        HubPki::load_or_create(dir.path(), &first, now()).expect("create");
+        let log = Log::default();
+        let sink = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        let names = vec!["hearth.local".to_string(), "hub.example.com".to_string()];
+        let pki = tracing::subscriber::with_default(subscriber, || {
+            HubPki::load_or_create(dir.path(), &names, now()).expect("reload")
+        });
+        let chain = pki.server_chain();
+        let (_, leaf) =
+            x509_parser::certificate::X509Certificate::from_der(chain[0].as_ref()).expect("leaf");
+        assert_eq!(cert_names(&leaf), ["hearth.local"]);
+        let text = String::from_utf8(log.0.lock().expect("log").clone()).expect("utf-8");
+        let warnings: Vec<_> = text.lines().filter(|l| l.contains("left out")).collect();
+        assert_eq!(warnings.len(), 1, "{text}");
+        assert!(warnings[0].contains("hub.example.com"), "{text}");
+    }
+
+    #[test]
+    fn a_ca_key_without_its_certificate_gets_a_new_ca() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = vec!["hearth.local".to_string()];
+        let a = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
+        std::fs::remove_file(DataDir::new(dir.path()).path(DataFile::CaCert)).expect("rm");
+        let b = HubPki::load_or_create(dir.path(), &names, now()).expect("a new CA");
+        assert_ne!(a.ca_sha256(), b.ca_sha256());
+        assert!(DataDir::new(dir.path()).path(DataFile::CaCert).exists());
+    }
+
+    #[test]
     fn a_new_host_name_gets_a_leaf_from_the_same_ca_before_the_call_returns() {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
