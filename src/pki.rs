@@ -1243,6 +1243,60 @@ mod tests {
     }
 
     #[test]
+    fn only_permitted_names_and_ranges_are_constraints_the_hub_reads() {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let ca_with = |permitted: Vec<rcgen::GeneralSubtree>, excluded| {
+            let mut p = CertificateParams::default();
+            p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+            p.name_constraints = Some(rcgen::NameConstraints {
+                permitted_subtrees: permitted,
+                excluded_subtrees: excluded,
+            });
+            p.self_signed(&key).expect("ca").der().to_vec()
+        };
+        let local = || rcgen::GeneralSubtree::DnsName("Local".into());
+        let v4 = rcgen::CidrSubnet::from_addr_prefix("10.0.0.0".parse().expect("ip"), 8);
+        let v6 = rcgen::CidrSubnet::from_addr_prefix("fd00::".parse().expect("ip"), 8);
+        let ours = ca_with(
+            vec![
+                local(),
+                rcgen::GeneralSubtree::IpAddress(v4),
+                rcgen::GeneralSubtree::IpAddress(v6),
+            ],
+            vec![],
+        );
+        let want: BTreeSet<Permitted> = [
+            Permitted::Dns("local".into()),
+            Permitted::Net("10.0.0.0".parse().expect("ip"), 8),
+            Permitted::Net("fd00::".parse().expect("ip"), 8),
+        ]
+        .into();
+        assert_eq!(ca_constraints_of(&ours), Some(want));
+        let excluding = ca_with(
+            vec![local()],
+            vec![rcgen::GeneralSubtree::DnsName("x.local".into())],
+        );
+        assert_eq!(
+            ca_constraints_of(&excluding),
+            None,
+            "excluded subtrees are not ours"
+        );
+        let directory = ca_with(
+            vec![
+                local(),
+                rcgen::GeneralSubtree::DirectoryName(DistinguishedName::new()),
+            ],
+            vec![],
+        );
+        assert_eq!(
+            ca_constraints_of(&directory),
+            None,
+            "a kind the hub does not issue"
+        );
+        assert_eq!(ca_constraints_of(b"not a certificate"), None);
+    }
+
+    #[test]
     fn a_new_host_name_gets_a_leaf_from_the_same_ca_before_the_call_returns() {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
