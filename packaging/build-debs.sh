@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Build the hearth Debian packages with cargo-deb.
+# Build the Hearth Debian packages with cargo-deb: per architecture, the
+# hub (`hearth`, [package.metadata.deb] in Cargo.toml) and the reference toy
+# (`hearth-toy`, the variant `toy`).
 #
 #   packaging/build-debs.sh [amd64|arm64|armhf|all]...   (default: amd64)
 #
 # amd64 is built natively; arm64 (aarch64-unknown-linux-gnu) and armhf
 # (armv7-unknown-linux-gnueabihf: Pi 2/3/4/5/Zero 2 W on 32-bit Raspberry Pi
 # OS) are cross-built with rustup targets and Debian's cross compilers, then
-# smoke-tested under qemu-user: `--version`, then a short `serve` answering
-# one HTTPS request. Anything missing (cargo-deb, rustup targets, cross
+# smoke-tested under qemu-user: `hearth --version` and `hearth-toy
+# --version` from the unpacked packages, then a short `serve` answering one
+# HTTPS request. Anything missing (cargo-deb, rustup targets, cross
 # compilers, qemu-user) is installed first; apt-get needs root.
 #
 # The man pages come from the host-built binaries (`hearth man`), so a host
@@ -74,6 +77,9 @@ check_inputs() {
 	deb_version=$(sed -n '1s/^hearth (\([^)]*\)).*/\1/p' packaging/debian/changelog)
 	[ "$deb_version" = "$cargo_version-1" ] ||
 		die "packaging/debian/changelog starts with version '$deb_version' but Cargo.toml says '$cargo_version' (expected '$cargo_version-1'): add a changelog entry"
+	toy_version=$(sed -n '1s/^hearth-toy (\([^)]*\)).*/\1/p' packaging/toy/changelog)
+	[ "$toy_version" = "$cargo_version-1" ] ||
+		die "packaging/toy/changelog starts with version '$toy_version' (package hearth-toy) but Cargo.toml says '$cargo_version' (expected '$cargo_version-1'): add a changelog entry"
 	DEB_VERSION=$deb_version
 }
 
@@ -160,34 +166,61 @@ setup_cross() {
 	fi
 }
 
+# edit_control DEB SED-SCRIPT: rewrites DEB with its control file passed
+# through sed, keeping cargo-deb's file timestamps.
+edit_control() {
+	local deb=$1 script=$2 tmp
+	tmp=$(mktemp -d)
+	dpkg-deb -R "$deb" "$tmp/pkg"
+	# cargo-deb's timestamp, from the control file before it is edited.
+	touch -r "$tmp/pkg/DEBIAN/control" "$tmp/stamp"
+	sed -i "$script" "$tmp/pkg/DEBIAN/control"
+	# Keep cargo-deb's timestamps (unpacking gave the directories new ones).
+	find "$tmp/pkg" -exec touch -h -r "$tmp/stamp" {} +
+	dpkg-deb --root-owner-group -Zxz -b "$tmp/pkg" "$deb" >/dev/null
+	rm -rf "$tmp"
+}
+
 # dpkg-shlibdeps, run for a foreign architecture, writes dependencies such as
 # "libc6:arm64"; in a package of that very architecture the qualifier only
 # adds noise (and is not what a native build writes), so drop it.
 drop_own_arch_qualifiers() {
-	local deb=$1 deb_arch=$2 tmp
+	local deb=$1 deb_arch=$2
 	dpkg-deb -f "$deb" Depends | grep -q ":$deb_arch\b" || return 0
-	tmp=$(mktemp -d)
-	dpkg-deb -R "$deb" "$tmp/pkg"
-	sed -i "/^Depends:/s/:$deb_arch\b//g" "$tmp/pkg/DEBIAN/control"
-	# Keep cargo-deb's timestamps (unpacking gave the directories new ones).
-	find "$tmp/pkg" -exec touch -h -r "$tmp/pkg/etc/hearth/hearth.toml" {} +
-	dpkg-deb --root-owner-group -Zxz -b "$tmp/pkg" "$deb" >/dev/null
-	rm -rf "$tmp"
+	edit_control "$deb" "/^Depends:/s/:$deb_arch\b//g"
 	log "Depends: $(dpkg-deb -f "$deb" Depends)"
 }
 
-# Unpacks a .deb and checks its hub binary: --version, then (unless
-# HEARTH_SKIP_SMOKE=1) `serve` with the shipped config on a loopback port
-# must answer one HTTPS request.
+# cargo-deb takes every package's one-line description from Cargo.toml's
+# `description` (the hub's, which it also wraps at 79 characters) and has no
+# per-variant key for it: give the toy's package its own, up to the first
+# line of its extended description.
+TOY_SYNOPSIS="reference toy client for the Hearth voice hub"
+TOY_LONG_START="Hearth lets parents"
+set_toy_synopsis() {
+	edit_control "$1" "/^Description: /,/^ $TOY_LONG_START/{/^Description: /{s/.*/Description: $TOY_SYNOPSIS/;b;};/^ $TOY_LONG_START/b;d;}"
+	case "$(dpkg-deb -f "$1" Description | head -n2 | tr '\n' '|')" in
+		"$TOY_SYNOPSIS| $TOY_LONG_START"*) ;;
+		*) die "could not set the description of $1 (Cargo.toml's toy extended-description must start with '$TOY_LONG_START')" ;;
+	esac
+}
+
+# Unpacks the two .debs and checks their binaries: `hearth-toy --version`
+# from the toy's, `hearth --version` from the hub's, then (unless
+# HEARTH_SKIP_SMOKE=1) the hub's `serve` with the shipped config on a
+# loopback port must answer one HTTPS request.
 smoke_test() (
-	deb=$1 runner=$2 ok=0
+	deb=$1 toy_deb=$2 runner=$3 ok=0
 	tmp=$(mktemp -d)
 	trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+	dpkg-deb -x "$toy_deb" "$tmp/toy"
+	log "smoke: $(basename "$toy_deb"): --version"
+	# shellcheck disable=SC2086 # $runner is a command prefix, split on purpose
+	$runner "$tmp/toy/usr/bin/hearth-toy" --version || die "smoke: '$runner hearth-toy --version' failed for $toy_deb"
 	dpkg-deb -x "$deb" "$tmp/root"
 	log "smoke: $(basename "$deb"): --version"
-	# shellcheck disable=SC2086 # $runner is a command prefix, split on purpose
+	# shellcheck disable=SC2086
 	$runner "$tmp/root/usr/bin/hearth" --version || die "smoke: '$runner hearth --version' failed for $deb"
-	$runner "$tmp/root/usr/bin/hearth-toy" --version >/dev/null 2>&1 || log "smoke: note: 'hearth-toy --version' failed"
 	[ "${HEARTH_SKIP_SMOKE:-0}" = 1 ] && return 0
 	port=$((20000 + RANDOM % 20000))
 	mkdir -m 0700 "$tmp/data"
@@ -211,22 +244,28 @@ smoke_test() (
 )
 
 build_arch() {
-	local arch=$1 triple deb_arch prefix qemu start deb
+	local arch=$1 triple deb_arch prefix qemu start deb toy_deb
 	read -r triple deb_arch prefix qemu <<<"$(arch_info "$arch")"
 	start=$(date +%s)
 	deb=$OUT/hearth_${DEB_VERSION}_$deb_arch.deb
+	toy_deb=$OUT/hearth-toy_${DEB_VERSION}_$deb_arch.deb
 	mkdir -p "$OUT"
-	rm -f "$deb"
+	rm -f "$deb" "$toy_deb"
 	if [ "$arch" = amd64 ]; then
 		nice -n "$NICE" cargo deb --locked -o "$deb"
-		smoke_test "$deb" ""
+		nice -n "$NICE" cargo deb --locked --variant toy -o "$toy_deb"
+		set_toy_synopsis "$toy_deb"
+		smoke_test "$deb" "$toy_deb" ""
 	else
 		setup_cross "$triple" "$deb_arch" "$prefix" "$qemu"
 		nice -n "$NICE" cargo deb --locked --target "$triple" -o "$deb"
+		nice -n "$NICE" cargo deb --locked --target "$triple" --variant toy -o "$toy_deb"
 		drop_own_arch_qualifiers "$deb" "$deb_arch"
-		smoke_test "$deb" "$qemu -L /usr/$prefix"
+		drop_own_arch_qualifiers "$toy_deb" "$deb_arch"
+		set_toy_synopsis "$toy_deb"
+		smoke_test "$deb" "$toy_deb" "$qemu -L /usr/$prefix"
 	fi
-	log "$arch: $deb built and smoke-tested in $(($(date +%s) - start)) s"
+	log "$arch: $deb and $toy_deb built and smoke-tested in $(($(date +%s) - start)) s"
 }
 
 main() {
@@ -235,7 +274,7 @@ main() {
 	for a in "$@"; do
 		case "$a" in
 			all) arches+=(amd64 arm64 armhf) ;;
-			-h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+			-h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 			*) arch_info "$a" >/dev/null; arches+=("$a") ;;
 		esac
 	done

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Boot test for the hearth Debian package: the real unit under a real systemd.
 #
-#   packaging/test-boot.sh path/to/hearth_VERSION_amd64.deb
+#   packaging/test-boot.sh path/to/hearth_VERSION_amd64.deb [path/to/hearth-toy_VERSION_amd64.deb]
 #
 # Runs as root. Unpacks the bookworm root cached by test-install.sh (making
-# it first if needed) into a folder of its own, boots it with
+# it first if needed, which takes the toy's package too: test-install.sh
+# tests both) into a folder of its own, boots it with
 # `systemd-nspawn --boot --private-network` (only loopback inside, so mDNS
 # stays on this machine), installs the package with dpkg as a person would,
 # and checks that postinst started the hardened service: Type=notify
@@ -17,7 +18,8 @@
 # Exits non-zero on any failure and ends with "N passed, N failed".
 set -euo pipefail
 
-DEB=${1:?usage: packaging/test-boot.sh path/to/hearth_VERSION_amd64.deb}
+DEB=${1:?usage: packaging/test-boot.sh path/to/hearth_VERSION_amd64.deb [path/to/hearth-toy_VERSION_amd64.deb]}
+TOY_DEB=${2:-}
 [ -f "$DEB" ] || { echo "test-boot: error: no such file: $DEB" >&2; exit 2; }
 DEB=$(cd "$(dirname "$DEB")" && pwd)/$(basename "$DEB")
 [ "$(id -u)" -eq 0 ] || { echo "test-boot: error: must run as root" >&2; exit 2; }
@@ -92,8 +94,9 @@ prepare() {
 	}
 	command -v curl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
 	if [ ! -s "$CACHE" ]; then
+		[ -n "$TOY_DEB" ] || die "no cached root yet: give the hearth-toy .deb too (test-install.sh makes the root and tests both packages)"
 		log "no cached root yet: running test-install.sh first makes it"
-		"$HERE/test-install.sh" "$DEB" >/dev/null || die "test-install.sh failed; run it alone to see why"
+		"$HERE/test-install.sh" "$DEB" "$TOY_DEB" >/dev/null || die "test-install.sh failed; run it alone to see why"
 	fi
 	ROOT=$(mktemp -d /var/tmp/hearth-boot-root.XXXXXX)
 	tar -C "$ROOT" --numeric-owner -xzf "$CACHE"

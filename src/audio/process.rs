@@ -6,7 +6,10 @@ use std::collections::VecDeque;
 
 use ebur128::{EbuR128, Mode};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Fft, FixedSync, Resampler};
+use rubato::{
+    Async, FixedAsync, Resampler, SincInterpolationParameters, SincInterpolationType,
+    WindowFunction,
+};
 
 use super::{AudioError, LIMITER_CEILING_DBFS, MAX_GAIN_DB, PEAK_BUCKETS, Pcm, TARGET_LUFS};
 
@@ -28,30 +31,11 @@ pub(crate) fn to_opus_rate(pcm: Pcm) -> Result<Pcm, AudioError> {
     if OPUS_RATES.contains(&pcm.sample_rate) {
         return Ok(pcm);
     }
-    let fail = |e: &dyn std::fmt::Display| {
+    let from = pcm.sample_rate;
+    resample_sinc(&pcm, 48_000).map_err(|e| {
         AudioError::invalid(format!(
-            "the audio at {} Hz could not be resampled ({e}); send 16 or 48 kHz audio",
-            pcm.sample_rate
+            "the audio at {from} Hz could not be resampled ({e}); send 16 or 48 kHz audio"
         ))
-    };
-    let n = pcm.samples.len();
-    let out_len = u64::try_from(
-        (u128::from(n as u64) * 48_000 + u128::from(pcm.sample_rate) / 2)
-            / u128::from(pcm.sample_rate.max(1)),
-    )
-    .unwrap_or(0) as usize;
-    let mut resampler =
-        Fft::<f32>::new(pcm.sample_rate as usize, 48_000, 1024, 1, FixedSync::Input)
-            .map_err(|e| fail(&e))?;
-    let input = InterleavedSlice::new(&pcm.samples[..], 1, n).map_err(|e| fail(&e))?;
-    let out = resampler
-        .process_all(&input, n, None)
-        .map_err(|e| fail(&e))?;
-    let mut samples = out.take_data();
-    samples.resize(out_len, 0.0);
-    Ok(Pcm {
-        sample_rate: 48_000,
-        samples,
     })
 }
 
@@ -60,36 +44,99 @@ pub(crate) fn resample(pcm: Pcm, rate: u32) -> Result<Pcm, AudioError> {
     if pcm.sample_rate == rate {
         return Ok(pcm);
     }
-    let fail = |e: &dyn std::fmt::Display| {
+    let from = pcm.sample_rate;
+    resample_sinc(&pcm, rate).map_err(|e| {
         AudioError::invalid(format!(
-            "the audio at {} Hz could not be resampled to {rate} Hz ({e})",
-            pcm.sample_rate
+            "the audio at {from} Hz could not be resampled to {rate} Hz ({e})"
         ))
+    })
+}
+
+/// Length of the resampler's windowed-sinc filter, in taps at the input
+/// rate.
+///
+/// The resampler is rubato's sinc resampler rather than its FFT one, which
+/// would bring rustfft and realfft into the hub (0.5 to 0.8 MiB of code,
+/// BENCHMARKS.md (i) and (j)) for a path that runs only when a parent
+/// uploads a WAV at an odd rate (44.1 kHz from most browsers) and for the
+/// relay's 16 kHz WAV copies.
+///
+/// 128 taps: with the window below, rubato's automatic cutoff is 0.89 of
+/// the lower Nyquist frequency, so a 44.1 kHz upload keeps everything up
+/// to about 19.7 kHz, far above what speech needs and what Opus keeps at
+/// 24 kb/s, with the window's full stopband attenuation beyond 22.05
+/// kHz. 256 taps would move the edge only to 20.9 kHz for twice the work
+/// per sample on a Pi. The filter delays the signal by half its length;
+/// rubato takes that out in whole output samples, which leaves a
+/// constant shift below one sample (under 21 us at 48 kHz), inaudible and
+/// the same for the whole clip.
+const SINC_LEN: usize = 128;
+
+/// Window of the sinc filter: Blackman-Harris squared, whose sidelobes are
+/// far below the 16-bit noise floor, so what lies above the new Nyquist
+/// frequency (a 20 kHz whistle going to 16 kHz) is suppressed rather than
+/// folded back into the speech band.
+const SINC_WINDOW: WindowFunction = WindowFunction::BlackmanHarris2;
+
+/// Most filter phases precomputed for an exact rational ratio (a table of
+/// `phases * SINC_LEN` floats, 512 KiB at most). 44.1 -> 48 kHz needs 160,
+/// 22.05 -> 48 kHz 320, 11.025 -> 48 kHz 640, 48 -> 16 kHz one.
+const MAX_EXACT_PHASES: u64 = 1024;
+
+/// `pcm` resampled to `rate` by a windowed-sinc filter; the output keeps
+/// the input's duration, rounded to the nearest sample at `rate`.
+///
+/// When the ratio is a fraction `up / down` with `up` at most
+/// [`MAX_EXACT_PHASES`] (every common rate), the filter is computed at
+/// exactly those `up` phases and each output sample is one dot product
+/// with the right phase: an exact polyphase resampler. Other ratios (an
+/// odd rate such as 44 101 Hz) take 128 phases with cubic interpolation
+/// between them, rubato's default, four dot products per sample.
+fn resample_sinc(pcm: &Pcm, rate: u32) -> Result<Pcm, String> {
+    let from = pcm.sample_rate;
+    if from == 0 || rate == 0 {
+        return Err("a sample rate of 0 Hz".to_owned());
+    }
+    let up = u64::from(rate) / gcd(u64::from(from), u64::from(rate));
+    let parameters = if up <= MAX_EXACT_PHASES {
+        SincInterpolationParameters::new(SINC_LEN, SINC_WINDOW)
+            .oversampling_factor(up as usize)
+            .interpolation(SincInterpolationType::Nearest)
+    } else {
+        SincInterpolationParameters::new(SINC_LEN, SINC_WINDOW)
     };
     let n = pcm.samples.len();
     let out_len = u64::try_from(
-        (u128::from(n as u64) * u128::from(rate) + u128::from(pcm.sample_rate) / 2)
-            / u128::from(pcm.sample_rate.max(1)),
+        (u128::from(n as u64) * u128::from(rate) + u128::from(from) / 2) / u128::from(from),
     )
     .unwrap_or(0) as usize;
-    let mut resampler = Fft::<f32>::new(
-        pcm.sample_rate as usize,
-        rate as usize,
-        1024,
+    let mut resampler = Async::<f32>::new_sinc(
+        f64::from(rate) / f64::from(from),
+        1.0,
+        &parameters,
+        4096,
         1,
-        FixedSync::Input,
+        FixedAsync::Input,
     )
-    .map_err(|e| fail(&e))?;
-    let input = InterleavedSlice::new(&pcm.samples[..], 1, n).map_err(|e| fail(&e))?;
+    .map_err(|e| e.to_string())?;
+    let input = InterleavedSlice::new(&pcm.samples[..], 1, n).map_err(|e| e.to_string())?;
     let out = resampler
         .process_all(&input, n, None)
-        .map_err(|e| fail(&e))?;
+        .map_err(|e| e.to_string())?;
     let mut samples = out.take_data();
     samples.resize(out_len, 0.0);
     Ok(Pcm {
         sample_rate: rate,
         samples,
     })
+}
+
+/// Greatest common divisor (Euclid).
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// Normalises integrated loudness to [`TARGET_LUFS`] with at most

@@ -453,6 +453,143 @@ fn over_two_minutes_is_too_long() {
     );
 }
 
+// ---------------------------------------------------------------- resampler
+
+/// `seconds` of a sine at `freq` Hz and amplitude `level`, sampled at `rate`.
+fn tone(rate: u32, freq: f64, level: f64, seconds: f64) -> Pcm {
+    let n = (f64::from(rate) * seconds).round() as usize;
+    Pcm {
+        sample_rate: rate,
+        samples: (0..n)
+            .map(|i| {
+                (level * (std::f64::consts::TAU * freq * i as f64 / f64::from(rate)).sin()) as f32
+            })
+            .collect(),
+    }
+}
+
+/// What a resampled tone is made of, over its middle (the first and last
+/// 0.1 s, where the filter meets the clip's edges, left out): the
+/// amplitude of its component at `freq`, the power of everything else
+/// relative to the whole in dB, its sign changes per second and its RMS.
+struct ToneAnalysis {
+    amplitude: f64,
+    residual_db: f64,
+    crossings_per_second: f64,
+    rms: f64,
+}
+
+fn analyse_tone(pcm: &Pcm, freq: f64) -> ToneAnalysis {
+    let rate = f64::from(pcm.sample_rate);
+    let edge = pcm.sample_rate as usize / 10;
+    // A whole number of periods of `freq`, so sine and cosine are orthogonal.
+    let period = rate / freq;
+    let periods = ((pcm.samples.len() - 2 * edge) as f64 / period).floor();
+    let n = (periods * period).round() as usize;
+    let y: Vec<f64> = pcm.samples[edge..edge + n]
+        .iter()
+        .map(|&s| f64::from(s))
+        .collect();
+    let w = std::f64::consts::TAU * freq / rate;
+    let (mut a, mut b) = (0.0, 0.0);
+    for (i, v) in y.iter().enumerate() {
+        let t = (edge + i) as f64 * w;
+        a += v * t.sin();
+        b += v * t.cos();
+    }
+    a *= 2.0 / n as f64;
+    b *= 2.0 / n as f64;
+    let (mut total, mut rest) = (0.0, 0.0);
+    for (i, v) in y.iter().enumerate() {
+        let t = (edge + i) as f64 * w;
+        total += v * v;
+        rest += (v - a * t.sin() - b * t.cos()).powi(2);
+    }
+    let crossings = y
+        .windows(2)
+        .filter(|p| (p[0] < 0.0) != (p[1] < 0.0))
+        .count();
+    ToneAnalysis {
+        amplitude: a.hypot(b),
+        residual_db: 10.0 * (rest / total).log10(),
+        crossings_per_second: crossings as f64 * rate / n as f64,
+        rms: (total / n as f64).sqrt(),
+    }
+}
+
+#[test]
+fn resampling_keeps_a_tones_frequency_and_level_and_adds_nothing() {
+    // A browser's 44.1 kHz upload going to 48 kHz (an exact 160/147
+    // polyphase filter), and an odd rate that takes the interpolated path.
+    for from in [44_100u32, 22_050, 44_101] {
+        let input = tone(from, 1000.0, 0.5, 2.0);
+        let n = input.samples.len();
+        let out = process::to_opus_rate(input).expect("resamples");
+        assert_eq!(out.sample_rate, 48_000);
+        assert_eq!(out.samples.len(), expected_48k(n, from), "{from} Hz");
+        let t = analyse_tone(&out, 1000.0);
+        // Frequency: 1 kHz has 2000 sign changes a second.
+        assert!(
+            (t.crossings_per_second - 2000.0).abs() <= 2.0,
+            "{from} Hz: {} sign changes a second",
+            t.crossings_per_second
+        );
+        // Level: amplitude 0.5, RMS 0.5 / sqrt 2, within 0.01 dB.
+        let amplitude_db = 20.0 * (t.amplitude / 0.5).log10();
+        let rms_db = 20.0 * (t.rms / (0.5 / 2f64.sqrt())).log10();
+        assert!(
+            amplitude_db.abs() < 0.01 && rms_db.abs() < 0.01,
+            "{from} Hz: amplitude {amplitude_db:.3} dB, RMS {rms_db:.3} dB"
+        );
+        // Purity: everything that is not the 1 kHz tone is at least 90 dB
+        // below it (the sinc filter: about -135 dB, the float precision).
+        // Picking the nearest input sample instead leaves -28 dB of
+        // jitter, straight lines between samples -62 dB from 44.1 kHz and
+        // -50 dB from 22.05 kHz.
+        assert!(
+            t.residual_db < -90.0,
+            "{from} Hz: {:.1} dB of distortion",
+            t.residual_db
+        );
+    }
+}
+
+#[test]
+fn resampling_down_does_not_fold_a_high_tone_into_the_band() {
+    // The relay's 16 kHz copy of a 48 kHz clip: a 20 kHz whistle lies
+    // above the new 8 kHz Nyquist frequency and must be filtered out;
+    // keeping every third sample would fold it to 4 kHz at full level.
+    let whistle = tone(48_000, 20_000.0, 0.5, 2.0);
+    let out = process::resample(whistle, 16_000).expect("resamples");
+    assert_eq!(out.sample_rate, 16_000);
+    assert_eq!(out.samples.len(), 32_000);
+    let edge = 1_600;
+    let middle = &out.samples[edge..out.samples.len() - edge];
+    let rms =
+        (middle.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / middle.len() as f64).sqrt();
+    let below_db = 20.0 * (rms / (0.5 / 2f64.sqrt())).log10();
+    // About -140 dB through the filter.
+    assert!(
+        below_db < -90.0,
+        "the whistle comes out at {below_db:.1} dB"
+    );
+    // While speech's band goes through as it was.
+    let voice = tone(48_000, 1000.0, 0.5, 2.0);
+    let t = analyse_tone(
+        &process::resample(voice, 16_000).expect("resamples"),
+        1000.0,
+    );
+    assert!(
+        (t.crossings_per_second - 2000.0).abs() <= 2.0
+            && (20.0 * (t.amplitude / 0.5).log10()).abs() < 0.01
+            && t.residual_db < -90.0,
+        "1 kHz at 16 kHz: {} sign changes a second, amplitude {:.4}, residual {:.1} dB",
+        t.crossings_per_second,
+        t.amplitude,
+        t.residual_db
+    );
+}
+
 // ---------------------------------------------------------------- independent tools
 
 #[test]
