@@ -124,6 +124,20 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok(ticks / 100.0)
 }
 
+/// The `Environment=` lines of the shipped unit, `systemd/hearth.service`.
+fn unit_environment() -> Result<Vec<(String, String)>> {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/hearth.service");
+    let text = std::fs::read_to_string(&unit)
+        .with_context(|| format!("cannot read {}", unit.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .flat_map(str::split_whitespace)
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -222,7 +236,19 @@ impl HubProc {
             .create(true)
             .append(true)
             .open(root.join("hub.log"))?;
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        // The hub refuses HEARTH_* variables it does not know, such as this
+        // benchmark's own HEARTH_BENCH_*: none reaches it.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("HEARTH_") {
+                cmd.env_remove(k);
+            }
+        }
+        // As systemd/hearth.service runs it: its Environment= lines.
+        for (k, v) in unit_environment()? {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .arg("serve")
             .arg("--data-dir")
             .arg(&data)
@@ -231,9 +257,6 @@ impl HubProc {
             .arg("--no-mdns")
             .arg("--config")
             .arg(&config)
-            .env_remove("HEARTH_CONFIG")
-            // As systemd/hearth.service runs it.
-            .env("MALLOC_MMAP_THRESHOLD_", "131072")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

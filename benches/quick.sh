@@ -10,7 +10,7 @@
 # recording (one toy paired through the reference client `hearth-toy`, then
 # 30 uploads of a 10 s wideband Ogg Opus clip made by ffmpeg's libopus, each
 # a new `hearth-toy record` process, so a TLS handshake is included). The
-# hub runs with MALLOC_MMAP_THRESHOLD_=131072, as the systemd unit sets it.
+# hub runs with the systemd unit's Environment= lines.
 # Needs curl, python3, ffmpeg (with libopus).
 set -euo pipefail
 NEW=$1; REF=$2; TOY=${3:-$(dirname "$NEW")/hearth-toy}
@@ -24,7 +24,7 @@ measure() {
 	local bin=$1 port=$2 d
 	d=$(mktemp -d -p "$W")
 	echo 'version = 1' > "$d/h.toml"
-	MALLOC_MMAP_THRESHOLD_=131072 "$bin" serve --data-dir "$d/data" --listen "127.0.0.1:$port" --no-mdns --config "$d/h.toml" > "$d/log" 2>&1 &
+	env $(sed -n "s/^Environment=//p" "$(dirname "$0")/../systemd/hearth.service") "$bin" serve --data-dir "$d/data" --listen "127.0.0.1:$port" --no-mdns --config "$d/h.toml" > "$d/log" 2>&1 &
 	local pid=$! u="https://127.0.0.1:$port"
 	for _ in $(seq 200); do [ -f "$d/data/setup-code" ] && curl -sk "$u/login" -o /dev/null && break; sleep 0.1; done
 	local h=(-H 'Content-Type: application/json' -H "Origin: $u")

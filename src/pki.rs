@@ -1598,6 +1598,39 @@ mod tests {
     }
 
     #[test]
+    fn installing_a_restore_reports_a_file_it_cannot_remove() {
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let (old_dir, dir) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        HubPki::load_or_create(old_dir.path(), &names, now()).expect("old hub");
+        let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("hub");
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir(&scratch).expect("scratch");
+        for f in [
+            DataFile::CaKey,
+            DataFile::CaCert,
+            DataFile::ServerKey,
+            DataFile::ServerCert,
+        ] {
+            std::fs::copy(
+                DataDir::new(old_dir.path()).path(f),
+                DataDir::new(&scratch).path(f),
+            )
+            .expect("copy");
+        }
+        let staged = pki.stage_restore(&scratch, now()).expect("staged");
+        // The backup has no ca-previous.pem, so this hub's is removed; a
+        // directory in its place cannot be, and that is told.
+        let previous = DataDir::new(dir.path()).path(DataFile::CaPrevious);
+        std::fs::create_dir(&previous).expect("dir");
+        std::fs::write(previous.join("x"), "").expect("file");
+        let e = pki.install(staged).expect_err("a directory in the way");
+        assert!(e.to_string().contains("ca-previous.pem"), "{e}");
+    }
+
+    #[test]
     fn a_restored_ca_is_checked_before_it_is_installed_live() {
         let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
         let (old_dir, dir) = (
