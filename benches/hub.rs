@@ -11,7 +11,8 @@
 //!     data directory.
 //!
 //! `HEARTH_BENCH_BIN=/path/to/hearth` measures that binary instead of
-//! building one; `HEARTH_BENCH_TOYS=200` leaves out the 1000-toy figure.
+//! building one; `HEARTH_BENCH_TOYS=200` leaves out the 1000-toy figure;
+//! `HEARTH_BENCH_ONLY=memory` takes only (b) and (c).
 //! With `HEARTH_BENCH_REFERENCE=/path/to/hearth` (for example the binary
 //! of the previous main, built or unpacked from its `.deb`), every figure
 //! is also taken for that binary in the same run, one after the other, and
@@ -668,6 +669,12 @@ fn print_table(reports: &[Report], bin: &Path, reference: Option<&Path>) {
     }
 }
 
+/// `HEARTH_BENCH_ONLY=memory`: only (b) and (c), for a quicker memory run
+/// (the (d) uploads and (e) starts are left out, and so are their rows).
+fn memory_only() -> bool {
+    std::env::var("HEARTH_BENCH_ONLY").is_ok_and(|v| v == "memory")
+}
+
 async fn run(bin: &Path) -> Result<Report> {
     let fds = raise_fd_limit();
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -696,6 +703,9 @@ async fn run(bin: &Path) -> Result<Report> {
     let result = measure(&mut hub, &root, big, &mut report).await;
     hub.stop();
     result?;
+    if memory_only() {
+        return Ok(report);
+    }
 
     // (e) cold start.
     println!("(e) cold start, load average {}", loadavg());
@@ -813,6 +823,9 @@ async fn measure(hub: &mut HubProc, root: &Path, big: usize, report: &mut Report
         errors.load(Ordering::SeqCst)
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
+    if memory_only() {
+        return Ok(());
+    }
 
     // (d) recordings.
     let ogg = audio::ingest(AudioKind::Wav, &wav(10))?.ogg;

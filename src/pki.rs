@@ -1631,6 +1631,53 @@ mod tests {
     }
 
     #[test]
+    fn toy_certificates_last_twenty_years_and_the_ca_twenty_five() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t0 = now().replace_nanosecond(0).expect("whole seconds");
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let pki = HubPki::load_or_create(dir.path(), &names, t0).expect("create");
+        let validity = |der: &[u8]| {
+            let (_, c) = x509_parser::certificate::X509Certificate::from_der(der).expect("cert");
+            let v = c.validity();
+            (
+                v.not_before.timestamp() - t0.unix_timestamp(),
+                v.not_after.timestamp() - t0.unix_timestamp(),
+            )
+        };
+        const DAY: i64 = 86_400;
+        assert_eq!(
+            validity(&pki.ca_der()),
+            (-DAY, 9_125 * DAY),
+            "25 years from a day before"
+        );
+        let (_, csr) = make_toy_key_and_csr("bear-3f2a").expect("csr");
+        let checked = check_csr(&csr).expect("valid");
+        let id = ToyId::parse("bear-3f2a").expect("id");
+        let (der, _) = pki.issue_toy_cert(&checked, &id, t0).expect("issue");
+        assert_eq!(
+            validity(&der),
+            (-DAY, 7_300 * DAY),
+            "20 years, from a day before"
+        );
+    }
+
+    #[test]
+    fn shredding_a_missing_file_is_fine_and_other_failures_are_told() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("ca.key");
+        std::fs::write(&file, "secret").expect("write");
+        shred_file(&file).expect("shredded");
+        assert!(!file.exists());
+        shred_file(&file).expect("a file that is not there is fine");
+        let sub = dir.path().join("a-directory");
+        std::fs::create_dir(&sub).expect("dir");
+        assert!(
+            shred_file(&sub).is_err(),
+            "a directory cannot be opened for writing"
+        );
+    }
+
+    #[test]
     fn a_restored_ca_is_checked_before_it_is_installed_live() {
         let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
         let (old_dir, dir) = (
