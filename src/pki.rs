@@ -1294,6 +1294,28 @@ mod tests {
             "a kind the hub does not issue"
         );
         assert_eq!(ca_constraints_of(b"not a certificate"), None);
+        // An address without its mask (4 bytes: iPAddress [7] 10.0.0.1),
+        // which rcgen does not write: NameConstraints { permittedSubtrees
+        // [0] { GeneralSubtree { base } } }, by hand.
+        let mut odd = rcgen::CustomExtension::from_oid_content(
+            &[2, 5, 29, 30],
+            vec![0x30, 0x0a, 0xa0, 0x08, 0x30, 0x06, 0x87, 0x04, 10, 0, 0, 1],
+        );
+        odd.set_criticality(true);
+        let mut p = CertificateParams::default();
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        p.custom_extensions = vec![odd];
+        let der = p.self_signed(&key).expect("ca").der().to_vec();
+        let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(&der).expect("ca");
+        let nc = parsed.name_constraints().expect("parses").expect("present");
+        assert!(
+            matches!(
+                nc.value.permitted_subtrees.as_deref(),
+                Some([sub]) if matches!(sub.base, x509_parser::extensions::GeneralName::IPAddress(b) if b.len() == 4)
+            ),
+            "the crafted extension reads as one 4-byte address"
+        );
+        assert_eq!(ca_constraints_of(&der), None, "an address without a mask");
     }
 
     #[test]
@@ -1650,6 +1672,16 @@ mod tests {
             (-DAY, 9_125 * DAY),
             "25 years from a day before"
         );
+        let ca_der = pki.ca_der();
+        let (_, ca) = x509_parser::certificate::X509Certificate::from_der(&ca_der).expect("ca");
+        let usage = ca.key_usage().expect("parses").expect("a key usage");
+        assert!(usage.critical);
+        let u = usage.value;
+        assert!(
+            u.key_cert_sign() && u.crl_sign() && u.digital_signature(),
+            "{u:?}"
+        );
+        assert!(!u.key_encipherment() && !u.data_encipherment() && !u.key_agreement());
         let (_, csr) = make_toy_key_and_csr("bear-3f2a").expect("csr");
         let checked = check_csr(&csr).expect("valid");
         let id = ToyId::parse("bear-3f2a").expect("id");
