@@ -1710,6 +1710,33 @@ mod tests {
     }
 
     #[test]
+    fn the_leaf_covers_the_host_name_localhost_and_an_address_the_hub_was_given() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert_eq!(
+            server_names("hearth.local", ip("0.0.0.0"), &[]),
+            ["hearth.local", "localhost", "127.0.0.1"]
+        );
+        assert_eq!(
+            server_names("hearth.local", ip("192.168.1.20"), &[]),
+            ["hearth.local", "localhost", "127.0.0.1", "192.168.1.20"]
+        );
+        assert_eq!(
+            server_names("hearth.local", ip("127.0.0.2"), &[]),
+            ["hearth.local", "localhost", "127.0.0.1"],
+            "a loopback listener adds nothing"
+        );
+        assert_eq!(
+            server_names(
+                "hearth.local",
+                ip("::"),
+                &["HEARTH.local".into(), "pi.lan".into()]
+            ),
+            ["hearth.local", "localhost", "127.0.0.1", "pi.lan"],
+            "extra names, without repeats in any case"
+        );
+    }
+
+    #[test]
     fn a_restored_ca_is_checked_before_it_is_installed_live() {
         let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
         let (old_dir, dir) = (

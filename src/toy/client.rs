@@ -44,6 +44,12 @@ pub struct HubAddress {
     /// TXT `ca` when the hub was found by mDNS: pairing checks the CA against it.
     #[serde(skip)]
     pub ca_sha256: Option<Hex32>,
+    /// The local address to connect from; `None` lets the system choose.
+    /// For a device with several networks, and for the hub benchmark, which
+    /// plays a thousand toys from one machine, each from its own loopback
+    /// address (the hub caps connections per client address).
+    #[serde(skip)]
+    pub local_addr: Option<IpAddr>,
 }
 
 impl HubAddress {
@@ -55,6 +61,7 @@ impl HubAddress {
             port: r.port,
             api: clean_api(&r.api),
             ca_sha256: Some(r.ca_sha256),
+            local_addr: None,
         }
     }
 
@@ -88,6 +95,7 @@ impl HubAddress {
             port,
             api: DEFAULT_API.into(),
             ca_sha256: None,
+            local_addr: None,
         };
         a.base_url()?;
         Ok(a)
@@ -118,7 +126,8 @@ impl HubAddress {
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("hearth-toy/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("hearth-toy/", env!("CARGO_PKG_VERSION")))
+            .local_address(self.local_addr);
         if self.host.parse::<IpAddr>().is_err() && !self.addrs.is_empty() {
             let addrs: Vec<SocketAddr> = self
                 .addrs
