@@ -1737,6 +1737,30 @@ mod tests {
     }
 
     #[test]
+    fn a_csr_for_a_stored_key_names_the_toy_and_carries_that_key() {
+        let (key_pem, first) = make_toy_key_and_csr("bear-3f2a").expect("key");
+        let again = csr_for_key_pem(&key_pem, "bear-3f2a").expect("csr");
+        let (a, b) = (
+            check_csr(&first).expect("valid"),
+            check_csr(&again).expect("valid"),
+        );
+        assert_eq!(a.key_fp(), b.key_fp(), "the same key");
+        let der = rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(again.as_bytes())
+            .expect("pem");
+        let (_, req) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
+                .expect("der");
+        let cn: Vec<_> = req
+            .certification_request_info
+            .subject
+            .iter_common_name()
+            .filter_map(|c| c.as_str().ok())
+            .collect();
+        assert_eq!(cn, ["bear-3f2a"]);
+        assert!(csr_for_key_pem("not a key", "bear-3f2a").is_err());
+    }
+
+    #[test]
     fn a_restored_ca_is_checked_before_it_is_installed_live() {
         let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
         let (old_dir, dir) = (
