@@ -785,7 +785,7 @@ mod tests {
     }
 
     async fn home() -> Home {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("succeeds");
         let clock = ManualClock::default();
         let state = AppState::for_tests(dir.path(), Arc::new(clock.clone()));
         let now = state.now();
@@ -801,25 +801,25 @@ mod tests {
                 ] {
                     // Members since long before any message of the tests: a
                     // recording older than an account counts as heard.
-                    let id =
-                        store::users::insert(tx, name, name, role, "x", now - 100 * DAY)?.unwrap();
-                    users.push(store::users::by_id(tx, id)?.unwrap());
+                    let id = store::users::insert(tx, name, name, role, "x", now - 100 * DAY)?
+                        .expect("succeeds");
+                    users.push(store::users::by_id(tx, id)?.expect("succeeds"));
                 }
                 let mut toys = Vec::new();
                 for (id, fp) in [("bear-1", "k1"), ("owl-2", "k2")] {
-                    let toy_id = ToyId::parse(id).unwrap();
+                    let toy_id = ToyId::parse(id).expect("succeeds");
                     store::toys::upsert_paired(tx, &toy_id, id, "m", fp, fp.as_bytes(), now)?;
-                    toys.push(store::toys::by_toy_id(tx, &toy_id)?.unwrap());
+                    toys.push(store::toys::by_toy_id(tx, &toy_id)?.expect("succeeds"));
                 }
                 store::members::set_granted_toys(tx, users[2].id, &[toys[0].id])?;
-                let owl = toys.pop().unwrap();
-                let bear = toys.pop().unwrap();
-                let relative = users.pop().unwrap();
-                let parent = users.pop().unwrap();
-                Ok((users.pop().unwrap(), parent, relative, bear, owl))
+                let owl = toys.pop().expect("succeeds");
+                let bear = toys.pop().expect("succeeds");
+                let relative = users.pop().expect("succeeds");
+                let parent = users.pop().expect("succeeds");
+                Ok((users.pop().expect("succeeds"), parent, relative, bear, owl))
             })
             .await
-            .unwrap();
+            .expect("succeeds");
         Home {
             _dir: dir,
             clock,
@@ -858,8 +858,8 @@ mod tests {
                     )
                 })
                 .await
-                .unwrap();
-            self.get(&id).await.unwrap()
+                .expect("succeeds");
+            self.get(&id).await.expect("succeeds")
         }
 
         async fn get(&self, id: &str) -> Option<Message> {
@@ -868,7 +868,7 @@ mod tests {
                 .store
                 .read(move |c| store::messages::get(c, &id))
                 .await
-                .unwrap()
+                .expect("succeeds")
         }
 
         async fn set_retention(&self, days: Option<u32>) {
@@ -876,7 +876,7 @@ mod tests {
                 .store
                 .write(move |tx| store::household::set_retention(tx, days))
                 .await
-                .unwrap();
+                .expect("succeeds");
         }
 
         async fn ledger(&self, action: Action) -> Vec<audit::AuditEntry> {
@@ -891,7 +891,7 @@ mod tests {
                 .store
                 .read(move |c| audit::query(c, &f))
                 .await
-                .unwrap()
+                .expect("succeeds")
                 .into_iter()
                 .map(|e| e.entry)
                 .collect()
@@ -908,7 +908,7 @@ mod tests {
                 idempotency: key.map(|k| {
                     (
                         IdempotencyScope::User(by.id),
-                        IdempotencyKey::parse(k).unwrap(),
+                        IdempotencyKey::parse(k).expect("succeeds"),
                     )
                 }),
             }
@@ -924,13 +924,13 @@ mod tests {
             sample_format: hound::SampleFormat::Int,
         };
         let mut out = std::io::Cursor::new(Vec::new());
-        let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+        let mut w = hound::WavWriter::new(&mut out, spec).expect("succeeds");
         for i in 0..8000 {
             let t = i as f32 / 16_000.0;
             w.write_sample((8000.0 * (t * 440.0 * std::f32::consts::TAU).sin()) as i16)
-                .unwrap();
+                .expect("succeeds");
         }
-        w.finalize().unwrap();
+        w.finalize().expect("succeeds");
         out.into_inner()
     }
 
@@ -1012,17 +1012,19 @@ mod tests {
         assert_eq!(
             heard_by_me(&h.state, h.parent.id, &rec.public_id)
                 .await
-                .unwrap(),
+                .expect("succeeds"),
             Some(false)
         );
         assert_eq!(
             heard_by_me(&h.state, h.parent.id, &sent.public_id)
                 .await
-                .unwrap(),
+                .expect("succeeds"),
             None
         );
         assert_eq!(
-            heard_by_me(&h.state, h.parent.id, "nothing").await.unwrap(),
+            heard_by_me(&h.state, h.parent.id, "nothing")
+                .await
+                .expect("succeeds"),
             None
         );
 
@@ -1033,27 +1035,33 @@ mod tests {
         assert_eq!(
             heard_by_me(&h.state, h.parent.id, &rec.public_id)
                 .await
-                .unwrap(),
+                .expect("succeeds"),
             Some(true)
         );
         assert_eq!(
             heard_by_me(&h.state, h.admin.id, &rec.public_id)
                 .await
-                .unwrap(),
+                .expect("succeeds"),
             Some(false)
         );
 
         let both = vec![rec.clone(), sent.clone()];
-        let mine = with_heard(&h.state, &h.parent, both.clone()).await.unwrap();
+        let mine = with_heard(&h.state, &h.parent, both.clone())
+            .await
+            .expect("succeeds");
         assert_eq!(ids(&mine), ids(&both));
         assert_eq!(mine[0].heard_by_me, Some(true));
         assert_eq!(
             mine[1].heard_by_me, None,
             "a parent's message is not heard by members"
         );
-        let theirs = with_heard(&h.state, &h.admin, both).await.unwrap();
+        let theirs = with_heard(&h.state, &h.admin, both)
+            .await
+            .expect("succeeds");
         assert_eq!(theirs[0].heard_by_me, Some(false));
-        let only_sent = with_heard(&h.state, &h.parent, vec![sent]).await.unwrap();
+        let only_sent = with_heard(&h.state, &h.parent, vec![sent])
+            .await
+            .expect("succeeds");
         assert_eq!(only_sent.len(), 1);
         assert_eq!(only_sent[0].heard_by_me, None);
     }
@@ -1065,25 +1073,29 @@ mod tests {
         h.put(&h.bear, Direction::FromToy, 0, b"ogg").await;
         h.put(&h.owl, Direction::FromToy, 0, b"ogg").await;
         h.put(&h.owl, Direction::ToToy, 0, b"ogg").await;
-        let u = unread(&h.state, &h.parent).await.unwrap();
+        let u = unread(&h.state, &h.parent).await.expect("succeeds");
         assert_eq!(u.total, 3);
         assert!(u.toys.contains(&(h.bear.toy_id.clone(), 2)));
         assert!(u.toys.contains(&(h.owl.toy_id.clone(), 1)));
-        let u = unread(&h.state, &h.relative).await.unwrap();
+        let u = unread(&h.state, &h.relative).await.expect("succeeds");
         assert_eq!((u.toys, u.total), (vec![(h.bear.toy_id.clone(), 2)], 2));
 
         let mut rx = h.state.events.subscribe();
         let err = mark_all_heard(&h.state, &h.relative, Some("owl-2"))
             .await
-            .unwrap_err();
+            .expect_err("refused");
         assert_eq!(err.code, Code::NotFound);
         assert_eq!(
-            mark_all_heard(&h.state, &h.relative, None).await.unwrap(),
+            mark_all_heard(&h.state, &h.relative, None)
+                .await
+                .expect("succeeds"),
             2
         );
         assert_eq!(unread_events(&drain(&mut rx)), 1);
         assert_eq!(
-            mark_all_heard(&h.state, &h.relative, None).await.unwrap(),
+            mark_all_heard(&h.state, &h.relative, None)
+                .await
+                .expect("succeeds"),
             0
         );
         assert_eq!(
@@ -1094,10 +1106,13 @@ mod tests {
         assert_eq!(
             mark_all_heard(&h.state, &h.parent, Some("owl-2"))
                 .await
-                .unwrap(),
+                .expect("succeeds"),
             1
         );
-        assert_eq!(unread(&h.state, &h.parent).await.unwrap().total, 2);
+        assert_eq!(
+            unread(&h.state, &h.parent).await.expect("succeeds").total,
+            2
+        );
     }
 
     #[tokio::test]
@@ -1110,7 +1125,7 @@ mod tests {
         woken.as_mut().enable();
         let first = store_upload(&h.state, h.upload(&h.parent, &h.bear, Some("k-1")))
             .await
-            .unwrap();
+            .expect("succeeds");
         let Stored::New(receipt) = first else {
             panic!("a first upload is new: {first:?}")
         };
@@ -1126,23 +1141,29 @@ mod tests {
 
         let again = store_upload(&h.state, h.upload(&h.parent, &h.bear, Some("k-1")))
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(again, Stored::Replayed(receipt.clone()));
         let sent = h.ledger(Action::MessageSent).await;
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].actor.as_deref(), Some("pat"));
         assert_eq!(sent[0].subject.as_deref(), Some(receipt.id.as_str()));
         assert_eq!(sent[0].toy.as_deref(), Some("bear-1"));
-        let m = h.get(&receipt.id).await.unwrap();
+        let m = h.get(&receipt.id).await.expect("succeeds");
         assert_eq!(
             (m.direction, m.state),
             (Direction::ToToy, MessageState::Queued)
         );
         assert_eq!(
-            ids(&inbox(&h.state, &h.bear).await.unwrap().messages),
+            ids(&inbox(&h.state, &h.bear).await.expect("succeeds").messages),
             [receipt.id.as_str()]
         );
-        assert!(inbox(&h.state, &h.owl).await.unwrap().messages.is_empty());
+        assert!(
+            inbox(&h.state, &h.owl)
+                .await
+                .expect("succeeds")
+                .messages
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -1157,7 +1178,7 @@ mod tests {
             sender_user: None,
             ..h.upload(&h.parent, &h.bear, None)
         };
-        let Stored::New(r) = store_upload(&h.state, up).await.unwrap() else {
+        let Stored::New(r) = store_upload(&h.state, up).await.expect("succeeds") else {
             panic!("new")
         };
         let received = h.ledger(Action::MessageReceived).await;
@@ -1167,8 +1188,17 @@ mod tests {
             woken.as_mut().now_or_never().is_none(),
             "a recording is not for the toy"
         );
-        assert!(inbox(&h.state, &h.bear).await.unwrap().messages.is_empty());
-        assert_eq!(h.get(&r.id).await.unwrap().state, MessageState::Received);
+        assert!(
+            inbox(&h.state, &h.bear)
+                .await
+                .expect("succeeds")
+                .messages
+                .is_empty()
+        );
+        assert_eq!(
+            h.get(&r.id).await.expect("succeeds").state,
+            MessageState::Received
+        );
     }
 
     #[test]
@@ -1177,9 +1207,12 @@ mod tests {
             id: "abc".into(),
             duration_ms: 7,
         };
-        let text = serde_json::to_string(&r).unwrap();
-        assert_eq!(replayed(&text).unwrap(), Stored::Replayed(r));
-        assert_eq!(replayed("{").unwrap_err().code, Code::InternalError);
+        let text = serde_json::to_string(&r).expect("succeeds");
+        assert_eq!(replayed(&text).expect("succeeds"), Stored::Replayed(r));
+        assert_eq!(
+            replayed("{").expect_err("refused").code,
+            Code::InternalError
+        );
         let e = audio_error(AudioError::TooLong {
             duration_ms: 125_000,
         });
@@ -1208,7 +1241,7 @@ mod tests {
         };
         let (all, days) = list(&h.state, &h.parent, q(None, None, None))
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(days, Some(9));
         let newest_first: Vec<_> = std::iter::once(&owl).chain(bear.iter().rev()).collect();
         assert_eq!(
@@ -1224,20 +1257,20 @@ mod tests {
             q(None, Some("2"), Some(&bear[3].public_id)),
         )
         .await
-        .unwrap();
+        .expect("succeeds");
         assert_eq!(
             ids(&page),
             [bear[2].public_id.as_str(), bear[1].public_id.as_str()]
         );
         let (mine, _) = list(&h.state, &h.relative, q(None, None, None))
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(mine.len(), 5, "a relative lists their toy's messages only");
         assert!(mine.iter().all(|m| m.toy == h.bear.id));
         assert!(mine.iter().all(|m| m.heard_by_me == Some(false)));
         let (owls, _) = list(&h.state, &h.parent, q(Some("owl-2"), None, None))
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(ids(&owls), [owl.public_id.as_str()]);
         for (query, code) in [
             (q(None, Some("0"), None), Code::InvalidLimit),
@@ -1246,12 +1279,14 @@ mod tests {
             (q(None, None, Some("nope")), Code::InvalidBefore),
             (q(Some("owl-2"), None, None), Code::NotFound),
         ] {
-            let e = list(&h.state, &h.relative, query).await.unwrap_err();
+            let e = list(&h.state, &h.relative, query)
+                .await
+                .expect_err("refused");
             assert_eq!(e.code, code, "{}", e.message);
         }
         let (max, _) = list(&h.state, &h.parent, q(None, Some("200"), None))
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(max.len(), 6);
     }
 
@@ -1265,10 +1300,12 @@ mod tests {
         h.set_retention(Some(3)).await;
         mark_heard(&h.state, &h.relative, &old).await;
 
-        let (fresh, days) = new_recordings(&h.state, &h.relative).await.unwrap();
+        let (fresh, days) = new_recordings(&h.state, &h.relative)
+            .await
+            .expect("succeeds");
         assert_eq!(days, Some(3));
         assert_eq!(ids(&fresh), [new.public_id.as_str()]);
-        let (fresh, _) = new_recordings(&h.state, &h.parent).await.unwrap();
+        let (fresh, _) = new_recordings(&h.state, &h.parent).await.expect("succeeds");
         assert_eq!(
             ids(&fresh),
             [
@@ -1278,7 +1315,9 @@ mod tests {
             ]
         );
 
-        let (talk, days) = conversation(&h.state, &h.relative, &h.bear).await.unwrap();
+        let (talk, days) = conversation(&h.state, &h.relative, &h.bear)
+            .await
+            .expect("succeeds");
         assert_eq!(days, Some(3));
         assert_eq!(talk.len(), 3);
         assert_eq!(talk[0].public_id, old.public_id, "oldest first");
@@ -1300,24 +1339,24 @@ mod tests {
             Fetch::Take,
         )
         .await
-        .unwrap_err();
+        .expect_err("refused");
         assert_eq!(e.code, Code::InvalidFormat);
 
         let (f, bytes) = parent_audio(&h.state, &h.parent, &rec.public_id, None, Fetch::Look)
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(
             (f, bytes.as_slice()),
             (AudioFormat::Ogg, &b"stored ogg"[..])
         );
         assert_eq!(
-            h.get(&rec.public_id).await.unwrap().state,
+            h.get(&rec.public_id).await.expect("succeeds").state,
             MessageState::Received
         );
         assert_eq!(
             heard_by_me(&h.state, h.parent.id, &rec.public_id)
                 .await
-                .unwrap(),
+                .expect("succeeds"),
             Some(false)
         );
 
@@ -1329,24 +1368,24 @@ mod tests {
             Fetch::Take,
         )
         .await
-        .unwrap();
+        .expect("succeeds");
         assert_eq!(f, AudioFormat::Ogg);
         assert_eq!(
-            h.get(&rec.public_id).await.unwrap().state,
+            h.get(&rec.public_id).await.expect("succeeds").state,
             MessageState::Heard
         );
         assert_eq!(
             heard_by_me(&h.state, h.parent.id, &rec.public_id)
                 .await
-                .unwrap(),
+                .expect("succeeds"),
             Some(true)
         );
 
         parent_audio(&h.state, &h.parent, &sent.public_id, None, Fetch::Take)
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(
-            h.get(&sent.public_id).await.unwrap().state,
+            h.get(&sent.public_id).await.expect("succeeds").state,
             MessageState::Queued,
             "a parent listening back does not deliver the toy's message"
         );
@@ -1357,15 +1396,15 @@ mod tests {
         let h = home().await;
         let Stored::New(r) = store_upload(&h.state, h.upload(&h.parent, &h.bear, None))
             .await
-            .unwrap()
+            .expect("succeeds")
         else {
             panic!("new")
         };
         let (f, wav) = parent_audio(&h.state, &h.parent, &r.id, Some("wav"), Fetch::Look)
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(f, AudioFormat::Wav);
-        let reader = hound::WavReader::new(std::io::Cursor::new(wav)).unwrap();
+        let reader = hound::WavReader::new(std::io::Cursor::new(wav)).expect("succeeds");
         assert!(reader.duration() > 0);
     }
 
@@ -1394,19 +1433,19 @@ mod tests {
                 )
             })
             .await
-            .unwrap();
+            .expect("succeeds");
         let (_, bytes) = parent_audio(&h.state, &h.parent, "reply-1", None, Fetch::Take)
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(bytes, b"reply");
         for id in ["reply-1", owl_rec.public_id.as_str()] {
             let e = parent_audio(&h.state, &h.relative, id, None, Fetch::Take)
                 .await
-                .unwrap_err();
+                .expect_err("refused");
             assert_eq!(e.code, Code::NotFound, "{id}: {}", e.message);
         }
         assert_eq!(
-            h.get(&owl_rec.public_id).await.unwrap().state,
+            h.get(&owl_rec.public_id).await.expect("succeeds").state,
             MessageState::Received
         );
     }
@@ -1424,36 +1463,40 @@ mod tests {
         ] {
             let e = toy_audio(&h.state, &h.bear, id, Fetch::Take)
                 .await
-                .unwrap_err();
+                .expect_err("refused");
             assert_eq!(e.code, Code::NotFound, "{id}");
-            let e = played(&h.state, &h.bear, id).await.unwrap_err();
+            let e = played(&h.state, &h.bear, id).await.expect_err("refused");
             assert_eq!(e.code, Code::NotFound, "{id}");
         }
         let bytes = toy_audio(&h.state, &h.bear, &mine.public_id, Fetch::Look)
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(bytes, b"for bear");
         assert_eq!(
-            h.get(&mine.public_id).await.unwrap().state,
+            h.get(&mine.public_id).await.expect("succeeds").state,
             MessageState::Queued
         );
         let mut rx = h.state.events.subscribe();
         toy_audio(&h.state, &h.bear, &mine.public_id, Fetch::Take)
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(
-            h.get(&mine.public_id).await.unwrap().state,
+            h.get(&mine.public_id).await.expect("succeeds").state,
             MessageState::Delivered
         );
         let told = message_events(&drain(&mut rx));
         assert_eq!(told.len(), 1);
         assert_eq!(told[0]["state"], "delivered");
 
-        played(&h.state, &h.bear, &mine.public_id).await.unwrap();
+        played(&h.state, &h.bear, &mine.public_id)
+            .await
+            .expect("succeeds");
         let first = h.ledger(Action::MessagePlayed).await;
         assert_eq!(first.len(), 1, "the first play is recorded");
-        played(&h.state, &h.bear, &mine.public_id).await.unwrap();
-        let m = h.get(&mine.public_id).await.unwrap();
+        played(&h.state, &h.bear, &mine.public_id)
+            .await
+            .expect("succeeds");
+        let m = h.get(&mine.public_id).await.expect("succeeds");
         assert_eq!(m.state, MessageState::Played);
         let entries = h.ledger(Action::MessagePlayed).await;
         assert_eq!(entries.len(), 1, "played twice, recorded once");
@@ -1468,21 +1511,21 @@ mod tests {
         // Never backwards: a late download after the play changes nothing.
         toy_audio(&h.state, &h.bear, &mine.public_id, Fetch::Take)
             .await
-            .unwrap();
+            .expect("succeeds");
         advance(&h.state, &m, MessageState::Delivered)
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(
-            h.get(&mine.public_id).await.unwrap().state,
+            h.get(&mine.public_id).await.expect("succeeds").state,
             MessageState::Played
         );
         assert!(drain(&mut rx).is_empty());
         // An out-of-date copy cannot move it back either.
         advance(&h.state, &mine, MessageState::Delivered)
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(
-            h.get(&mine.public_id).await.unwrap().state,
+            h.get(&mine.public_id).await.expect("succeeds").state,
             MessageState::Played
         );
     }
@@ -1498,47 +1541,52 @@ mod tests {
             (&owl.public_id, Code::NotFound),
         ] {
             assert_eq!(
-                delete(&h.state, &h.relative, id).await.unwrap_err().code,
+                delete(&h.state, &h.relative, id)
+                    .await
+                    .expect_err("refused")
+                    .code,
                 code
             );
             assert_eq!(
                 set_keep(&h.state, &h.relative, id, true)
                     .await
-                    .unwrap_err()
+                    .expect_err("refused")
                     .code,
                 code
             );
         }
-        assert!(!h.get(&bear.public_id).await.unwrap().keep);
+        assert!(!h.get(&bear.public_id).await.expect("succeeds").keep);
 
         let mut rx = h.state.events.subscribe();
         let (m, days) = set_keep(&h.state, &h.parent, &bear.public_id, true)
             .await
-            .unwrap();
+            .expect("succeeds");
         assert!(m.keep);
         assert_eq!(m.heard_by_me, Some(false));
         assert_eq!(days, Some(7));
-        assert!(h.get(&bear.public_id).await.unwrap().keep);
+        assert!(h.get(&bear.public_id).await.expect("succeeds").keep);
         let told = message_events(&drain(&mut rx));
         assert_eq!(
             (told.len(), &told[0]["keep"]),
             (1, &serde_json::json!(true))
         );
 
-        delete(&h.state, &h.parent, &bear.public_id).await.unwrap();
+        delete(&h.state, &h.parent, &bear.public_id)
+            .await
+            .expect("succeeds");
         assert!(h.get(&bear.public_id).await.is_none());
-        assert_eq!(deleted(&drain(&mut rx)), [bear.public_id.clone()]);
+        assert_eq!(deleted(&drain(&mut rx)), [bear.public_id.as_str()]);
         assert_eq!(
             delete(&h.state, &h.parent, &bear.public_id)
                 .await
-                .unwrap_err()
+                .expect_err("refused")
                 .code,
             Code::NotFound
         );
         assert_eq!(
             set_keep(&h.state, &h.admin, &bear.public_id, false)
                 .await
-                .unwrap_err()
+                .expect_err("refused")
                 .code,
             Code::NotFound
         );
@@ -1549,13 +1597,13 @@ mod tests {
         let h = home().await;
         store_upload(&h.state, h.upload(&h.parent, &h.bear, Some("old-key")))
             .await
-            .unwrap();
+            .expect("succeeds");
         h.clock.advance(time::Duration::days(2));
         // Forever: nothing is deleted, but a 2-day-old key is forgotten.
-        assert_eq!(retention_sweep(&h.state).await.unwrap(), 0);
+        assert_eq!(retention_sweep(&h.state).await.expect("succeeds"), 0);
         let again = store_upload(&h.state, h.upload(&h.parent, &h.bear, Some("old-key")))
             .await
-            .unwrap();
+            .expect("succeeds");
         assert!(
             matches!(again, Stored::New(_)),
             "the key was purged: {again:?}"
@@ -1566,31 +1614,31 @@ mod tests {
         let young = h.put(&h.bear, Direction::FromToy, 6 * DAY, b"ogg").await;
         set_keep(&h.state, &h.parent, &kept.public_id, true)
             .await
-            .unwrap();
+            .expect("succeeds");
         assert_eq!(
-            retention_sweep(&h.state).await.unwrap(),
+            retention_sweep(&h.state).await.expect("succeeds"),
             0,
             "forever keeps everything"
         );
         h.set_retention(Some(7)).await;
-        assert_eq!(retention_days(&h.state).await.unwrap(), Some(7));
+        assert_eq!(retention_days(&h.state).await.expect("succeeds"), Some(7));
         let mut rx = h.state.events.subscribe();
-        assert_eq!(retention_sweep(&h.state).await.unwrap(), 1);
-        assert_eq!(deleted(&drain(&mut rx)), [expired.public_id.clone()]);
+        assert_eq!(retention_sweep(&h.state).await.expect("succeeds"), 1);
+        assert_eq!(deleted(&drain(&mut rx)), [expired.public_id.as_str()]);
         assert!(h.get(&expired.public_id).await.is_none());
         assert!(h.get(&kept.public_id).await.is_some());
         assert!(h.get(&young.public_id).await.is_some());
-        assert_eq!(retention_sweep(&h.state).await.unwrap(), 0);
+        assert_eq!(retention_sweep(&h.state).await.expect("succeeds"), 0);
         h.clock
             .advance(time::Duration::days(1) + time::Duration::seconds(1));
         assert_eq!(
-            retention_sweep(&h.state).await.unwrap(),
+            retention_sweep(&h.state).await.expect("succeeds"),
             1,
             "the 6-day-old one at 7 days"
         );
         assert!(h.get(&young.public_id).await.is_none());
         h.set_retention(None).await;
-        assert_eq!(retention_days(&h.state).await.unwrap(), None);
+        assert_eq!(retention_days(&h.state).await.expect("succeeds"), None);
     }
 
     #[tokio::test]
@@ -1599,8 +1647,8 @@ mod tests {
         let m = h.put(&h.bear, Direction::ToToy, 0, b"ogg").await;
         h.set_retention(Some(1)).await;
         let mut rx = h.state.events.subscribe();
-        publish(&h.state, &m.public_id).await.unwrap();
-        publish(&h.state, "gone").await.unwrap();
+        publish(&h.state, &m.public_id).await.expect("succeeds");
+        publish(&h.state, "gone").await.expect("succeeds");
         let told = message_events(&drain(&mut rx));
         assert_eq!(told, [message_json(&m, Some(1))]);
     }

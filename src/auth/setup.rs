@@ -90,15 +90,21 @@ mod tests {
     #[test]
     fn the_code_file_lives_until_setup_and_survives_a_restart() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("the file system works");
         let path = code_path(dir.path());
         assert_eq!(path, dir.path().join("setup-code"));
 
-        let (code, age) = load_or_create(dir.path()).unwrap();
+        let (code, age) = load_or_create(dir.path()).expect("the file system works");
         assert_eq!(normalise(&code), code, "a well-formed code: {code:?}");
         assert_eq!(age, 0);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{code}\n"));
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("the file system works"),
+            format!("{code}\n")
+        );
+        let mode = std::fs::metadata(&path)
+            .expect("the file system works")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
 
         // A restart an hour later keeps the code and knows its age.
@@ -106,40 +112,40 @@ mod tests {
         std::fs::File::options()
             .write(true)
             .open(&path)
-            .unwrap()
+            .expect("the file system works")
             .set_modified(an_hour_ago)
-            .unwrap();
-        let (again, age) = load_or_create(dir.path()).unwrap();
+            .expect("the file system works");
+        let (again, age) = load_or_create(dir.path()).expect("the file system works");
         assert_eq!(again, code);
         assert!((3600..3700).contains(&age), "age {age}");
 
         // A damaged file gets a new code.
-        std::fs::write(&path, "not a code\n").unwrap();
-        let (fresh, age) = load_or_create(dir.path()).unwrap();
+        std::fs::write(&path, "not a code\n").expect("the file system works");
+        let (fresh, age) = load_or_create(dir.path()).expect("the file system works");
         assert_eq!(normalise(&fresh), fresh);
         assert_eq!(age, 0);
         assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
+            std::fs::read_to_string(&path).expect("the file system works"),
             format!("{fresh}\n")
         );
 
         // Replaced: a new one in the file (two equal draws of 10^8 are rare
         // enough; three in a row do not happen).
         let replaced = (0..3)
-            .map(|_| replace(dir.path()).unwrap())
+            .map(|_| replace(dir.path()).expect("the file system works"))
             .find(|c| *c != fresh)
             .expect("a new code");
         assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
+            std::fs::read_to_string(&path).expect("the file system works"),
             format!("{replaced}\n")
         );
 
-        remove(dir.path()).unwrap();
+        remove(dir.path()).expect("the file system works");
         assert!(!path.exists());
         remove(dir.path()).expect("removing what is gone is fine");
         // Any other failure is told.
-        std::fs::create_dir(&path).unwrap();
-        std::fs::write(path.join("x"), "").unwrap();
+        std::fs::create_dir(&path).expect("the file system works");
+        std::fs::write(path.join("x"), "").expect("the file system works");
         assert!(
             remove(dir.path()).is_err(),
             "a directory in the way is an error"
