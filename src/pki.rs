@@ -1760,6 +1760,89 @@ mod tests {
         assert!(csr_for_key_pem("not a key", "bear-3f2a").is_err());
     }
 
+    /// Runs a TLS handshake between two in-memory connections.
+    fn handshake(
+        client: &mut rustls::ClientConnection,
+        server: &mut rustls::ServerConnection,
+    ) -> Result<(), String> {
+        for _ in 0..20 {
+            let mut wire = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut wire).map_err(|e| e.to_string())?;
+            }
+            if !wire.is_empty() {
+                server.read_tls(&mut &wire[..]).map_err(|e| e.to_string())?;
+                server
+                    .process_new_packets()
+                    .map_err(|e| format!("server: {e}"))?;
+            }
+            wire.clear();
+            while server.wants_write() {
+                server.write_tls(&mut wire).map_err(|e| e.to_string())?;
+            }
+            if !wire.is_empty() {
+                client.read_tls(&mut &wire[..]).map_err(|e| e.to_string())?;
+                client
+                    .process_new_packets()
+                    .map_err(|e| format!("client: {e}"))?;
+            }
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(());
+            }
+        }
+        Err("the handshake did not finish".into())
+    }
+
+    #[test]
+    fn the_listener_presents_the_leaf_and_takes_a_toy_certificate_but_asks_no_browser_for_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
+        let pki = HubPki::load_or_create(dir.path(), &names, now()).expect("create");
+        let server_config = Arc::new(pki.server_config().expect("server config"));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(pki.ca_der())).expect("root");
+        let client = || {
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots.clone())
+        };
+        let name = rustls::pki_types::ServerName::try_from("hearth.local").expect("name");
+
+        // A toy: its certificate is asked for, sent and verified.
+        let (key_pem, csr) = make_toy_key_and_csr("bear-3f2a").expect("csr");
+        let checked = check_csr(&csr).expect("valid");
+        let id = ToyId::parse("bear-3f2a").expect("id");
+        let toy_cert =
+            CertificateDer::from(pki.issue_toy_cert(&checked, &id, now()).expect("cert").0);
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
+        let toy = client()
+            .with_client_auth_cert(vec![toy_cert.clone()], key)
+            .expect("client auth");
+        let mut c = rustls::ClientConnection::new(Arc::new(toy), name.clone()).expect("client");
+        let mut s = rustls::ServerConnection::new(server_config.clone()).expect("server");
+        handshake(&mut c, &mut s).expect("a toy's handshake");
+        assert_eq!(s.peer_certificates(), Some(&[toy_cert][..]));
+        assert_eq!(
+            c.peer_certificates().map(|p| p[0].clone()),
+            Some(pki.server_chain()[0].clone()),
+            "the hub's leaf"
+        );
+
+        // A browser has no certificate: not required.
+        let browser = client().with_no_client_auth();
+        let mut c = rustls::ClientConnection::new(Arc::new(browser), name).expect("client");
+        let mut s = rustls::ServerConnection::new(server_config).expect("server");
+        handshake(&mut c, &mut s).expect("a browser's handshake");
+        assert_eq!(s.peer_certificates(), None);
+
+        // The certificate request names no CA (see `LiveClientVerifier`):
+        // a toy holds one certificate and sends it anyway, as above.
+        assert!(pki.verifier.root_hint_subjects().is_empty());
+    }
+
     #[test]
     fn a_restored_ca_is_checked_before_it_is_installed_live() {
         let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
