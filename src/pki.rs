@@ -1844,6 +1844,15 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_is_known_by_the_sha256_of_its_der() {
+        // FIPS 180-2's "abc" vector: any bytes are hashed as they are.
+        assert_eq!(
+            hex::encode(cert_sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
     fn a_restored_ca_is_checked_before_it_is_installed_live() {
         let names = server_names("hearth.local", "0.0.0.0".parse().expect("ip"), &[]);
         let (old_dir, dir) = (

@@ -292,22 +292,25 @@ mod tests {
 
     #[test]
     fn keys_idle_for_a_day_are_forgotten_once_the_map_is_large() {
+        // Times as the hub has them (Unix seconds), not from 0.
+        let t0 = 1_800_000_000;
         let t = Throttle::new(1);
         for _ in 0..12 {
-            t.fail(&["old"], 0);
+            t.fail(&["old"], t0);
         }
         for i in 0..10_001 {
-            t.fail(&[&format!("flood-{i}")], 0);
+            t.fail(&[&format!("flood-{i}")], t0);
         }
         // An hour later the map is swept, but "old" is kept: its next
         // failure still blocks for the full 15 minutes.
-        t.fail(&["sweep-1"], 3_700);
-        t.fail(&["old"], 3_700);
-        assert_eq!(t.check(&["old"], 3_700), Some(15 * 60));
+        t.fail(&["sweep-1"], t0 + 3_700);
+        t.fail(&["old"], t0 + 3_700);
+        assert_eq!(t.check(&["old"], t0 + 3_700), Some(15 * 60));
         // A day after its last failure it is forgotten: it starts again.
-        t.fail(&["sweep-2"], 3_700 + 24 * 3600);
-        t.fail(&["old"], 3_700 + 24 * 3600);
-        assert_eq!(t.check(&["old"], 3_700 + 24 * 3600), Some(1));
+        let later = t0 + 3_700 + 24 * 3600;
+        t.fail(&["sweep-2"], later);
+        t.fail(&["old"], later);
+        assert_eq!(t.check(&["old"], later), Some(1));
     }
 
     #[test]
