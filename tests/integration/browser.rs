@@ -7,6 +7,7 @@
 //! are missing and npm is there; skipped through `skips::skip`, visibly and
 //! with the install line, when node, npm or Chromium is missing.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -209,15 +210,41 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
-/// A paired toy's certificate and key and the hub CA as files in `dir`, for
-/// the browser scripts that call the hub as that toy.
-fn toy_tls_files(dir: &Path, toy: &TestToy, hub: &Hub) -> (PathBuf, PathBuf, PathBuf) {
+/// What every browser script that signs in as the parent and calls the hub
+/// as a paired toy is given: `HUB_URL`, `USERNAME`, `PASSWORD`, `TOY_ID`,
+/// and the toy's certificate and key and the hub CA as files in `dir`
+/// (`TOY_CERT`, `TOY_KEY`, `CA_FILE`).
+fn toy_page_env(dir: &Path, toy: &TestToy, hub: &Hub) -> Vec<(&'static str, OsString)> {
     let cert = toy.cert_pem.as_deref().expect("paired");
-    (
-        write_file(dir, "toy.crt", cert.as_bytes()),
-        write_file(dir, "toy.key", toy.key_pem.as_bytes()),
-        write_file(dir, "ca.crt", hub.ca_pem.as_bytes()),
-    )
+    vec![
+        ("HUB_URL", hub.origin().into()),
+        ("USERNAME", "mum".into()),
+        ("PASSWORD", harness::PASSWORD.into()),
+        ("TOY_ID", toy.toy_id.clone().into()),
+        (
+            "TOY_CERT",
+            write_file(dir, "toy.crt", cert.as_bytes()).into(),
+        ),
+        (
+            "TOY_KEY",
+            write_file(dir, "toy.key", toy.key_pem.as_bytes()).into(),
+        ),
+        (
+            "CA_FILE",
+            write_file(dir, "ca.crt", hub.ca_pem.as_bytes()).into(),
+        ),
+    ]
+}
+
+/// `base` followed by `more`, as [`run_node`] takes them.
+fn env_with<'a>(
+    base: &'a [(&'static str, OsString)],
+    more: &[(&'a str, &'a dyn AsRef<OsStr>)],
+) -> Vec<(&'a str, &'a dyn AsRef<OsStr>)> {
+    base.iter()
+        .map(|(k, v)| (*k, v as &dyn AsRef<OsStr>))
+        .chain(more.iter().copied())
+        .collect()
 }
 
 #[actix_web::test]
@@ -233,7 +260,7 @@ async fn browser_end_to_end() {
 
     let files = tempfile::tempdir().expect("tempdir");
     let write = |name: &str, bytes: &[u8]| write_file(files.path(), name, bytes);
-    let (cert, key, ca) = toy_tls_files(files.path(), &toy, &hub);
+    let signed_in = toy_page_env(files.path(), &toy, &hub);
     let wav = write("voice.wav", &speech_like_wav(48_000, 3.0));
     // A second hub before setup, and a backup of the first to restore on
     // its setup page.
@@ -253,24 +280,20 @@ async fn browser_end_to_end() {
     run_node(
         &root,
         &["tests/browser/e2e.mjs"],
-        &[
-            ("HUB_URL", &hub.origin()),
-            ("USERNAME", &"mum"),
-            ("PASSWORD", &harness::PASSWORD),
-            ("TOY_ID", &toy.toy_id),
-            ("TOY_CERT", &cert),
-            ("TOY_KEY", &key),
-            ("CA_FILE", &ca),
-            ("FAKE_WAV", &wav),
-            ("PAIR_ID", &fox.pairing_id),
-            ("PAIR_CODE", &fox.code()),
-            ("OTHER_TOY", &fox.toy_id),
-            ("EXPECT_REAL_AUDIO", &if real_audio { "1" } else { "0" }),
-            ("SETUP_HUB_URL", &fresh.origin()),
-            ("SETUP_CODE", &fresh.setup_code()),
-            ("BACKUP_FILE", &backup),
-            ("BACKUP_PASSPHRASE", &passphrase),
-        ],
+        &env_with(
+            &signed_in,
+            &[
+                ("FAKE_WAV", &wav),
+                ("PAIR_ID", &fox.pairing_id),
+                ("PAIR_CODE", &fox.code()),
+                ("OTHER_TOY", &fox.toy_id),
+                ("EXPECT_REAL_AUDIO", &if real_audio { "1" } else { "0" }),
+                ("SETUP_HUB_URL", &fresh.origin()),
+                ("SETUP_CODE", &fresh.setup_code()),
+                ("BACKUP_FILE", &backup),
+                ("BACKUP_PASSPHRASE", &passphrase),
+            ],
+        ),
         240,
     )
     .await;
@@ -325,25 +348,21 @@ async fn browser_app_fixes() {
 
     let files = tempfile::tempdir().expect("tempdir");
     let write = |name: &str, bytes: &[u8]| write_file(files.path(), name, bytes);
-    let (cert, key, ca) = toy_tls_files(files.path(), &bear, &hub);
+    let signed_in = toy_page_env(files.path(), &bear, &hub);
     let mic = write("voice.wav", &speech_like_wav(48_000, 3.0));
     let file = write("three-and-a-half.wav", &speech_like_wav(48_000, 3.5));
 
     let stdout = run_node(
         &root,
         &["tests/browser/appfix.mjs"],
-        &[
-            ("HUB_URL", &hub.origin()),
-            ("USERNAME", &"mum"),
-            ("PASSWORD", &harness::PASSWORD),
-            ("TOY_ID", &bear.toy_id),
-            ("OFFLINE_TOY", &owl.toy_id),
-            ("TOY_CERT", &cert),
-            ("TOY_KEY", &key),
-            ("CA_FILE", &ca),
-            ("FAKE_WAV", &mic),
-            ("FILE_WAV", &file),
-        ],
+        &env_with(
+            &signed_in,
+            &[
+                ("OFFLINE_TOY", &owl.toy_id),
+                ("FAKE_WAV", &mic),
+                ("FILE_WAV", &file),
+            ],
+        ),
         240,
     )
     .await;
@@ -469,26 +488,22 @@ async fn browser_conversation_first() {
 
     let files = tempfile::tempdir().expect("tempdir");
     let write = |name: &str, bytes: &[u8]| write_file(files.path(), name, bytes);
-    let (cert, key, ca) = toy_tls_files(files.path(), &bear, &hub);
+    let signed_in = toy_page_env(files.path(), &bear, &hub);
     let clip = write("clip.wav", &speech_like_wav(16_000, 1.0));
 
     let stdout = run_node(
         &root,
         &["tests/browser/convo.mjs"],
-        &[
-            ("HUB_URL", &hub.origin()),
-            ("USERNAME", &"mum"),
-            ("PASSWORD", &harness::PASSWORD),
-            ("TOY_ID", &bear.toy_id),
-            ("TOY_CERT", &cert),
-            ("TOY_KEY", &key),
-            ("CA_FILE", &ca),
-            ("CLIP_WAV", &clip),
-            ("BROWSER_NOW", &browser_now),
-            ("EXPECT", &expect.to_string()),
-            ("LIVE_WHEN", &"today 11:30"),
-            ("LONE_ID", &lone),
-        ],
+        &env_with(
+            &signed_in,
+            &[
+                ("CLIP_WAV", &clip),
+                ("BROWSER_NOW", &browser_now),
+                ("EXPECT", &expect.to_string()),
+                ("LIVE_WHEN", &"today 11:30"),
+                ("LONE_ID", &lone),
+            ],
+        ),
         240,
     )
     .await;
@@ -599,7 +614,7 @@ async fn browser_characters() {
     crate::characters::advance_to(&hub, 20, 0, 0);
 
     let files = tempfile::tempdir().expect("tempdir");
-    let (cert, key, ca) = toy_tls_files(files.path(), &bear, &hub);
+    let signed_in = toy_page_env(files.path(), &bear, &hub);
     let file = write_file(files.path(), "hello.wav", &speech_like_wav(48_000, 1.5));
     // Screenshots of the toy page at both sizes, kept as test artefacts.
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-characters");
@@ -607,18 +622,14 @@ async fn browser_characters() {
     let stdout = run_node(
         &root,
         &["tests/browser/chars.mjs"],
-        &[
-            ("HUB_URL", &hub.origin()),
-            ("USERNAME", &"mum"),
-            ("PASSWORD", &harness::PASSWORD),
-            ("TOY_ID", &bear.toy_id),
-            ("TOY_NAME", &"Mia\u{2019}s Bear"),
-            ("TOY_CERT", &cert),
-            ("TOY_KEY", &key),
-            ("CA_FILE", &ca),
-            ("FILE_WAV", &file),
-            ("SHOTS_DIR", &shots),
-        ],
+        &env_with(
+            &signed_in,
+            &[
+                ("TOY_NAME", &"Mia\u{2019}s Bear"),
+                ("FILE_WAV", &file),
+                ("SHOTS_DIR", &shots),
+            ],
+        ),
         240,
     )
     .await;
@@ -703,7 +714,7 @@ async fn browser_look() {
     let fresh = Hub::start().await;
 
     let files = tempfile::tempdir().expect("tempdir");
-    let (cert, key, ca) = toy_tls_files(files.path(), &bear, &hub);
+    let signed_in = toy_page_env(files.path(), &bear, &hub);
     let wav = write_file(files.path(), "voice.wav", &speech_like_wav(16_000, 1.5));
     let shots = root.join("target/screenshots");
     let _ = std::fs::remove_dir_all(&shots);
@@ -711,18 +722,14 @@ async fn browser_look() {
     run_node(
         &root,
         &["tests/browser/look.mjs"],
-        &[
-            ("HUB_URL", &hub.origin()),
-            ("USERNAME", &"mum"),
-            ("PASSWORD", &harness::PASSWORD),
-            ("TOY_ID", &bear.toy_id),
-            ("TOY_CERT", &cert),
-            ("TOY_KEY", &key),
-            ("CA_FILE", &ca),
-            ("FAKE_WAV", &wav),
-            ("SETUP_HUB_URL", &fresh.origin()),
-            ("SCREENSHOT_DIR", &shots),
-        ],
+        &env_with(
+            &signed_in,
+            &[
+                ("FAKE_WAV", &wav),
+                ("SETUP_HUB_URL", &fresh.origin()),
+                ("SCREENSHOT_DIR", &shots),
+            ],
+        ),
         420,
     )
     .await;
