@@ -16,11 +16,8 @@ use hearth::clock::Clock;
 use serde_json::{Value, json};
 
 use crate::contract::Events;
-use crate::harness::{Hub, Parent, TestToy};
+use crate::harness::{self, Hub, Parent, TestToy};
 use crate::messages::{send_wav, tone_wav};
-
-const DAD_PW: &str = "juniper otter lighthouse";
-const GRAN_PW: &str = "saffron tugboat meadow";
 
 /// The eight pictures, as docs/api.md lists them.
 const PICTURES: [&str; 8] = ["bear", "bunny", "cat", "dog", "owl", "fox", "whale", "dino"];
@@ -54,22 +51,9 @@ async fn refused(who: &Parent, path: &str, body: Value) -> (u16, String, String)
 
 /// Mum (admin), Dad (parent), Gran (relative of the bear), a paired bear.
 async fn family() -> (Hub, Parent, Parent, Parent, TestToy) {
-    let hub = Hub::start().await;
-    let mum = hub.parent().await;
-    let mut bear = TestToy::new("bear");
-    bear.pair(&hub, &mum).await;
-    let dad = hub
-        .member(&mum, json!({"role": "parent"}), "dad", DAD_PW)
-        .await;
-    let gran = hub
-        .member(
-            &mum,
-            json!({"role": "relative", "toys": ["bear"]}),
-            "gran",
-            GRAN_PW,
-        )
-        .await;
-    (hub, mum, dad, gran, bear)
+    let mut f = harness::family(&["bear"], "bear").await;
+    let bear = f.toys.remove(0);
+    (f.hub, f.mum, f.dad, f.gran, bear)
 }
 
 #[actix_web::test]

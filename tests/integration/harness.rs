@@ -841,3 +841,48 @@ pub(crate) async fn recording_from(hub: &impl Target, toy: &TestToy) -> String {
     let v: Value = r.json().await.expect("json");
     v["id"].as_str().expect("id").to_owned()
 }
+
+/// Dad's password in [`family`].
+pub const DAD_PW: &str = "juniper otter lighthouse";
+/// Gran's password in [`family`].
+pub const GRAN_PW: &str = "saffron tugboat meadow";
+
+/// A household on a fresh hub: Mum (the admin), Dad (a parent), Gran (a
+/// relative granted `gran_toy`) and `toys` paired by Mum, in that order.
+pub struct Family {
+    pub hub: Hub,
+    pub mum: Parent,
+    pub dad: Parent,
+    pub gran: Parent,
+    pub toys: Vec<TestToy>,
+}
+
+/// Sets up a [`Family`].
+pub async fn family(toys: &[&str], gran_toy: &str) -> Family {
+    let hub = Hub::start().await;
+    let mum = hub.parent().await;
+    let mut paired = Vec::new();
+    for id in toys {
+        let mut toy = TestToy::new(id);
+        toy.pair(&hub, &mum).await;
+        paired.push(toy);
+    }
+    let dad = hub
+        .member(&mum, json!({"role": "parent"}), "dad", DAD_PW)
+        .await;
+    let gran = hub
+        .member(
+            &mum,
+            json!({"role": "relative", "toys": [gran_toy]}),
+            "gran",
+            GRAN_PW,
+        )
+        .await;
+    Family {
+        hub,
+        mum,
+        dad,
+        gran,
+        toys: paired,
+    }
+}

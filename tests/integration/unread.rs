@@ -8,11 +8,8 @@
 use serde_json::{Value, json};
 
 use crate::contract::Events;
-use crate::harness::{Hub, Parent, TestToy, recording_from};
+use crate::harness::{self, Hub, Parent, TestToy, recording_from};
 use crate::messages::tone_wav;
-
-const DAD_PW: &str = "juniper otter lighthouse";
-const GRAN_PW: &str = "saffron tugboat meadow";
 
 fn as_user(hub: &Hub, token: String) -> Parent {
     Parent {
@@ -64,24 +61,10 @@ async fn heard_by_me(who: &Parent, toy: &str, id: &str) -> Value {
 
 /// Mum (admin), Dad (parent), Gran (relative of the fox), a bear and a fox.
 async fn family() -> (Hub, Parent, Parent, Parent, TestToy, TestToy) {
-    let hub = Hub::start().await;
-    let mum = hub.parent().await;
-    let mut bear = TestToy::new("bear");
-    bear.pair(&hub, &mum).await;
-    let mut fox = TestToy::new("fox");
-    fox.pair(&hub, &mum).await;
-    let dad = hub
-        .member(&mum, json!({"role": "parent"}), "dad", DAD_PW)
-        .await;
-    let gran = hub
-        .member(
-            &mum,
-            json!({"role": "relative", "toys": ["fox"]}),
-            "gran",
-            GRAN_PW,
-        )
-        .await;
-    (hub, mum, dad, gran, bear, fox)
+    let mut f = harness::family(&["bear", "fox"], "fox").await;
+    let fox = f.toys.remove(1);
+    let bear = f.toys.remove(0);
+    (f.hub, f.mum, f.dad, f.gran, bear, fox)
 }
 
 #[actix_web::test]
