@@ -5,7 +5,7 @@
 //   TOY_CERT, TOY_KEY, CA_FILE, FAKE_WAV (the microphone), FILE_WAV (3.5 s)
 // Prints one line per step; exits non-zero on the first failure.
 import { chromium } from 'playwright-core';
-import { env, step, assert, axe, toyClient, pageErrors, watchErrors, assertNoPageErrors, runMain } from './common.mjs';
+import { LAUNCH_TIMEOUT_MS, env, step, assert, axe, toyClient, pageErrors, watchErrors, assertNoPageErrors, runMain } from './common.mjs';
 
 const HUB = env('HUB_URL');
 const toy = toyClient(HUB);
@@ -46,6 +46,7 @@ function inView(n) {
 
 async function main() {
   const browser = await chromium.launch({
+    timeout: LAUNCH_TIMEOUT_MS,
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: [
       '--headless', '--no-sandbox',

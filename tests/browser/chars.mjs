@@ -12,7 +12,7 @@
 // Prints one line per step and `SENT n` (messages sent); exits non-zero on
 // the first failure.
 import { chromium } from 'playwright-core';
-import { env, step, assert, axe, toyClient, pageErrors, watchErrors, assertNoPageErrors, runMain } from './common.mjs';
+import { LAUNCH_TIMEOUT_MS, env, step, assert, axe, toyClient, pageErrors, watchErrors, assertNoPageErrors, runMain } from './common.mjs';
 
 const HUB = env('HUB_URL');
 const TOY = env('TOY_ID');
@@ -47,6 +47,7 @@ async function headerPicture(page) {
 
 async function main() {
   const browser = await chromium.launch({
+    timeout: LAUNCH_TIMEOUT_MS,
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
       '--no-first-run', '--disable-sync', '--ignore-certificate-errors'],

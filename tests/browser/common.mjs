@@ -10,6 +10,9 @@ export const env = (k, d) => {
   if (v === undefined) throw new Error(`missing env ${k}`);
   return v;
 };
+/** How long Chromium may take to start: a first start on a fresh machine
+ * (its font caches) under a loaded test run can pass Playwright's 30 s. */
+export const LAUNCH_TIMEOUT_MS = 120000;
 export const step = (msg) => console.log(`ok   ${msg}`);
 export const fail = (msg) => { throw new Error(msg); };
 export const assert = (cond, msg) => { if (!cond) fail(msg); };

@@ -17,7 +17,7 @@
 // Rust side to check through the API; exits non-zero on the first failure.
 import fs from 'node:fs';
 import { chromium } from 'playwright-core';
-import { env, step, assert, axe, toyClient, pageErrors, watchErrors, assertNoPageErrors, runMain } from './common.mjs';
+import { LAUNCH_TIMEOUT_MS, env, step, assert, axe, toyClient, pageErrors, watchErrors, assertNoPageErrors, runMain } from './common.mjs';
 
 const HUB = env('HUB_URL');
 const TOY = env('TOY_ID');
@@ -307,6 +307,7 @@ async function run(browser, size) {
 
 async function main() {
   const browser = await chromium.launch({
+    timeout: LAUNCH_TIMEOUT_MS,
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
       '--no-first-run', '--disable-sync', '--ignore-certificate-errors', '--autoplay-policy=no-user-gesture-required'],

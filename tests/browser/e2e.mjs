@@ -10,7 +10,7 @@
 // Prints one line per step; exits non-zero on the first failure.
 import fs from 'node:fs';
 import { chromium } from 'playwright-core';
-import { env, step, assert, axe, axeResults, toyClient, pageErrors, assertNoPageErrors, runMain } from './common.mjs';
+import { LAUNCH_TIMEOUT_MS, env, step, assert, axe, axeResults, toyClient, pageErrors, assertNoPageErrors, runMain } from './common.mjs';
 
 const HUB = env('HUB_URL');
 const toy = toyClient(HUB);
@@ -32,6 +32,7 @@ function watch(page, name) {
 
 async function main() {
   const browser = await chromium.launch({
+    timeout: LAUNCH_TIMEOUT_MS,
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: [
       '--headless', '--no-sandbox',

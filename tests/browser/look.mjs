@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { env, step, assert, axe, axeResults, toyClient, pageErrors, watchErrors, assertNoPageErrors, runMain } from './common.mjs';
+import { LAUNCH_TIMEOUT_MS, env, step, assert, axe, axeResults, toyClient, pageErrors, watchErrors, assertNoPageErrors, runMain } from './common.mjs';
 
 const HUB = env('HUB_URL');
 const toy = toyClient(HUB);
@@ -112,6 +112,7 @@ async function tour(browser, scheme, view) {
 async function main() {
   fs.mkdirSync(SHOTS, { recursive: true });
   const browser = await chromium.launch({
+    timeout: LAUNCH_TIMEOUT_MS,
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
       '--no-first-run', '--disable-sync', '--ignore-certificate-errors'],

@@ -5,6 +5,7 @@
 // Prints one line per step; exits non-zero on the first failure.
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
+import { LAUNCH_TIMEOUT_MS } from './common.mjs';
 
 const INDEX = process.env.INDEX_HTML;
 const EXPECT = Number(process.env.EXPECT_CLIPS || '1');
@@ -12,6 +13,7 @@ const fail = (msg) => { console.error(`FAIL ${msg}`); process.exit(1); };
 if (!INDEX) fail('missing env INDEX_HTML');
 
 const browser = await chromium.launch({
+  timeout: LAUNCH_TIMEOUT_MS,
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--autoplay-policy=no-user-gesture-required',
     '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],

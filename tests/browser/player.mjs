@@ -8,7 +8,7 @@
 //   LINK, HUB_URL, USERNAME, PASSWORD, FAKE_WAV, CONTACT
 // Prints one line per step; exits non-zero on the first failure.
 import { chromium } from 'playwright-core';
-import { env, step, assert, axe } from './common.mjs';
+import { LAUNCH_TIMEOUT_MS, env, step, assert, axe } from './common.mjs';
 
 const LINK = env('LINK');
 const HUB = env('HUB_URL');
@@ -26,6 +26,7 @@ function watch(page, name) {
 
 async function main() {
   const browser = await chromium.launch({
+    timeout: LAUNCH_TIMEOUT_MS,
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: [
       '--headless', '--no-sandbox',

@@ -108,6 +108,13 @@ async fn npm_ci(root: &Path) -> Result<(), String> {
 /// Chromium is missing, so installing Chromium is the only step left), then
 /// says what is still missing: `(reason, how to fix it)`.
 pub async fn prepare(root: &Path) -> Option<(String, String)> {
+    // One test at a time: the browser tests start together, and on a fresh
+    // checkout each would find node_modules missing and run `npm ci`, which
+    // deletes node_modules first, under the feet of a script another test
+    // had already started (a CI run failed so). The first installs; the
+    // others wait for it and then find the packages present.
+    static PREPARING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = PREPARING.lock().await;
     if !runs("node") {
         return Some((
             "node is not installed".into(),
@@ -195,9 +202,16 @@ pub(crate) async fn run_node(
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
+    // The script's FAIL line first: a CI log that keeps only the ends of
+    // the output still shows why.
+    let why = stdout
+        .lines()
+        .chain(stderr.lines())
+        .find(|l| l.starts_with("FAIL") || l.contains("Error"))
+        .unwrap_or("no FAIL line");
     assert!(
         out.status.success(),
-        "node {args:?} failed ({}):\n{stdout}\n{stderr}",
+        "node {args:?} failed ({}): {why}\n{stdout}\n{stderr}",
         out.status
     );
     stdout
