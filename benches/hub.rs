@@ -12,7 +12,9 @@
 //!
 //! `HEARTH_BENCH_BIN=/path/to/hearth` measures that binary instead of
 //! building one; `HEARTH_BENCH_TOYS=200` leaves out the 1000-toy figure;
-//! `HEARTH_BENCH_ONLY=memory` takes only the memory figures of (c).
+//! `HEARTH_BENCH_ONLY=memory` takes only the memory figures of (c);
+//! `HEARTH_BENCH_HOLD=SECS` keeps the toys' long-polls open that long
+//! after them, to look at the hub from outside.
 //! With `HEARTH_BENCH_REFERENCE=/path/to/hearth` (for example the binary
 //! of the previous main, built or unpacked from its `.deb`), every figure
 //! is also taken for that binary in the same run, one after the other, and
@@ -833,6 +835,15 @@ async fn measure(hub: &mut HubProc, root: &Path, big: usize, report: &mut Report
             ),
             "<= 40 MiB",
         );
+    }
+    // HEARTH_BENCH_HOLD=SECS keeps every long-poll open that long after
+    // the figures, to look at the hub from outside (smaps, a profiler).
+    if let Some(secs) = std::env::var("HEARTH_BENCH_HOLD")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        println!("holding {big} long-polls for {secs} s (pid {pid})");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
     }
     for p in &pollers {
         p.abort();

@@ -218,6 +218,7 @@ fn https_server(
                 .wrap(from_fn(crate::web::errors::in_layout))
                 .wrap(from_fn(http::head_without_body))
                 .wrap(from_fn(http::lan_guard))
+                .wrap(from_fn(http::compact_headers))
                 .configure(|cfg| {
                     let mut r = Routes::new(cfg);
                     crate::web::register(&mut r);

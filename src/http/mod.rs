@@ -170,6 +170,33 @@ pub fn fetch_of(req: &HttpRequest) -> crate::messaging::Fetch {
     }
 }
 
+/// A request's headers in a map of their own size. actix-http gives every
+/// request a header map with room for 16 names (about 6.7 KiB, kept while
+/// the request lives); a toy's long-poll or a page's event stream holds
+/// its request for minutes, so with 1000 toys waiting that room alone was
+/// 6.5 MiB. The outermost middleware, so the request is not shared yet.
+pub async fn compact_headers(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    compact(req.headers_mut());
+    next.call(req).await
+}
+
+/// Moves `headers` into a map sized for them when they fill less than half
+/// of the room they have; names and values are unchanged, and so is the
+/// order of a name's values.
+fn compact(headers: &mut header::HeaderMap) {
+    if headers.len() * 2 >= headers.capacity() {
+        return;
+    }
+    let room = headers.len_keys();
+    let old = std::mem::replace(headers, header::HeaderMap::with_capacity(room));
+    for (name, value) in old.iter() {
+        headers.append(name.clone(), value.clone());
+    }
+}
+
 /// The answer to a `HEAD` with a streamed body (the events stream): the
 /// same status and headers as the `GET`, and the stream ended at once, so
 /// the connection is free again. (For a body of known size actix already
@@ -401,5 +428,50 @@ impl<T: serde::de::DeserializeOwned + 'static, const LIMIT: usize> FromRequest f
             let body = read_body(&req, payload, LIMIT).await?;
             parse_json(&body).map(Json)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderMap, HeaderName};
+
+    /// Every (name, value), by name (a hash map has no order of names), a
+    /// name's values in their order.
+    fn pairs(h: &HeaderMap) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = h
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().expect("ascii").to_owned()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    #[test]
+    fn compact_keeps_every_header_in_a_map_of_their_size() {
+        let mut h = HeaderMap::with_capacity(16);
+        h.append(header::HOST, HeaderValue::from_static("hearth.local"));
+        h.append(header::ACCEPT, HeaderValue::from_static("text/html"));
+        h.append(header::ACCEPT, HeaderValue::from_static("*/*"));
+        let cookie = HeaderName::from_static("x-toy");
+        h.append(cookie, HeaderValue::from_static("bear"));
+        let before = pairs(&h);
+        assert!(h.capacity() >= 16);
+        compact(&mut h);
+        assert_eq!(pairs(&h), before, "the same names and values");
+        assert!(h.capacity() < 8, "room for 3 names: {}", h.capacity());
+        assert_eq!(h.get_all(header::ACCEPT).count(), 2);
+    }
+
+    #[test]
+    fn compact_leaves_a_map_that_is_at_least_half_full() {
+        let mut h = HeaderMap::with_capacity(4);
+        for i in 0..h.capacity() {
+            let name = HeaderName::try_from(format!("x-{i}")).expect("name");
+            h.append(name, HeaderValue::from_static("v"));
+        }
+        let (cap, before) = (h.capacity(), pairs(&h));
+        compact(&mut h);
+        assert_eq!((h.capacity(), pairs(&h)), (cap, before));
     }
 }
