@@ -644,6 +644,8 @@
       if (!r.ok || !r.data) return;
       const msgs = r.data.messages.slice().reverse();
       if (opts.newestFirst) msgs.forEach(upsert); else msgs.forEach(upsert);
+      // How many list answers the page has applied (what a test waits for).
+      list.dataset.refreshed = String((Number(list.dataset.refreshed) || 0) + 1);
     }
     onEvent('resync', refresh);
     // This member heard something elsewhere (another tab, Mark all heard).
