@@ -226,6 +226,7 @@ test_toy_alone() {
 	# build.rs: packed relative relocations (BENCHMARKS.md (m)), so glibc 2.36.
 	check "hub .deb: hearth has packed relative relocations (DT_RELR)" sh -c "t=\$(mktemp) && dpkg-deb --fsys-tarfile '$DEB' | tar -xO ./usr/bin/hearth >\"\$t\" && readelf -d \"\$t\" | grep -q '(RELR)'; r=\$?; rm -f \"\$t\"; exit \$r"
 	check "hub .deb: depends on libc6 (>= 2.36)" sh -c "dpkg-deb -f '$DEB' Depends | grep -q 'libc6 (>= 2.36)'"
+	check "toy .deb: depends on libc6 (>= 2.36)" sh -c "dpkg-deb -f '$TOY_DEB' Depends | grep -q 'libc6 (>= 2.36)'"
 	check "hub .deb does not carry the toy's man page" deb_lacks "$DEB" usr/share/man/man1/hearth-toy.1.gz
 	check "toy .deb does not carry /usr/bin/hearth" deb_lacks "$TOY_DEB" usr/bin/hearth
 	check "toy .deb does not carry the unit" deb_lacks "$TOY_DEB" usr/lib/systemd/system/hearth.service
