@@ -453,8 +453,8 @@ mod tests {
         h.append(header::HOST, HeaderValue::from_static("hearth.local"));
         h.append(header::ACCEPT, HeaderValue::from_static("text/html"));
         h.append(header::ACCEPT, HeaderValue::from_static("*/*"));
-        let cookie = HeaderName::from_static("x-toy");
-        h.append(cookie, HeaderValue::from_static("bear"));
+        let toy = HeaderName::from_static("x-toy");
+        h.append(toy, HeaderValue::from_static("bear"));
         let before = pairs(&h);
         assert!(h.capacity() >= 16);
         compact(&mut h);
