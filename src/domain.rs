@@ -660,4 +660,22 @@ mod tests {
         }
         assert!(Direction::parse("sideways").is_err());
     }
+
+    #[test]
+    fn debug_output_shows_fingerprints_and_hides_pairing_codes() {
+        // Found by cargo-mutants: nothing printed either value with `{:?}`.
+        // A fingerprint prints as its hex (FIPS 180-2's "abc" vector).
+        assert_eq!(
+            format!("{:?}", Hex32::sha256(b"abc")),
+            "Hex32(ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad)"
+        );
+        // A pairing code is a secret while its pairing is open: debug
+        // output says a code is there, never its digits, also inside
+        // derived `Debug` output.
+        let code = PairingCode::parse("428917").expect("valid");
+        assert_eq!(format!("{code:?}"), "PairingCode(******)");
+        let nested = format!("{:?}", Some((code, 7)));
+        assert_eq!(nested, "Some((PairingCode(******), 7))");
+        assert!(!format!("{code:#?}").contains("428917"));
+    }
 }

@@ -353,4 +353,108 @@ mod tests {
         // Two dictionary words, not listed: score 2, which is enough.
         assert!(check_rule("harbourkettle", "mum", "home").is_ok());
     }
+
+    /// The CPU time this thread has used so far (user and system).
+    fn thread_cpu() -> std::time::Duration {
+        use nix::sys::resource::{UsageWho, getrusage};
+        let usage = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage");
+        let micros = |t: nix::sys::time::TimeVal| {
+            u64::try_from(t.tv_sec()).expect("seconds") * 1_000_000
+                + u64::try_from(t.tv_usec()).expect("microseconds")
+        };
+        std::time::Duration::from_micros(micros(usage.user_time()) + micros(usage.system_time()))
+    }
+
+    #[test]
+    fn an_unknown_users_sign_in_costs_what_a_real_check_costs() {
+        // Found by cargo-mutants: `verify_dummy` doing nothing passed every
+        // test. The cost is measured as this thread's CPU time (Argon2 with
+        // p=1 runs on the calling thread), which other processes on the
+        // machine do not inflate the way they would wall-clock time.
+        let stored = hash("plum violet kettle harbour").expect("hash");
+        verify_dummy("a first guess"); // makes the dummy hash, once
+        let cost = |f: &dyn Fn()| {
+            let start = thread_cpu();
+            f();
+            thread_cpu() - start
+        };
+        // A real check before and after, since a busy machine's caches
+        // slow all three a little (seen: 0.7 to 1.1 s each, unoptimised).
+        let real_check = || assert!(!verify("a wrong guess", &stored));
+        let before = cost(&real_check);
+        let dummy = cost(&|| verify_dummy("a wrong guess"));
+        let after = cost(&real_check);
+        assert!(
+            dummy >= before.min(after) / 2 && dummy <= before.max(after) * 2,
+            "an unknown user's check took {dummy:?} of CPU, a real one {before:?} and {after:?}"
+        );
+    }
+
+    /// This process's resident anonymous memory in KiB (`RssAnon` of
+    /// `/proc/self/status`: the heap and mappings, not the binary's pages).
+    fn resident_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("RssAnon in kB")
+    }
+
+    #[test]
+    fn argon2s_working_memory_goes_back_to_the_system_after_each_hash() {
+        // Found by cargo-mutants: nothing checked what
+        // `WORKING_MEMORY_CAPACITY` is for. Measured in a fresh copy of
+        // this test binary, so no other test's memory is counted: after a
+        // first hash (which, with a 19 MiB request, raises glibc's mmap
+        // threshold when freed), two more must leave nothing resident.
+        const CHILD: &str = "HEARTH_TEST_ARGON2_MEMORY_CHILD";
+        const NAME: &str =
+            "auth::password::tests::argon2s_working_memory_goes_back_to_the_system_after_each_hash";
+        if std::env::var_os(CHILD).is_some() {
+            hash("plum violet kettle harbour").expect("hash");
+            let before = resident_kib();
+            for _ in 0..2 {
+                hash("plum violet kettle harbour").expect("hash");
+            }
+            println!("resident-kib {before} {}", resident_kib());
+            return;
+        }
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the test binary");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the child did not finish its three hashes in 120 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)
+            .expect("read the child's output");
+        assert!(status.success(), "the child failed: {status}\n{out}");
+        let line = out
+            .lines()
+            // libtest prints the test's name on the same line.
+            .find_map(|l| l.split_once("resident-kib ").map(|(_, kib)| kib))
+            .unwrap_or_else(|| panic!("no measurement in the child's output:\n{out}"));
+        let kib: Vec<u64> = line.split(' ').map(|n| n.parse().expect("KiB")).collect();
+        let grown = kib[1].saturating_sub(kib[0]);
+        // Argon2's working memory is 19 MiB; anything near it stayed.
+        assert!(
+            grown < 4 * 1024,
+            "{grown} KiB more resident after two more hashes ({line})"
+        );
+    }
 }
