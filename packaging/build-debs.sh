@@ -29,6 +29,9 @@ cd "$ROOT"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 export CARGO_TARGET_DIR=$TARGET_DIR
 NICE=${HEARTH_NICE:-19}
+# The hub's link map (build.rs), for code_order_report. Set for every build
+# of this script, so that cargo deb finds the release build current.
+export HEARTH_LINK_MAP=$TARGET_DIR/hearth.map
 OUT=$TARGET_DIR/debs
 MAN_DIR=$ROOT/packaging/build
 
@@ -86,6 +89,25 @@ check_inputs() {
 build_host() {
 	log "host release build"
 	nice -n "$NICE" cargo build --release --locked --bins
+	code_order_report
+}
+
+# How much of packaging/hearth.order (the hub's code in the order a running
+# hub needs it, laid out by build.rs; BENCHMARKS.md (o)) the host build
+# found, from its link map. Symbol names change with a Rust or dependency
+# upgrade; names the build lacks are skipped, so an outdated order is no
+# error, only less of the code laid out: rerun benches/code-order.sh.
+code_order_report() {
+	local order=packaging/hearth.order total found
+	[ -f "$order" ] && [ -f "$HEARTH_LINK_MAP" ] || return 0
+	total=$(grep -vc '^#' "$order")
+	found=$(grep -o ':(\.text\.[^)]*)' "$HEARTH_LINK_MAP" | sed 's/^:(\.text\.\(unlikely\.\|startup\.\|hot\.\)\{0,1\}//; s/)$//' |
+		sort -u | comm -12 - <(grep -v '^#' "$order" | sort -u) | wc -l)
+	if [ $((found * 10)) -ge $((total * 9)) ]; then
+		log "code order: $found of $total functions of $order are in this build"
+	else
+		log "WARNING: code order: only $found of $total functions of $order are in this build: it is outdated, run benches/code-order.sh"
+	fi
 }
 
 # Writes a gzipped man page for one binary from its `man` subcommand.
