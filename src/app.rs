@@ -203,6 +203,7 @@ fn https_server(
         .workers(2)
         .shutdown_timeout(5)
         .max_concurrent_connections(limits::MAX_CONNECTIONS_PER_WORKER)
+        .worker_max_blocking_threads(limits::BLOCKING_THREADS_PER_WORKER)
         .listen("hearth-https", listener, move || {
             let st = state.clone();
             let app = App::new()

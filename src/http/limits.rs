@@ -29,6 +29,15 @@ pub const MAX_HANDSHAKES_PER_WORKER: usize = 64;
 /// Open connections per worker; with two workers, well under the unit's
 /// `LimitNOFILE=8192` (1000 toys hold one or two each).
 pub const MAX_CONNECTIONS_PER_WORKER: usize = 3000;
+/// Threads each worker may run blocking work on (SQLite, audio, files, a
+/// download being written). tokio's default, 512 shared by the workers, let
+/// 1000 toys polling at once start hundreds of threads that each waited on
+/// the single SQLite writer or opened a reader of its own, and stayed for
+/// 10 s with their stacks and malloc arenas (BENCHMARKS.md (o)). SQLite
+/// writes one at a time and a Pi has four cores, so more threads only
+/// wait; sixteen leave room for downloads, which hold one each while the
+/// client reads.
+pub const BLOCKING_THREADS_PER_WORKER: usize = 16;
 /// A TLS handshake must finish within this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The request head must arrive within this after the connection opens.
