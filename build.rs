@@ -12,18 +12,24 @@
 //!   LLD, places the functions a running hub uses next to each other, so that
 //!   fewer pages of the executable become resident (BENCHMARKS.md (o)).
 //!   Symbols the file names that the build does not have are skipped, so an
-//!   outdated file only makes the order less complete. `HEARTH_NO_CODE_ORDER=1`
-//!   turns it off (for a linker other than LLD).
-//! - `HEARTH_LINK_MAP=FILE` writes the hub's link map there (what
+//!   outdated file only makes the order less complete. Left out where the
+//!   linker may not be LLD: Rust before 1.90 (GNU ld by default), or a
+//!   linker chosen in `RUSTFLAGS` or `CARGO_TARGET_<triple>_LINKER`;
+//!   `BUILD_HEARTH_NO_CODE_ORDER=1` turns it off by hand.
+//! - `BUILD_HEARTH_LINK_MAP=FILE` writes the hub's link map there (what
 //!   `benches/code-order.sh` reads to name the functions it profiled).
+//!
+//! The build's variables do not start with `HEARTH_`: the hub refuses
+//! unknown `HEARTH_*` variables, and these may still be set when it runs.
 
 use std::env::var;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=packaging/hearth.order");
-    println!("cargo:rerun-if-env-changed=HEARTH_NO_CODE_ORDER");
-    println!("cargo:rerun-if-env-changed=HEARTH_LINK_MAP");
+    println!("cargo:rerun-if-env-changed=BUILD_HEARTH_NO_CODE_ORDER");
+    println!("cargo:rerun-if-env-changed=BUILD_HEARTH_LINK_MAP");
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
     let os = var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
     if os == "linux" && env == "gnu" {
@@ -31,10 +37,9 @@ fn main() {
     }
     let order = std::path::Path::new(&var("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("packaging/hearth.order");
-    let lld_by_default = var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
-    if lld_by_default
+    if links_with_lld()
         && var("PROFILE").is_ok_and(|p| p == "release")
-        && var("HEARTH_NO_CODE_ORDER").is_err()
+        && var("BUILD_HEARTH_NO_CODE_ORDER").is_err()
         && order.is_file()
     {
         println!(
@@ -43,7 +48,28 @@ fn main() {
         );
         println!("cargo:rustc-link-arg-bin=hearth=-Wl,--no-warn-symbol-ordering");
     }
-    if let Ok(map) = var("HEARTH_LINK_MAP") {
+    if let Ok(map) = var("BUILD_HEARTH_LINK_MAP") {
         println!("cargo:rustc-link-arg-bin=hearth=-Wl,-Map={map}");
     }
+}
+
+/// Whether rustc links this build with its own LLD: the default for
+/// x86-64 GNU/Linux since Rust 1.90, unless a linker is chosen.
+fn links_with_lld() -> bool {
+    if var("TARGET").ok().as_deref() != Some("x86_64-unknown-linux-gnu")
+        || var("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_ok()
+        || var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|f| f.contains("link"))
+    {
+        return false;
+    }
+    let rustc = var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(out) = std::process::Command::new(rustc).arg("-vV").output() else {
+        return false;
+    };
+    let version = String::from_utf8_lossy(&out.stdout);
+    let minor = version
+        .lines()
+        .find_map(|l| l.strip_prefix("release: 1."))
+        .and_then(|v| v.split('.').next()?.parse::<u32>().ok());
+    minor.is_some_and(|m| m >= 90)
 }

@@ -3,7 +3,7 @@
 
     code-order.py LINK_MAP BINARY PROFILE... > packaging/hearth.order
 
-LINK_MAP is the hub's link map (build.rs writes it when HEARTH_LINK_MAP is
+LINK_MAP is the hub's link map (build.rs writes it when BUILD_HEARTH_LINK_MAP is
 set), BINARY the path the profiles name as the executable (callgrind's
 `ob=`), each PROFILE a callgrind file written with `--dump-instr=yes`, most
 important first. Every executed instruction of BINARY is placed in the input

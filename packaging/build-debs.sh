@@ -31,7 +31,7 @@ export CARGO_TARGET_DIR=$TARGET_DIR
 NICE=${HEARTH_NICE:-19}
 # The hub's link map (build.rs), for code_order_report. Set for every build
 # of this script, so that cargo deb finds the release build current.
-export HEARTH_LINK_MAP=$TARGET_DIR/hearth.map
+export BUILD_HEARTH_LINK_MAP=$TARGET_DIR/hearth.map
 OUT=$TARGET_DIR/debs
 MAN_DIR=$ROOT/packaging/build
 
@@ -99,9 +99,9 @@ build_host() {
 # error, only less of the code laid out: rerun benches/code-order.sh.
 code_order_report() {
 	local order=packaging/hearth.order total found
-	[ -f "$order" ] && [ -f "$HEARTH_LINK_MAP" ] || return 0
+	[ -f "$order" ] && [ -f "$BUILD_HEARTH_LINK_MAP" ] || return 0
 	total=$(grep -vc '^#' "$order")
-	found=$(grep -o ':(\.text\.[^)]*)' "$HEARTH_LINK_MAP" | sed 's/^:(\.text\.\(unlikely\.\|startup\.\|hot\.\)\{0,1\}//; s/)$//' |
+	found=$(grep -o ':(\.text\.[^)]*)' "$BUILD_HEARTH_LINK_MAP" | sed 's/^:(\.text\.\(unlikely\.\|startup\.\|hot\.\)\{0,1\}//; s/)$//' |
 		sort -u | comm -12 - <(grep -v '^#' "$order" | sort -u) | wc -l)
 	if [ $((found * 10)) -ge $((total * 9)) ]; then
 		log "code order: $found of $total functions of $order are in this build"
