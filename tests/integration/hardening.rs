@@ -662,3 +662,117 @@ async fn the_redirect_listener_keeps_its_host_and_refuses_the_apis() {
         assert_eq!(v["error"]["code"], "https_required", "{path}");
     }
 }
+
+/// A burst of requests that each need SQLite on a blocking thread starts a
+/// bounded number of threads (issue 14, BENCHMARKS.md (o)): 200 signed-in
+/// connections, already open (25 from each of eight loopback addresses,
+/// under the per-address cap), each change the parent's display name at the
+/// same moment while another process holds the database's write lock, and
+/// the hub's thread count, read every 2 ms, stays within what it had before
+/// plus its two workers' blocking pools
+/// (`http::limits::BLOCKING_THREADS_PER_WORKER` each). With tokio's default
+/// (512 shared by the workers) the same burst started a thread per waiting
+/// request.
+#[test]
+fn a_burst_of_requests_starts_a_bounded_number_of_threads() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let hub = ProcHub::start(&dir.path().join("data"), Arc::clone(&log))
+        .unwrap_or_else(|| panic!("the hub starts; log:\n{}", log.lock().expect("log")));
+    let rt = crate::durability::runtime();
+    let token = rt.block_on(async {
+        hub.setup().await;
+        hub.login().await
+    });
+    let url = format!("https://127.0.0.1:{}/api/v1/ledger", hub.port);
+    let addresses: Vec<Vec<reqwest::Client>> = (0..8u8)
+        .map(|a| {
+            (0..25)
+                .map(|_| {
+                    reqwest::Client::builder()
+                        .tls_backend_preconfigured(tls_config(&hub.ca_pem, None))
+                        .local_address(std::net::IpAddr::from([127, 0, 0, 20 + a]))
+                        .pool_idle_timeout(Duration::from_secs(60))
+                        .build()
+                        .expect("client")
+                })
+                .collect()
+        })
+        .collect();
+    let get = |c: &reqwest::Client| c.get(&url).bearer_auth(&token).send();
+    // A write: each waits for SQLite's one writer and its sync to disk.
+    let me = format!("https://127.0.0.1:{}/api/v1/me", hub.port);
+    let rename = |c: &reqwest::Client| {
+        c.patch(&me)
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"display_name": "Mum"}))
+            .send()
+    };
+    // Every client opens its connection first, one address's at a time.
+    rt.block_on(futures_util::future::join_all(addresses.iter().map(
+        |clients| async move {
+            for c in clients {
+                assert_eq!(get(c).await.expect("a first request").status(), 200);
+            }
+        },
+    )));
+    let pid = hub.pid();
+    let threads = move || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let before = threads();
+    assert!(before > 0, "the hub's thread count is readable");
+    // Two workers of 16 (`BLOCKING_THREADS_PER_WORKER`), written out so
+    // that the constant is not its own oracle, and 4 for the hub's own
+    // runtime (its timers and background work may start one meanwhile).
+    // Without the limit the same burst took 60 to 140 more.
+    let bound = before + 2 * 16 + 4;
+    let most = Arc::new(AtomicU64::new(before));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (most, done) = (Arc::clone(&most), Arc::clone(&done));
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                most.fetch_max(threads(), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    // Another process holds the database's write lock, so every write of the
+    // burst waits (the hub's busy timeout is 5 s) and holds whatever thread
+    // it runs on: until more threads than the bound run, or for 2 s.
+    let db = rusqlite::Connection::open(hub.data.join("hearth.db")).expect("open the database");
+    db.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let answers = rt.block_on(async {
+        let burst = futures_util::future::join_all(addresses.iter().flatten().map(rename));
+        let hold = async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while most.load(Ordering::SeqCst) <= bound && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            db.execute_batch("COMMIT").expect("release the write lock");
+        };
+        tokio::join!(burst, hold).0
+    });
+    done.store(true, Ordering::SeqCst);
+    sampler.join().expect("sampler");
+    let ok = answers
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.status() == 200))
+        .count();
+    assert_eq!(ok, 200, "every request of the burst is answered");
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        most <= bound,
+        "the burst took the hub from {before} to {most} threads (at most {bound})"
+    );
+}
