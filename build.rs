@@ -13,8 +13,8 @@
 //!   fewer pages of the executable become resident (BENCHMARKS.md (o)).
 //!   Symbols the file names that the build does not have are skipped, so an
 //!   outdated file only makes the order less complete. Left out where the
-//!   linker may not be LLD: Rust before 1.90 (GNU ld by default), or a
-//!   linker chosen in `RUSTFLAGS` or `CARGO_TARGET_<triple>_LINKER`;
+//!   linker may not be LLD: Rust before 1.90 (GNU ld by default), any link
+//!   option in `RUSTFLAGS`, or a linker in `CARGO_TARGET_<triple>_LINKER`;
 //!   `BUILD_HEARTH_NO_CODE_ORDER=1` turns it off by hand.
 //! - `BUILD_HEARTH_LINK_MAP=FILE` writes the hub's link map there (what
 //!   `benches/code-order.sh` reads to name the functions it profiled).

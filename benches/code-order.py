@@ -42,6 +42,7 @@ def sections(path):
 def executed(path, binary):
     """Addresses of BINARY's instructions that a callgrind profile ran."""
     names, ob, in_obj, last, addrs = {}, None, False, 0, set()
+    # `ob=(N) path` names object N once; later lines say only `ob=(N)`.
     for line in open(path, errors="replace"):
         if not line.strip():
             continue
@@ -102,6 +103,7 @@ def main():
     for n, hit in enumerate(hits, 1):
         size = sum(secs[i][1] - secs[i][0] for i in hit)
         print(f"profile {n}: {len(hit)} functions, {size} bytes", file=sys.stderr)
+
 
 if __name__ == "__main__":
     main()

@@ -11,8 +11,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
-use crate::harness::{Hub, TestToy, client, tls_config};
-use crate::proc_hub::ProcHub;
+use crate::harness::{Hub, TestToy, client, client_from_keeping, tls_config};
+use crate::proc_hub::{ProcHub, status_number};
 
 /// Starts another hub on an existing data directory (a restart after an
 /// upgrade or a configuration change). Returns its port and its CA PEM.
@@ -690,15 +690,10 @@ fn a_burst_of_requests_starts_a_bounded_number_of_threads() {
     let url = format!("https://127.0.0.1:{}/api/v1/ledger", hub.port);
     let addresses: Vec<Vec<reqwest::Client>> = (0..8u8)
         .map(|a| {
+            // Kept open past the warm-up: 25 new handshakes at once from
+            // one address would be over its cap of 8.
             (0..25)
-                .map(|_| {
-                    reqwest::Client::builder()
-                        .tls_backend_preconfigured(tls_config(&hub.ca_pem, None))
-                        .local_address(std::net::IpAddr::from([127, 0, 0, 20 + a]))
-                        .pool_idle_timeout(Duration::from_secs(60))
-                        .build()
-                        .expect("client")
-                })
+                .map(|_| client_from_keeping(&hub.ca_pem, 20 + a, Duration::from_secs(60)))
                 .collect()
         })
         .collect();
@@ -720,14 +715,7 @@ fn a_burst_of_requests_starts_a_bounded_number_of_threads() {
         },
     )));
     let pid = hub.pid();
-    let threads = move || -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0)
-    };
+    let threads = move || status_number(pid, "Threads").unwrap_or(0);
     let before = threads();
     assert!(before > 0, "the hub's thread count is readable");
     // Two workers of 16 (`BLOCKING_THREADS_PER_WORKER`), written out so

@@ -333,11 +333,16 @@ pub fn client(tls: rustls::ClientConfig) -> reqwest::Client {
 /// `127.0.0.N`, so one test can act as several devices: the hub caps open
 /// connections and handshakes per address (`http::limits`).
 pub fn client_from(ca_pem: &str, n: u8) -> reqwest::Client {
+    client_from_keeping(ca_pem, n, CLIENT_IDLE)
+}
+
+/// [`client_from`] keeping an idle connection open for `idle`.
+pub fn client_from_keeping(ca_pem: &str, n: u8, idle: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls_config(ca_pem, None))
         .redirect(reqwest::redirect::Policy::none())
         .local_address(std::net::IpAddr::from([127, 0, 0, n]))
-        .pool_idle_timeout(CLIENT_IDLE)
+        .pool_idle_timeout(idle)
         .build()
         .expect("client")
 }

@@ -134,13 +134,7 @@ impl ProcHub {
 
     /// A line of /proc/PID/status in KiB (`VmRSS`, `VmHWM`).
     pub fn status_kib(&self, field: &str) -> Option<u64> {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        s.lines()
-            .find(|l| l.starts_with(&format!("{field}:")))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
+        status_number(self.pid(), field)
     }
 
     /// SIGKILL and reap.
@@ -172,4 +166,16 @@ impl Drop for ProcHub {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The number of a line of /proc/PID/status: KiB for `VmRSS` and the like,
+/// a count for `Threads`. Takes only the pid, so a sampling thread can use it.
+pub fn status_number(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(&format!("{field}:")))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
